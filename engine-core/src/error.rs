@@ -1,0 +1,173 @@
+//! The one error type every engine returns.
+
+use std::fmt;
+
+/// What went wrong, independent of the engine that reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The bytes are not a valid WebAssembly module (or the engine rejected it).
+    Compile,
+    /// A host function could not be registered, or an import is not provided.
+    Link,
+    /// Instantiation failed (out of instances, start section trapped, ...).
+    Instantiate,
+    /// The guest trapped while running (`unreachable`, out-of-bounds access, ...).
+    Trap,
+    /// The guest ran past its deadline or out of fuel.
+    Interrupted,
+    /// The guest asked for more memory than its limit allows.
+    ResourceLimit,
+    /// A guest pointer/length pair falls outside the guest's linear memory.
+    MemoryOutOfBounds,
+    /// A required export is missing.
+    MissingExport,
+    /// An export exists but its type is not the one expected.
+    SignatureMismatch,
+    /// The engine does not have this capability at all.
+    NotSupported,
+    /// A serialized (precompiled) module could not be loaded.
+    Deserialize,
+    /// Anything else reported by the engine.
+    Other,
+}
+
+impl ErrorKind {
+    /// A short, lowercase description used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Compile => "compile error",
+            ErrorKind::Link => "link error",
+            ErrorKind::Instantiate => "instantiation failed",
+            ErrorKind::Trap => "trap",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::ResourceLimit => "resource limit exceeded",
+            ErrorKind::MemoryOutOfBounds => "guest memory access out of bounds",
+            ErrorKind::MissingExport => "missing export",
+            ErrorKind::SignatureMismatch => "export has the wrong signature",
+            ErrorKind::NotSupported => "not supported",
+            ErrorKind::Deserialize => "cannot load precompiled module",
+            ErrorKind::Other => "engine error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error reported by an engine backend.
+///
+/// It carries the [`ErrorKind`], the name of the engine, a message, and for
+/// traps the export (callback) that was running and the guest backtrace when
+/// the runtime provides one. Layers above (the ABI crate) add the plugin name.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    engine: &'static str,
+    message: String,
+    callback: Option<String>,
+    backtrace: Option<String>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// Creates an error of `kind` reported by `engine`.
+    pub fn new(kind: ErrorKind, engine: &'static str, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            engine,
+            message: message.into(),
+            callback: None,
+            backtrace: None,
+            source: None,
+        }
+    }
+
+    /// The error for a capability `engine` does not have.
+    pub fn not_supported(engine: &'static str, what: &str) -> Self {
+        Error::new(
+            ErrorKind::NotSupported,
+            engine,
+            format!("{what} is not supported by {engine}"),
+        )
+    }
+
+    /// An out-of-bounds guest memory access.
+    pub fn out_of_bounds(engine: &'static str, ptr: u32, len: u32, memory_size: usize) -> Self {
+        Error::new(
+            ErrorKind::MemoryOutOfBounds,
+            engine,
+            format!(
+                "guest range {ptr:#x}..{:#x} ({len} bytes) is outside linear memory of {memory_size} bytes",
+                u64::from(ptr) + u64::from(len)
+            ),
+        )
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Records which export was running when the error happened.
+    pub fn with_callback(mut self, callback: impl Into<String>) -> Self {
+        self.callback = Some(callback.into());
+        self
+    }
+
+    /// Records the guest backtrace.
+    pub fn with_backtrace(mut self, backtrace: impl Into<String>) -> Self {
+        let bt = backtrace.into();
+        if !bt.trim().is_empty() {
+            self.backtrace = Some(bt);
+        }
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The engine that reported the error.
+    pub fn engine(&self) -> &'static str {
+        self.engine
+    }
+
+    /// The message, without kind or engine.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The export that was running, if the error happened in guest code.
+    pub fn callback(&self) -> Option<&str> {
+        self.callback.as_deref()
+    }
+
+    /// The guest backtrace, when the runtime gives one.
+    pub fn guest_backtrace(&self) -> Option<&str> {
+        self.backtrace.as_deref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.kind, self.engine)?;
+        if let Some(cb) = &self.callback {
+            write!(f, " in `{cb}`")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(bt) = &self.backtrace {
+            write!(f, "\nguest backtrace:\n{bt}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Shorthand for results of engine operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,130 @@
+//! Guest access from inside a host function.
+
+use crate::StoreData;
+use polyhost_engine_core::{Error, ErrorKind, HostContext, Result};
+use wasmtime::{AsContext, AsContextMut, Memory};
+
+/// What a host function receives on wasmtime: the wasmtime `Caller`, with
+/// memory and allocator resolved once at instantiation.
+pub struct WasmtimeCaller<'a, D: 'static> {
+    pub(crate) caller: wasmtime::Caller<'a, StoreData<D>>,
+}
+
+pub(crate) fn read<T: 'static>(
+    store: impl AsContext<Data = StoreData<T>>,
+    memory: Option<Memory>,
+    ptr: u32,
+    buf: &mut [u8],
+) -> Result<()> {
+    let ctx = store.as_context();
+    let name = ctx.data().engine_name;
+    let data: &[u8] = memory.map(|m| m.data(&ctx)).unwrap_or(&[]);
+    let start = ptr as usize;
+    match start
+        .checked_add(buf.len())
+        .and_then(|end| data.get(start..end))
+    {
+        Some(src) => {
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+        None => Err(Error::out_of_bounds(
+            name,
+            ptr,
+            buf.len() as u32,
+            data.len(),
+        )),
+    }
+}
+
+pub(crate) fn write<T: 'static>(
+    mut store: impl AsContextMut<Data = StoreData<T>>,
+    memory: Option<Memory>,
+    ptr: u32,
+    bytes: &[u8],
+) -> Result<()> {
+    let mut ctx = store.as_context_mut();
+    let name = ctx.data().engine_name;
+    let data: &mut [u8] = match memory {
+        Some(m) => m.data_mut(&mut ctx),
+        None => &mut [],
+    };
+    let len = data.len();
+    let start = ptr as usize;
+    match start
+        .checked_add(bytes.len())
+        .and_then(|end| data.get_mut(start..end))
+    {
+        Some(dst) => {
+            dst.copy_from_slice(bytes);
+            Ok(())
+        }
+        None => Err(Error::out_of_bounds(name, ptr, bytes.len() as u32, len)),
+    }
+}
+
+pub(crate) fn allocate<T: 'static>(
+    mut store: impl AsContextMut<Data = StoreData<T>>,
+    size: u32,
+) -> Result<u32> {
+    let mut ctx = store.as_context_mut();
+    let name = ctx.data().engine_name;
+    let Some(alloc) = ctx.data().allocator.clone() else {
+        return Err(Error::new(
+            ErrorKind::MissingExport,
+            name,
+            "the plugin exports no memory allocator",
+        ));
+    };
+    let ptr = alloc
+        .call(&mut ctx, size as i32)
+        .map_err(|e| crate::instance::convert_error(name, e, "allocator"))?;
+    if ptr == 0 && size != 0 {
+        return Err(Error::new(
+            ErrorKind::Trap,
+            name,
+            format!("the plugin's allocator returned null for {size} bytes"),
+        ));
+    }
+    Ok(ptr as u32)
+}
+
+impl<D: 'static> HostContext for WasmtimeCaller<'_, D> {
+    type Data = D;
+
+    fn engine_name(&self) -> &'static str {
+        self.caller.data().engine_name
+    }
+
+    #[inline]
+    fn data(&self) -> &D {
+        &self.caller.data().user
+    }
+
+    #[inline]
+    fn data_mut(&mut self) -> &mut D {
+        &mut self.caller.data_mut().user
+    }
+
+    fn memory_size(&self) -> usize {
+        self.caller
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.caller))
+    }
+
+    #[inline]
+    fn read(&self, ptr: u32, buf: &mut [u8]) -> Result<()> {
+        read(&self.caller, self.caller.data().memory, ptr, buf)
+    }
+
+    #[inline]
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
+        let memory = self.caller.data().memory;
+        write(&mut self.caller, memory, ptr, bytes)
+    }
+
+    fn allocate(&mut self, size: u32) -> Result<u32> {
+        allocate(&mut self.caller, size)
+    }
+}

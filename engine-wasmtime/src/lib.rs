@@ -1,0 +1,372 @@
+//! Polyhost's wasmtime backend.
+//!
+//! Three variants share this code and differ only in how wasmtime turns Wasm
+//! into something it can run ([`Variant`]):
+//!
+//! * `wasmtime` — Cranelift, the optimising JIT (default);
+//! * `wasmtime-winch` — Winch, a baseline compiler that compiles fast and
+//!   produces slower code;
+//! * `wasmtime-pulley` — Pulley, wasmtime's portable interpreter.
+//!
+//! Host functions are registered with `Linker::func_wrap`, so a call from the
+//! guest into the host is wasmtime's typed host call. Modules are pre-linked
+//! once into an `InstancePre` from which every instance is created.
+//!
+//! Limits: memory growth is capped through a `StoreLimits` resource limiter;
+//! a call timeout uses epoch interruption with one background ticker thread
+//! per engine; fuel uses wasmtime's fuel metering. Both are only switched on
+//! when configured, because each adds checks to the generated code.
+
+mod caller;
+mod instance;
+
+pub use caller::WasmtimeCaller;
+pub use instance::{WasmtimeFunc, WasmtimeInstance};
+
+use polyhost_engine_core::{
+    Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType, HostLinker, HostResult,
+    Import, Result, ValType,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::{StoreLimits, TypedFunc};
+
+/// How wasmtime executes code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Cranelift optimising compiler.
+    Cranelift,
+    /// Winch baseline compiler.
+    Winch,
+    /// Pulley portable interpreter.
+    Pulley,
+}
+
+impl Variant {
+    /// The variants compiled into this build, in preference order.
+    pub fn available() -> &'static [Variant] {
+        &[
+            #[cfg(feature = "cranelift")]
+            Variant::Cranelift,
+            #[cfg(feature = "winch")]
+            Variant::Winch,
+            #[cfg(feature = "pulley")]
+            Variant::Pulley,
+        ]
+    }
+
+    /// The engine name users select this variant by.
+    pub fn engine_name(self) -> &'static str {
+        match self {
+            Variant::Cranelift => "wasmtime",
+            Variant::Winch => "wasmtime-winch",
+            Variant::Pulley => "wasmtime-pulley",
+        }
+    }
+}
+
+/// Interval of the epoch ticker that enforces call timeouts.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The wasmtime engine. Cheap to clone.
+#[derive(Clone)]
+pub struct WasmtimeEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    variant: Variant,
+    config: EngineConfig,
+    /// Epoch ticks one call may run for, when a call timeout is set.
+    deadline_ticks: Option<u64>,
+    /// Stops the epoch ticker thread when the engine is dropped.
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl WasmtimeEngine {
+    /// Creates an engine of the given variant.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotSupported`] when the variant was not compiled in;
+    /// [`ErrorKind::Other`] when wasmtime rejects the configuration.
+    pub fn new(variant: Variant, config: &EngineConfig) -> Result<Self> {
+        let name = variant.engine_name();
+        if !Variant::available().contains(&variant) {
+            return Err(Error::not_supported(
+                name,
+                "this variant (enable its Cargo feature)",
+            ));
+        }
+        let mut wt = wasmtime::Config::new();
+        match variant {
+            Variant::Cranelift => {
+                wt.strategy(wasmtime::Strategy::Cranelift);
+            }
+            Variant::Winch => {
+                wt.strategy(wasmtime::Strategy::Winch);
+            }
+            Variant::Pulley => {
+                let target = if cfg!(target_pointer_width = "64") {
+                    "pulley64"
+                } else {
+                    "pulley32"
+                };
+                wt.target(target)
+                    .map_err(|e| Error::new(ErrorKind::Other, name, e.to_string()))?;
+            }
+        }
+        wt.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(20));
+        if config.call_timeout.is_some() {
+            wt.epoch_interruption(true);
+        }
+        if config.fuel_per_call.is_some() {
+            wt.consume_fuel(true);
+        }
+        let engine = wasmtime::Engine::new(&wt)
+            .map_err(|e| Error::new(ErrorKind::Other, name, format!("{e:#}")))?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let deadline_ticks = config.call_timeout.map(|timeout| {
+            spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+            // Round up, plus one tick because the first tick may come at once.
+            (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 2
+        });
+        Ok(WasmtimeEngine {
+            inner: Arc::new(Inner {
+                engine,
+                variant,
+                config: config.clone(),
+                deadline_ticks,
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The default variant (Cranelift) with default settings.
+    ///
+    /// # Errors
+    /// As [`WasmtimeEngine::new`].
+    pub fn cranelift() -> Result<Self> {
+        Self::new(Variant::Cranelift, &EngineConfig::default())
+    }
+
+    /// The variant this engine runs.
+    pub fn variant(&self) -> Variant {
+        self.inner.variant
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    fn err(&self, kind: ErrorKind, e: wasmtime::Error) -> Error {
+        Error::new(kind, self.name(), format!("{e:#}"))
+    }
+}
+
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("polyhost-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("spawning a thread only fails when the OS is out of resources");
+}
+
+/// Host data wrapper kept in every wasmtime `Store`: the embedder's data plus
+/// what host functions need on every call, resolved once at instantiation.
+pub struct StoreData<D> {
+    pub(crate) user: D,
+    pub(crate) memory: Option<wasmtime::Memory>,
+    pub(crate) allocator: Option<TypedFunc<i32, i32>>,
+    pub(crate) limits: StoreLimits,
+    pub(crate) engine_name: &'static str,
+}
+
+/// Collects host functions for [`WasmtimeEngine`].
+pub struct WasmtimeLinker<D: 'static> {
+    inner: wasmtime::Linker<StoreData<D>>,
+    engine_name: &'static str,
+}
+
+macro_rules! impl_host_linker {
+    ($( $method:ident => ( $($arg:ident : $ty:ty),* ) -> $ret:ty ; )*) => {
+        impl<D: Send + 'static> HostLinker<D> for WasmtimeLinker<D> {
+            type Caller<'a> = WasmtimeCaller<'a, D>;
+            $(
+                fn $method<F>(&mut self, module: &str, name: &str, f: F) -> Result<()>
+                where
+                    F: for<'a> Fn(&mut Self::Caller<'a>, $($ty),*) -> HostResult<$ret>
+                        + Send
+                        + Sync
+                        + 'static,
+                {
+                    self.inner
+                        .func_wrap(
+                            module,
+                            name,
+                            move |caller: wasmtime::Caller<'_, StoreData<D>>, $($arg: $ty),*|
+                                  -> wasmtime::Result<$ret> {
+                                let mut cx = WasmtimeCaller { caller };
+                                f(&mut cx, $($arg),*).map_err(wasmtime::Error::new)
+                            },
+                        )
+                        .map(|_| ())
+                        .map_err(|e| Error::new(ErrorKind::Link, self.engine_name, format!("{e:#}")))
+                }
+            )*
+        }
+    };
+}
+
+polyhost_engine_core::for_each_host_signature!(impl_host_linker);
+
+/// A module with its imports resolved.
+pub struct WasmtimePre<D: 'static> {
+    pre: wasmtime::InstancePre<StoreData<D>>,
+}
+
+impl<D: 'static> Clone for WasmtimePre<D> {
+    fn clone(&self) -> Self {
+        WasmtimePre {
+            pre: self.pre.clone(),
+        }
+    }
+}
+
+fn val_type(t: &wasmtime::ValType) -> ValType {
+    match t {
+        wasmtime::ValType::I32 => ValType::I32,
+        wasmtime::ValType::I64 => ValType::I64,
+        _ => ValType::Other,
+    }
+}
+
+pub(crate) fn func_type(t: &wasmtime::FuncType) -> FuncType {
+    FuncType {
+        params: t.params().map(|p| val_type(&p)).collect(),
+        results: t.results().map(|r| val_type(&r)).collect(),
+    }
+}
+
+impl Engine for WasmtimeEngine {
+    type Module = wasmtime::Module;
+    type Linker<D: Send + 'static> = WasmtimeLinker<D>;
+    type InstancePre<D: Send + 'static> = WasmtimePre<D>;
+    type Instance<D: Send + 'static> = WasmtimeInstance<D>;
+
+    fn name(&self) -> &'static str {
+        self.inner.variant.engine_name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::default();
+        caps.precompile = true;
+        caps.interruption = true;
+        caps.fuel = true;
+        caps.memory_limit = true;
+        caps.backtraces = true;
+        caps
+    }
+
+    fn fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut h);
+        format!(
+            "wasmtime-{}-{}-{:?}-{:016x}",
+            wasmtime_version(),
+            std::env::consts::ARCH,
+            self.inner.variant,
+            h.finish()
+        )
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Self::Module> {
+        wasmtime::Module::new(&self.inner.engine, wasm).map_err(|e| self.err(ErrorKind::Compile, e))
+    }
+
+    fn exports(&self, module: &Self::Module) -> Vec<Export> {
+        module
+            .exports()
+            .map(|e| Export {
+                name: e.name().to_string(),
+                func: e.ty().func().map(func_type),
+            })
+            .collect()
+    }
+
+    fn imports(&self, module: &Self::Module) -> Vec<Import> {
+        module
+            .imports()
+            .map(|i| Import {
+                module: i.module().to_string(),
+                name: i.name().to_string(),
+                func: i.ty().func().map(func_type),
+            })
+            .collect()
+    }
+
+    fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>> {
+        self.inner
+            .engine
+            .precompile_module(wasm)
+            .map_err(|e| self.err(ErrorKind::Compile, e))
+    }
+
+    unsafe fn deserialize(&self, bytes: &[u8]) -> Result<Self::Module> {
+        // SAFETY: the caller guarantees the bytes came from `precompile` of an
+        // engine with the same fingerprint; wasmtime checks the header.
+        unsafe { wasmtime::Module::deserialize(&self.inner.engine, bytes) }
+            .map_err(|e| self.err(ErrorKind::Deserialize, e))
+    }
+
+    fn linker<D: Send + 'static>(&self) -> Self::Linker<D> {
+        WasmtimeLinker {
+            inner: wasmtime::Linker::new(&self.inner.engine),
+            engine_name: self.name(),
+        }
+    }
+
+    fn prelink<D: Send + 'static>(
+        &self,
+        linker: &Self::Linker<D>,
+        module: &Self::Module,
+    ) -> Result<Self::InstancePre<D>> {
+        linker
+            .inner
+            .instantiate_pre(module)
+            .map(|pre| WasmtimePre { pre })
+            .map_err(|e| self.err(ErrorKind::Link, e))
+    }
+
+    fn instantiate<D: Send + 'static>(
+        &self,
+        pre: &Self::InstancePre<D>,
+        data: D,
+    ) -> Result<Self::Instance<D>> {
+        WasmtimeInstance::new(self, &pre.pre, data)
+    }
+}
+
+/// The version of the wasmtime crate this backend was built with.
+pub fn wasmtime_version() -> &'static str {
+    "48"
+}
