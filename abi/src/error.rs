@@ -1,0 +1,165 @@
+//! Errors of plugin loading and execution.
+
+use crate::state::LogLine;
+use std::fmt;
+use std::sync::Arc;
+
+/// What went wrong with a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PluginErrorKind {
+    /// The module is not valid WebAssembly.
+    InvalidModule,
+    /// No (known) `proxy_abi_version_*` export.
+    MissingAbiVersion,
+    /// Neither `malloc` nor `proxy_on_memory_allocate` is exported.
+    MissingAllocator,
+    /// An export the host calls has the wrong type.
+    BadExport,
+    /// The module imports something the host does not provide.
+    UnknownImport,
+    /// The instance could not be created.
+    Instantiate,
+    /// `proxy_on_vm_start` or `proxy_on_configure` returned false.
+    StartFailed,
+    /// The plugin trapped.
+    Trap,
+    /// The plugin ran past its time or fuel budget.
+    Interrupted,
+    /// The VM trapped earlier and must be replaced (`Plugin::new_vm`).
+    VmFailed,
+    /// The embedder named a stream, token or context that does not exist.
+    UnknownContext,
+    /// The engine reported something else.
+    Engine,
+}
+
+impl PluginErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            PluginErrorKind::InvalidModule => "invalid WebAssembly module",
+            PluginErrorKind::MissingAbiVersion => "missing or unknown proxy-wasm ABI version",
+            PluginErrorKind::MissingAllocator => "missing memory allocator",
+            PluginErrorKind::BadExport => "export has the wrong signature",
+            PluginErrorKind::UnknownImport => "imports a function the host does not provide",
+            PluginErrorKind::Instantiate => "cannot instantiate",
+            PluginErrorKind::StartFailed => "failed to start",
+            PluginErrorKind::Trap => "trapped",
+            PluginErrorKind::Interrupted => "interrupted",
+            PluginErrorKind::VmFailed => "VM has failed",
+            PluginErrorKind::UnknownContext => "unknown context",
+            PluginErrorKind::Engine => "engine error",
+        }
+    }
+}
+
+/// An error that names the plugin, what failed, the callback that was
+/// running, and the plugin's most recent log lines.
+#[derive(Debug, thiserror::Error)]
+pub struct PluginError {
+    plugin: Arc<str>,
+    kind: PluginErrorKind,
+    callback: Option<String>,
+    message: String,
+    logs: Vec<LogLine>,
+    #[source]
+    source: Option<polyhost_engine_core::Error>,
+}
+
+/// How many of the plugin's last log lines an error carries.
+const LOG_LINES_IN_ERROR: usize = 20;
+
+impl PluginError {
+    pub(crate) fn new(plugin: Arc<str>, kind: PluginErrorKind, message: impl Into<String>) -> Self {
+        PluginError {
+            plugin,
+            kind,
+            callback: None,
+            message: message.into(),
+            logs: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// Wraps an engine error, classifying it.
+    pub(crate) fn engine(plugin: Arc<str>, e: polyhost_engine_core::Error) -> Self {
+        use polyhost_engine_core::ErrorKind as K;
+        let kind = match e.kind() {
+            K::Compile => PluginErrorKind::InvalidModule,
+            K::Link => PluginErrorKind::UnknownImport,
+            K::Instantiate | K::ResourceLimit => PluginErrorKind::Instantiate,
+            K::Trap | K::MemoryOutOfBounds => PluginErrorKind::Trap,
+            K::Interrupted => PluginErrorKind::Interrupted,
+            K::SignatureMismatch | K::MissingExport => PluginErrorKind::BadExport,
+            _ => PluginErrorKind::Engine,
+        };
+        let mut err = PluginError::new(plugin, kind, e.message().to_string());
+        err.callback = e.callback().map(str::to_string);
+        if let Some(bt) = e.guest_backtrace() {
+            err.message = format!("{}\nguest backtrace:\n{bt}", err.message);
+        }
+        err.source = Some(e);
+        err
+    }
+
+    pub(crate) fn in_callback(mut self, callback: &str) -> Self {
+        self.callback.get_or_insert_with(|| callback.to_string());
+        self
+    }
+
+    pub(crate) fn with_logs(mut self, logs: &[LogLine]) -> Self {
+        let from = logs.len().saturating_sub(LOG_LINES_IN_ERROR);
+        self.logs = logs[from..].to_vec();
+        self
+    }
+
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> PluginErrorKind {
+        self.kind
+    }
+
+    /// The callback (export) that was running, if any.
+    pub fn callback(&self) -> Option<&str> {
+        self.callback.as_deref()
+    }
+
+    /// The detail message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The plugin's last log lines before the error.
+    pub fn logs(&self) -> &[LogLine] {
+        &self.logs
+    }
+
+    /// The engine's error, when the engine reported this.
+    pub fn engine_error(&self) -> Option<&polyhost_engine_core::Error> {
+        self.source.as_ref()
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plugin `{}` {}", self.plugin, self.kind.describe())?;
+        if let Some(cb) = &self.callback {
+            write!(f, " in `{cb}`")?;
+        }
+        if let Some(engine) = self.source.as_ref().map(|e| e.engine()) {
+            write!(f, " (engine {engine})")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if !self.logs.is_empty() {
+            write!(f, "\nplugin log:")?;
+            for line in &self.logs {
+                write!(f, "\n  {line}")?;
+            }
+        }
+        Ok(())
+    }
+}

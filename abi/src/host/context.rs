@@ -1,0 +1,96 @@
+//! Context, logging, time and configuration calls.
+
+use super::{Ret, give, put_u32, read};
+use crate::state::{HostState, LogLine};
+use crate::types::{LogLevel, Status};
+use polyhost_engine_core::HostContext;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `proxy_done`: the plugin finished the work it deferred in `on_done`.
+pub(super) fn done<C: HostContext<Data = HostState>>(cx: &mut C) -> Ret {
+    cx.data_mut().done_requested = true;
+    Ok(())
+}
+
+/// `proxy_set_effective_context`: later calls act on context `id`.
+pub(super) fn set_effective_context<C: HostContext<Data = HostState>>(cx: &mut C, id: i32) -> Ret {
+    let state = cx.data_mut();
+    let id = id as u32;
+    if id != state.root_context && !state.streams.contains_key(&id) {
+        return Err(Status::BadArgument.into());
+    }
+    state.effective = id;
+    Ok(())
+}
+
+/// Emits one plugin log line through `tracing` and keeps it for the embedder.
+pub(crate) fn emit(state: &mut HostState, level: LogLevel, message: String) {
+    if level < state.plugin.log_level {
+        return;
+    }
+    let plugin = &*state.plugin.name;
+    match level {
+        LogLevel::Trace => tracing::trace!(target: "polyhost::plugin", plugin, "{message}"),
+        LogLevel::Debug => tracing::debug!(target: "polyhost::plugin", plugin, "{message}"),
+        LogLevel::Info => tracing::info!(target: "polyhost::plugin", plugin, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "polyhost::plugin", plugin, "{message}"),
+        LogLevel::Error | LogLevel::Critical => {
+            tracing::error!(target: "polyhost::plugin", plugin, critical = level == LogLevel::Critical, "{message}")
+        }
+    }
+    state.push_log(LogLine { level, message });
+}
+
+/// `proxy_log(level, ptr, len)`.
+pub(super) fn log<C: HostContext<Data = HostState>>(
+    cx: &mut C,
+    level: i32,
+    ptr: i32,
+    len: i32,
+) -> Ret {
+    let level = LogLevel::from_raw(level).ok_or(Status::BadArgument)?;
+    let bytes = read(cx, ptr, len)?;
+    let message = String::from_utf8_lossy(&bytes).into_owned();
+    emit(cx.data_mut(), level, message);
+    Ok(())
+}
+
+/// `proxy_get_log_level(*level)` (ABI 0.2.1).
+pub(super) fn get_log_level<C: HostContext<Data = HostState>>(cx: &mut C, out: i32) -> Ret {
+    let level = cx.data().plugin.log_level as u32;
+    put_u32(cx, out, level)
+}
+
+/// `proxy_get_current_time_nanoseconds(*u64)`: wall-clock time.
+pub(super) fn current_time<C: HostContext<Data = HostState>>(cx: &mut C, out: i32) -> Ret {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Ok(cx.write_u64(out as u32, nanos)?)
+}
+
+/// `proxy_set_tick_period_milliseconds(ms)`; 0 stops the ticks.
+pub(super) fn set_tick_period<C: HostContext<Data = HostState>>(cx: &mut C, ms: i32) -> Ret {
+    let state = cx.data_mut();
+    if ms as u32 == 0 {
+        state.tick_period = None;
+        state.next_tick = None;
+    } else {
+        let period = Duration::from_millis(u64::from(ms as u32));
+        state.tick_period = Some(period);
+        state.next_tick = Some(Instant::now() + period);
+    }
+    Ok(())
+}
+
+/// `proxy_get_configuration(**ptr, *len)` (ABI 0.1.0): the plugin
+/// configuration.
+pub(super) fn get_configuration<C: HostContext<Data = HostState>>(
+    cx: &mut C,
+    pp: i32,
+    p: i32,
+) -> Ret {
+    let plugin = cx.data().plugin.clone();
+    give(cx, &plugin.plugin_configuration, pp, p)
+}
+

@@ -1,0 +1,198 @@
+//! Loading a plugin: validation, ABI detection and pre-linking.
+
+use crate::error::{PluginError, PluginErrorKind};
+use crate::services::HostServices;
+use crate::state::{HostState, PluginInfo};
+use crate::types::{AbiVersion, LogLevel};
+use crate::vm::Vm;
+use polyhost_engine_core::{Engine, FuncType};
+use std::sync::Arc;
+
+/// How the embedder configures one plugin (what Envoy's `PluginConfig` and
+/// `VmConfig` hold).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Name used in logs and errors.
+    pub name: String,
+    /// Root id (selects the plugin's root context in multi-root plugins).
+    pub root_id: String,
+    /// VM id: plugins with the same id share data and queues.
+    pub vm_id: String,
+    /// Bytes passed to `proxy_on_configure` (often JSON).
+    pub configuration: String,
+    /// Bytes passed to `proxy_on_vm_start`.
+    pub vm_configuration: String,
+    /// Environment variables the plugin may read through WASI, by name; their
+    /// values are taken from the host's environment at load time.
+    pub allowed_env: Vec<String>,
+    /// Environment variables given to the plugin with fixed values.
+    pub env: Vec<(String, String)>,
+    /// Lowest plugin log level kept (default `trace`: everything).
+    pub log_level: LogLevel,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            name: "plugin".into(),
+            root_id: String::new(),
+            vm_id: String::new(),
+            configuration: String::new(),
+            vm_configuration: String::new(),
+            allowed_env: Vec::new(),
+            env: Vec::new(),
+            log_level: LogLevel::Trace,
+        }
+    }
+}
+
+impl PluginConfig {
+    /// A configuration with just a name.
+    pub fn named(name: impl Into<String>) -> Self {
+        PluginConfig {
+            name: name.into(),
+            ..PluginConfig::default()
+        }
+    }
+}
+
+pub(crate) struct Shared<E: Engine> {
+    pub engine: E,
+    pub info: Arc<PluginInfo>,
+    pub services: HostServices,
+    pub pre: E::InstancePre<HostState>,
+    pub allocator: &'static str,
+}
+
+/// A compiled, validated and pre-linked plugin: the "base VM" from which
+/// every [`Vm`] is made. Cheap to clone and shareable across threads.
+pub struct Plugin<E: Engine> {
+    pub(crate) shared: Arc<Shared<E>>,
+}
+
+impl<E: Engine> Clone for Plugin<E> {
+    fn clone(&self) -> Self {
+        Plugin {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<E: Engine> Plugin<E> {
+    /// Compiles `wasm` and prepares it.
+    ///
+    /// # Errors
+    /// [`PluginErrorKind::InvalidModule`], [`PluginErrorKind::MissingAbiVersion`],
+    /// [`PluginErrorKind::MissingAllocator`], [`PluginErrorKind::BadExport`] or
+    /// [`PluginErrorKind::UnknownImport`], each naming the plugin.
+    pub fn load(
+        engine: &E,
+        wasm: &[u8],
+        config: PluginConfig,
+        services: HostServices,
+    ) -> Result<Self, PluginError> {
+        let name: Arc<str> = config.name.as_str().into();
+        let module = engine
+            .compile(wasm)
+            .map_err(|e| PluginError::engine(name.clone(), e))?;
+        Self::from_module(engine, module, config, services)
+    }
+
+    /// Prepares an already compiled (or deserialized) module.
+    ///
+    /// # Errors
+    /// As [`Plugin::load`], except for compilation.
+    pub fn from_module(
+        engine: &E,
+        module: E::Module,
+        config: PluginConfig,
+        services: HostServices,
+    ) -> Result<Self, PluginError> {
+        let name: Arc<str> = config.name.as_str().into();
+        let exports = engine.exports(&module);
+        let abi = AbiVersion::detect(exports.iter().map(|e| e.name.as_str())).ok_or_else(|| {
+            PluginError::new(
+                name.clone(),
+                PluginErrorKind::MissingAbiVersion,
+                "the module exports none of proxy_abi_version_0_1_0, _0_2_0, _0_2_1 or _0_2_100",
+            )
+        })?;
+        // The reference host prefers `malloc`, then `proxy_on_memory_allocate`.
+        let alloc_type = FuncType::i32s(1, 1);
+        let allocator = ["malloc", "proxy_on_memory_allocate"]
+            .into_iter()
+            .find(|want| {
+                exports
+                    .iter()
+                    .any(|e| e.name == *want && e.func.as_ref() == Some(&alloc_type))
+            })
+            .ok_or_else(|| {
+                PluginError::new(
+                    name.clone(),
+                    PluginErrorKind::MissingAllocator,
+                    "the module exports neither `malloc` nor `proxy_on_memory_allocate` of type (i32) -> (i32)",
+                )
+            })?;
+        let mut linker = engine.linker::<HostState>();
+        crate::host::register(&mut linker)
+            .and_then(|()| crate::wasi::register(&mut linker))
+            .map_err(|e| PluginError::engine(name.clone(), e))?;
+        let pre = engine
+            .prelink(&linker, &module)
+            .map_err(|e| PluginError::engine(name.clone(), e))?;
+        let mut environment = config.env.clone();
+        for var in &config.allowed_env {
+            if let Ok(value) = std::env::var(var) {
+                environment.push((var.clone(), value));
+            }
+        }
+        let info = PluginInfo {
+            name,
+            root_id: config.root_id,
+            vm_id: config.vm_id,
+            vm_configuration: config.vm_configuration.into_bytes(),
+            plugin_configuration: config.configuration.into_bytes(),
+            environment,
+            log_level: config.log_level,
+            abi,
+        };
+        tracing::debug!(plugin = %info.name, abi = abi.as_str(), engine = engine.name(), "plugin loaded");
+        Ok(Plugin {
+            shared: Arc::new(Shared {
+                engine: engine.clone(),
+                info: Arc::new(info),
+                services,
+                pre,
+                allocator,
+            }),
+        })
+    }
+
+    /// Facts about the plugin.
+    pub fn info(&self) -> &PluginInfo {
+        &self.shared.info
+    }
+
+    /// The services its VMs use.
+    pub fn services(&self) -> &HostServices {
+        &self.shared.services
+    }
+
+    /// The engine it runs on.
+    pub fn engine(&self) -> &E {
+        &self.shared.engine
+    }
+
+    /// Creates a VM: instantiates the module, runs its initialisation, then
+    /// creates the root context and calls `proxy_on_vm_start` and
+    /// `proxy_on_configure`.
+    ///
+    /// # Errors
+    /// [`PluginErrorKind::StartFailed`] when either start callback returns
+    /// false, [`PluginErrorKind::Trap`] when start-up traps; the error
+    /// carries the plugin's log lines.
+    pub fn new_vm(&self) -> Result<Vm<E>, PluginError> {
+        Vm::start(self.shared.clone())
+    }
+}

@@ -1,0 +1,216 @@
+//! The host data attached to every plugin instance.
+
+use crate::headers::HeaderMap;
+use crate::services::HostServices;
+use crate::types::{AbiVersion, BufferType, LogLevel, MapType, StreamType};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Read-only facts about a loaded plugin.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// The plugin's name (from the embedder's configuration).
+    pub name: Arc<str>,
+    /// The root id that selects the plugin's root context.
+    pub root_id: String,
+    /// The VM id: plugins with the same VM id share data and queues.
+    pub vm_id: String,
+    /// VM configuration bytes (`proxy_on_vm_start`).
+    pub vm_configuration: Vec<u8>,
+    /// Plugin configuration bytes (`proxy_on_configure`).
+    pub plugin_configuration: Vec<u8>,
+    /// Environment variables the operator lets the plugin see.
+    pub environment: Vec<(String, String)>,
+    /// Lowest level of plugin log lines that are kept.
+    pub log_level: LogLevel,
+    /// The ABI the plugin was built against.
+    pub abi: AbiVersion,
+}
+
+/// One line a plugin logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Its level.
+    pub level: LogLevel,
+    /// Its text.
+    pub message: String,
+}
+
+impl std::fmt::Display for LogLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.level.as_str(), self.message)
+    }
+}
+
+/// A reply the plugin sent instead of letting the stream go upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// HTTP status code.
+    pub status: u32,
+    /// Response code details (Envoy's `%RESPONSE_CODE_DETAILS%`).
+    pub details: String,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Extra headers.
+    pub headers: HeaderMap,
+    /// gRPC status, when the plugin set one.
+    pub grpc_status: Option<u32>,
+}
+
+/// Something a plugin did to a stream outside the callback's return value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// `proxy_continue_stream`: resume a paused direction.
+    Resume(StreamType),
+    /// `proxy_close_stream`: close a direction.
+    Close(StreamType),
+    /// `proxy_clear_route_cache` (ABI 0.1.0).
+    ClearRouteCache,
+}
+
+/// The state of one HTTP stream or TCP connection as the plugin sees it.
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    /// Request headers.
+    pub request_headers: HeaderMap,
+    /// Request trailers.
+    pub request_trailers: HeaderMap,
+    /// Response headers.
+    pub response_headers: HeaderMap,
+    /// Response trailers.
+    pub response_trailers: HeaderMap,
+    /// Request body buffered so far.
+    pub request_body: Vec<u8>,
+    /// Response body buffered so far.
+    pub response_body: Vec<u8>,
+    /// TCP: data from downstream buffered so far.
+    pub downstream_data: Vec<u8>,
+    /// TCP: data from upstream buffered so far.
+    pub upstream_data: Vec<u8>,
+    /// The local response, once the plugin sent one.
+    pub local_response: Option<LocalResponse>,
+    /// Resume/close requests not yet taken by the embedder.
+    pub events: Vec<StreamEvent>,
+    /// Properties the plugin set on this stream.
+    pub properties: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl StreamState {
+    pub(crate) fn map(&self, t: MapType) -> Option<&HeaderMap> {
+        Some(match t {
+            MapType::RequestHeaders => &self.request_headers,
+            MapType::RequestTrailers => &self.request_trailers,
+            MapType::ResponseHeaders => &self.response_headers,
+            MapType::ResponseTrailers => &self.response_trailers,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn map_mut(&mut self, t: MapType) -> Option<&mut HeaderMap> {
+        Some(match t {
+            MapType::RequestHeaders => &mut self.request_headers,
+            MapType::RequestTrailers => &mut self.request_trailers,
+            MapType::ResponseHeaders => &mut self.response_headers,
+            MapType::ResponseTrailers => &mut self.response_trailers,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn buffer_mut(&mut self, t: BufferType) -> Option<&mut Vec<u8>> {
+        Some(match t {
+            BufferType::HttpRequestBody => &mut self.request_body,
+            BufferType::HttpResponseBody => &mut self.response_body,
+            BufferType::DownstreamData => &mut self.downstream_data,
+            BufferType::UpstreamData => &mut self.upstream_data,
+            _ => return None,
+        })
+    }
+}
+
+/// Data readable only while the host delivers a callout result or a foreign
+/// call to the plugin.
+#[derive(Debug, Default)]
+pub(crate) struct CallScratch {
+    pub http_headers: HeaderMap,
+    pub http_body: Vec<u8>,
+    pub http_trailers: HeaderMap,
+    pub grpc_initial: HeaderMap,
+    pub grpc_trailing: HeaderMap,
+    pub grpc_message: Vec<u8>,
+    pub call_data: Vec<u8>,
+}
+
+/// The kind of outstanding callout behind a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CalloutKind {
+    Http,
+    GrpcCall,
+    GrpcStream,
+}
+
+/// Most recent lines kept per VM for error reports and tools.
+const LOG_CAPACITY: usize = 4096;
+
+/// Everything host functions need, stored in the engine's instance.
+pub struct HostState {
+    pub(crate) plugin: Arc<PluginInfo>,
+    pub(crate) services: HostServices,
+    /// The context host calls act on (set before every callback and by
+    /// `proxy_set_effective_context`).
+    pub(crate) effective: u32,
+    pub(crate) root_context: u32,
+    pub(crate) streams: HashMap<u32, StreamState>,
+    pub(crate) scratch: CallScratch,
+    pub(crate) tick_period: Option<Duration>,
+    pub(crate) next_tick: Option<Instant>,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) callouts: HashMap<u32, (u32, CalloutKind)>,
+    pub(crate) next_token: u32,
+    pub(crate) done_requested: bool,
+    /// Ids of this VM's queues that have data, filled by other VMs.
+    pub(crate) ready_queues: Arc<Mutex<Vec<u32>>>,
+    pub(crate) vm_properties: HashMap<Vec<u8>, Vec<u8>>,
+    pub(crate) last_status: (u32, Vec<u8>),
+    /// Set by WASI `proc_exit`.
+    pub(crate) exit_code: Option<i32>,
+}
+
+impl HostState {
+    pub(crate) fn new(plugin: Arc<PluginInfo>, services: HostServices) -> Self {
+        HostState {
+            plugin,
+            services,
+            effective: 0,
+            root_context: 0,
+            streams: HashMap::new(),
+            scratch: CallScratch::default(),
+            tick_period: None,
+            next_tick: None,
+            logs: Vec::new(),
+            callouts: HashMap::new(),
+            next_token: 1,
+            done_requested: false,
+            ready_queues: Arc::new(Mutex::new(Vec::new())),
+            vm_properties: HashMap::new(),
+            last_status: (0, Vec::new()),
+            exit_code: None,
+        }
+    }
+
+    /// The stream the plugin is acting on, if the effective context is one.
+    pub(crate) fn stream(&self) -> Option<&StreamState> {
+        self.streams.get(&self.effective)
+    }
+
+    pub(crate) fn stream_mut(&mut self) -> Option<&mut StreamState> {
+        self.streams.get_mut(&self.effective)
+    }
+
+    pub(crate) fn push_log(&mut self, line: LogLine) {
+        if self.logs.len() == LOG_CAPACITY {
+            self.logs.remove(0);
+        }
+        self.logs.push(line);
+    }
+}

@@ -1,0 +1,100 @@
+//! TCP connections (network filters).
+
+use super::{Callback, ContextId, Decision, Vm};
+use crate::error::PluginError;
+use crate::types::PeerType;
+use polyhost_engine_core::Engine;
+
+impl<E: Engine> Vm<E> {
+    /// Creates a connection context and calls `proxy_on_new_connection`.
+    ///
+    /// # Errors
+    /// A trap, or a failed VM.
+    pub fn create_tcp_stream(&mut self) -> Result<(ContextId, Decision), PluginError> {
+        let id = self.create_context()?;
+        let ret = self.call_in(id.0, Callback::NewConnection, &[id.0 as i32])?;
+        let decision = self.decide(id, ret);
+        Ok((id, decision))
+    }
+
+    fn data(
+        &mut self,
+        cb: Callback,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError> {
+        let stream = self.stream_state(id)?;
+        let buf = if cb == Callback::DownstreamData {
+            &mut stream.downstream_data
+        } else {
+            &mut stream.upstream_data
+        };
+        buf.extend_from_slice(chunk);
+        let size = buf.len() as i32;
+        let ret = self.call_in(id.0, cb, &[id.0 as i32, size, i32::from(end_of_stream)])?;
+        Ok(self.decide(id, ret))
+    }
+
+    /// Delivers bytes from the downstream peer. They are appended to the
+    /// connection's downstream buffer; on `Continue` take them with
+    /// [`Vm::take_downstream_data`].
+    ///
+    /// # Errors
+    /// An unknown connection, a trap, or a failed VM.
+    pub fn on_downstream_data(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError> {
+        self.data(Callback::DownstreamData, id, chunk, end_of_stream)
+    }
+
+    /// Delivers bytes from the upstream peer.
+    ///
+    /// # Errors
+    /// An unknown connection, a trap, or a failed VM.
+    pub fn on_upstream_data(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError> {
+        self.data(Callback::UpstreamData, id, chunk, end_of_stream)
+    }
+
+    /// Tells the plugin the downstream side closed.
+    ///
+    /// # Errors
+    /// An unknown connection, a trap, or a failed VM.
+    pub fn on_downstream_close(&mut self, id: ContextId, peer: PeerType) -> Result<(), PluginError> {
+        self.stream_state(id)?;
+        self.call_in(id.0, Callback::DownstreamClose, &[id.0 as i32, peer as i32])
+            .map(|_| ())
+    }
+
+    /// Tells the plugin the upstream side closed.
+    ///
+    /// # Errors
+    /// An unknown connection, a trap, or a failed VM.
+    pub fn on_upstream_close(&mut self, id: ContextId, peer: PeerType) -> Result<(), PluginError> {
+        self.stream_state(id)?;
+        self.call_in(id.0, Callback::UpstreamClose, &[id.0 as i32, peer as i32])
+            .map(|_| ())
+    }
+
+    /// Takes the buffered downstream bytes (to forward upstream).
+    pub fn take_downstream_data(&mut self, id: ContextId) -> Vec<u8> {
+        self.stream_mut(id)
+            .map(|s| std::mem::take(&mut s.downstream_data))
+            .unwrap_or_default()
+    }
+
+    /// Takes the buffered upstream bytes (to forward downstream).
+    pub fn take_upstream_data(&mut self, id: ContextId) -> Vec<u8> {
+        self.stream_mut(id)
+            .map(|s| std::mem::take(&mut s.upstream_data))
+            .unwrap_or_default()
+    }
+}
