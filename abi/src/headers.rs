@@ -107,7 +107,11 @@ impl HeaderMap {
     /// Serializes in the proxy-wasm format: `u32 N`, `N x (u32 key_len,
     /// u32 value_len)`, then each key and value followed by a NUL byte.
     pub fn serialize(&self) -> Vec<u8> {
-        let data: usize = self.entries.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let data: usize = self
+            .entries
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum();
         let mut out = Vec::with_capacity(4 + self.entries.len() * 8 + data);
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for (k, v) in &self.entries {
@@ -220,7 +224,10 @@ mod tests {
     #[test]
     fn malformed_and_oversized_maps_are_rejected() {
         let good = HeaderMap::from_iter([("k", "v")]).serialize();
-        assert_eq!(HeaderMap::deserialize(&good[..good.len() - 1]), Err(Status::ParseFailure));
+        assert_eq!(
+            HeaderMap::deserialize(&good[..good.len() - 1]),
+            Err(Status::ParseFailure)
+        );
         let mut trailing = good.clone();
         trailing.push(0);
         assert_eq!(HeaderMap::deserialize(&trailing), Err(Status::ParseFailure));

@@ -4,7 +4,7 @@ use crate::error::{PluginError, PluginErrorKind};
 use crate::services::HostServices;
 use crate::state::{HostState, PluginInfo};
 use crate::types::{AbiVersion, LogLevel};
-use crate::vm::Vm;
+use crate::vm::{Callback, Vm};
 use polyhost_engine_core::{Engine, FuncType};
 use std::sync::Arc;
 
@@ -115,7 +115,7 @@ impl<E: Engine> Plugin<E> {
             PluginError::new(
                 name.clone(),
                 PluginErrorKind::MissingAbiVersion,
-                "the module exports none of proxy_abi_version_0_1_0, _0_2_0, _0_2_1 or _0_2_100",
+                "the module exports none of proxy_abi_version_0_1_0, proxy_abi_version_0_2_0, proxy_abi_version_0_2_1 or proxy_abi_version_0_2_100",
             )
         })?;
         // The reference host prefers `malloc`, then `proxy_on_memory_allocate`.
@@ -134,6 +134,26 @@ impl<E: Engine> Plugin<E> {
                     "the module exports neither `malloc` nor `proxy_on_memory_allocate` of type (i32) -> (i32)",
                 )
             })?;
+        for cb in Callback::ALL {
+            let expected = cb.sig(abi).func_type();
+            if let Some(export) = exports.iter().find(|e| e.name == cb.name())
+                && export.func.as_ref() != Some(&expected)
+            {
+                let actual = export
+                    .func
+                    .as_ref()
+                    .map_or_else(|| "not a function".to_string(), ToString::to_string);
+                return Err(PluginError::new(
+                    name.clone(),
+                    PluginErrorKind::BadExport,
+                    format!(
+                        "export `{}` has type {actual}, expected {expected} (ABI {})",
+                        cb.name(),
+                        abi.as_str()
+                    ),
+                ));
+            }
+        }
         let mut linker = engine.linker::<HostState>();
         crate::host::register(&mut linker)
             .and_then(|()| crate::wasi::register(&mut linker))

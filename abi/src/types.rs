@@ -35,7 +35,9 @@ impl Status {
 }
 
 /// Plugin log level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Trace (0).
@@ -280,6 +282,10 @@ pub enum Action {
 impl Action {
     /// Maps a callback's return value (0 continues; anything else stops).
     pub fn from_raw(v: i32) -> Self {
-        if v == 0 { Action::Continue } else { Action::Pause }
+        if v == 0 {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
     }
 }

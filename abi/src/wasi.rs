@@ -16,8 +16,8 @@
 //! `path_*`, `sock_*` and remaining call answers `NOSYS`. Go (>= 1.24) plugins
 //! need every one of these names to link.
 
-use crate::host::{Fail, Ret, read};
 use crate::host::context::emit;
+use crate::host::{Fail, Ret, read};
 use crate::state::HostState;
 use crate::types::LogLevel;
 use polyhost_engine_core::{HostContext, HostLinker, HostResult, HostTrap};
@@ -97,7 +97,11 @@ fn clock_now(id: i32) -> Option<u64> {
     }
 }
 
-fn clock_time_get<C: HostContext<Data = HostState>>(cx: &mut C, id: i32, out: i32) -> HostResult<i32> {
+fn clock_time_get<C: HostContext<Data = HostState>>(
+    cx: &mut C,
+    id: i32,
+    out: i32,
+) -> HostResult<i32> {
     let Some(now) = clock_now(id) else {
         return Ok(INVAL);
     };
@@ -123,7 +127,11 @@ fn environ(state: &HostState) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn environ_sizes_get<C: HostContext<Data = HostState>>(cx: &mut C, count: i32, size: i32) -> HostResult<i32> {
+fn environ_sizes_get<C: HostContext<Data = HostState>>(
+    cx: &mut C,
+    count: i32,
+    size: i32,
+) -> HostResult<i32> {
     let env = environ(cx.data());
     let total: usize = env.iter().map(Vec::len).sum();
     errno((|| {
@@ -133,7 +141,11 @@ fn environ_sizes_get<C: HostContext<Data = HostState>>(cx: &mut C, count: i32, s
     })())
 }
 
-fn environ_get<C: HostContext<Data = HostState>>(cx: &mut C, ptrs: i32, buf: i32) -> HostResult<i32> {
+fn environ_get<C: HostContext<Data = HostState>>(
+    cx: &mut C,
+    ptrs: i32,
+    buf: i32,
+) -> HostResult<i32> {
     let env = environ(cx.data());
     errno((|| {
         let mut at = buf as u32;
@@ -146,14 +158,22 @@ fn environ_get<C: HostContext<Data = HostState>>(cx: &mut C, ptrs: i32, buf: i32
     })())
 }
 
-fn fd_fdstat_get<C: HostContext<Data = HostState>>(cx: &mut C, fd: i32, out: i32) -> HostResult<i32> {
+fn fd_fdstat_get<C: HostContext<Data = HostState>>(
+    cx: &mut C,
+    fd: i32,
+    out: i32,
+) -> HostResult<i32> {
     if !is_stdio(fd) {
         return Ok(BADF);
     }
     const CHARACTER_DEVICE: u8 = 2;
     const RIGHT_FD_READ: u64 = 1 << 1;
     const RIGHT_FD_WRITE: u64 = 1 << 6;
-    let rights = if fd == 0 { RIGHT_FD_READ } else { RIGHT_FD_WRITE };
+    let rights = if fd == 0 {
+        RIGHT_FD_READ
+    } else {
+        RIGHT_FD_WRITE
+    };
     let mut stat = [0u8; 24];
     stat[0] = CHARACTER_DEVICE;
     stat[8..16].copy_from_slice(&rights.to_le_bytes());
@@ -223,8 +243,13 @@ fn poll_oneoff<C: HostContext<Data = HostState>>(
 }
 
 /// Registers WASI preview1 under `module`.
-fn register_module<L: HostLinker<HostState>>(l: &mut L, m: &str) -> polyhost_engine_core::Result<()> {
-    l.i32_4(m, "fd_write", |cx, fd, iovs, n, out| fd_write(cx, fd, iovs, n, out))?;
+fn register_module<L: HostLinker<HostState>>(
+    l: &mut L,
+    m: &str,
+) -> polyhost_engine_core::Result<()> {
+    l.i32_4(m, "fd_write", |cx, fd, iovs, n, out| {
+        fd_write(cx, fd, iovs, n, out)
+    })?;
     l.i32_4(m, "fd_read", |cx, fd, _iovs, _n, out| match fd {
         0 => errno(cx.write_u32(out as u32, 0).map_err(Fail::from)),
         1 | 2 => Ok(NOTSUP),
@@ -238,7 +263,9 @@ fn register_module<L: HostLinker<HostState>>(l: &mut L, m: &str) -> polyhost_eng
         None => Ok(INVAL),
     })?;
     l.i32_2(m, "random_get", |cx, p, n| random_get(cx, p, n))?;
-    l.i32_2(m, "environ_sizes_get", |cx, c, s| environ_sizes_get(cx, c, s))?;
+    l.i32_2(m, "environ_sizes_get", |cx, c, s| {
+        environ_sizes_get(cx, c, s)
+    })?;
     l.i32_2(m, "environ_get", |cx, p, b| environ_get(cx, p, b))?;
     l.i32_2(m, "args_sizes_get", |cx, count, size| {
         errno((|| {
@@ -254,12 +281,16 @@ fn register_module<L: HostLinker<HostState>>(l: &mut L, m: &str) -> polyhost_eng
     })?;
     l.i32_1(m, "proc_raise", |_cx, _sig| Ok(NOSYS))?;
     l.i32_0(m, "sched_yield", |_cx| Ok(SUCCESS))?;
-    l.i32_4(m, "poll_oneoff", |cx, s, e, n, o| poll_oneoff(cx, s, e, n, o))?;
+    l.i32_4(m, "poll_oneoff", |cx, s, e, n, o| {
+        poll_oneoff(cx, s, e, n, o)
+    })?;
     l.i32_2(m, "fd_fdstat_get", |cx, fd, out| fd_fdstat_get(cx, fd, out))?;
     l.i32_2(m, "fd_fdstat_set_flags", |_cx, fd, _flags| {
         Ok(if is_stdio(fd) { SUCCESS } else { BADF })
     })?;
-    l.i32_1(m, "fd_close", |_cx, fd| Ok(if is_stdio(fd) { SUCCESS } else { BADF }))?;
+    l.i32_1(m, "fd_close", |_cx, fd| {
+        Ok(if is_stdio(fd) { SUCCESS } else { BADF })
+    })?;
     l.i32_2(m, "fd_prestat_get", |_cx, _fd, _out| Ok(BADF))?;
     l.i32_3(m, "fd_prestat_dir_name", |_cx, _fd, _p, _n| Ok(BADF))?;
     // Descriptor calls with nothing behind them: stdio cannot do them, other
@@ -272,7 +303,9 @@ fn register_module<L: HostLinker<HostState>>(l: &mut L, m: &str) -> polyhost_eng
     l.i32_2(m, "fd_renumber", move |_cx, fd, _to| fd_only(fd))?;
     l.i32_i32_i64(m, "fd_filestat_set_size", move |_cx, fd, _size| fd_only(fd))?;
     l.i32_i32_i64_i64(m, "fd_allocate", move |_cx, fd, _off, _len| fd_only(fd))?;
-    l.i32_i32_i64_i64(m, "fd_fdstat_set_rights", move |_cx, fd, _b, _i| fd_only(fd))?;
+    l.i32_i32_i64_i64(m, "fd_fdstat_set_rights", move |_cx, fd, _b, _i| {
+        fd_only(fd)
+    })?;
     l.i32_i32_i64_i64_i32(m, "fd_advise", move |_cx, fd, _o, _l, _a| fd_only(fd))?;
     l.i32_i32_i64_i64_i32(m, "fd_filestat_set_times", move |_cx, fd, _a, _m, _f| {
         fd_only(fd)
@@ -292,9 +325,11 @@ fn register_module<L: HostLinker<HostState>>(l: &mut L, m: &str) -> polyhost_eng
     l.i32_6(m, "path_readlink", |_cx, _a, _b, _c, _d, _e, _f| Ok(NOSYS))?;
     l.i32_6(m, "path_rename", |_cx, _a, _b, _c, _d, _e, _f| Ok(NOSYS))?;
     l.i32_7(m, "path_link", |_cx, _a, _b, _c, _d, _e, _f, _g| Ok(NOSYS))?;
-    l.i32_i32x4_i64_i64_i32(m, "path_filestat_set_times", |_cx, _a, _b, _c, _d, _e, _f, _g| {
-        Ok(NOSYS)
-    })?;
+    l.i32_i32x4_i64_i64_i32(
+        m,
+        "path_filestat_set_times",
+        |_cx, _a, _b, _c, _d, _e, _f, _g| Ok(NOSYS),
+    )?;
     l.i32_i32x5_i64_i64_i32_i32(m, "path_open", |_cx, _a, _b, _c, _d, _e, _f, _g, _h, _i| {
         Ok(NOSYS)
     })?;

@@ -56,9 +56,12 @@ pub(crate) fn convert_error(engine: &'static str, e: wasmtime::Error, callback: 
     } else {
         ErrorKind::Trap
     };
-    let message = match e.downcast_ref::<Trap>() {
-        Some(trap) => trap.to_string(),
-        None => format!("{e}"),
+    let message = if let Some(trap) = e.downcast_ref::<Trap>() {
+        trap.to_string()
+    } else if let Some(host) = e.downcast_ref::<HostTrap>() {
+        host.to_string()
+    } else {
+        format!("{:#}", e.root_cause())
     };
     let mut err = Error::new(kind, engine, message).with_callback(callback);
     if let Some(bt) = backtrace {

@@ -27,7 +27,11 @@ pub struct UnknownEngine {
 #[non_exhaustive]
 pub enum AnyEngine {
     /// wasmtime (any variant).
-    #[cfg(any(feature = "wasmtime", feature = "wasmtime-winch", feature = "wasmtime-pulley"))]
+    #[cfg(any(
+        feature = "wasmtime",
+        feature = "wasmtime-winch",
+        feature = "wasmtime-pulley"
+    ))]
     Wasmtime(polyhost_engine_wasmtime::WasmtimeEngine),
     /// wasmi.
     #[cfg(feature = "wasmi")]
@@ -42,7 +46,11 @@ impl AnyEngine {
     pub fn names() -> Vec<&'static str> {
         #[allow(unused_mut)]
         let mut names: Vec<&'static str> = Vec::new();
-        #[cfg(any(feature = "wasmtime", feature = "wasmtime-winch", feature = "wasmtime-pulley"))]
+        #[cfg(any(
+            feature = "wasmtime",
+            feature = "wasmtime-winch",
+            feature = "wasmtime-pulley"
+        ))]
         names.extend(
             polyhost_engine_wasmtime::Variant::available()
                 .iter()
@@ -70,7 +78,11 @@ impl AnyEngine {
         config: &EngineConfig,
     ) -> Result<AnyEngine, Box<dyn std::error::Error + Send + Sync>> {
         let _ = config;
-        #[cfg(any(feature = "wasmtime", feature = "wasmtime-winch", feature = "wasmtime-pulley"))]
+        #[cfg(any(
+            feature = "wasmtime",
+            feature = "wasmtime-winch",
+            feature = "wasmtime-pulley"
+        ))]
         for v in polyhost_engine_wasmtime::Variant::available() {
             if v.engine_name() == name {
                 return Ok(AnyEngine::Wasmtime(
@@ -80,13 +92,15 @@ impl AnyEngine {
         }
         #[cfg(feature = "wasmi")]
         if name == "wasmi" {
-            return Ok(AnyEngine::Wasmi(polyhost_engine_wasmi::WasmiEngine::new(config)?));
+            return Ok(AnyEngine::Wasmi(polyhost_engine_wasmi::WasmiEngine::new(
+                config,
+            )?));
         }
         #[cfg(feature = "wasmer")]
         if polyhost_engine_wasmer::WasmerEngine::names().contains(&name) {
-            return Ok(AnyEngine::Wasmer(polyhost_engine_wasmer::WasmerEngine::by_name(
-                name, config,
-            )?));
+            return Ok(AnyEngine::Wasmer(
+                polyhost_engine_wasmer::WasmerEngine::by_name(name, config)?,
+            ));
         }
         Err(Box::new(UnknownEngine {
             name: name.to_string(),
@@ -109,7 +123,11 @@ impl AnyEngine {
     /// Runs `visitor` with the concrete engine.
     pub fn visit<V: EngineVisitor>(self, visitor: V) -> V::Output {
         match self {
-            #[cfg(any(feature = "wasmtime", feature = "wasmtime-winch", feature = "wasmtime-pulley"))]
+            #[cfg(any(
+                feature = "wasmtime",
+                feature = "wasmtime-winch",
+                feature = "wasmtime-pulley"
+            ))]
             AnyEngine::Wasmtime(e) => visitor.visit(e),
             #[cfg(feature = "wasmi")]
             AnyEngine::Wasmi(e) => visitor.visit(e),

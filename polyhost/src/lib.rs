@@ -39,6 +39,10 @@ pub mod engines {
     pub use polyhost_engine_wasmer::WasmerEngine;
     #[cfg(feature = "wasmi")]
     pub use polyhost_engine_wasmi::WasmiEngine;
-    #[cfg(any(feature = "wasmtime", feature = "wasmtime-winch", feature = "wasmtime-pulley"))]
+    #[cfg(any(
+        feature = "wasmtime",
+        feature = "wasmtime-winch",
+        feature = "wasmtime-pulley"
+    ))]
     pub use polyhost_engine_wasmtime::{Variant as WasmtimeVariant, WasmtimeEngine};
 }

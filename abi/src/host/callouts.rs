@@ -180,7 +180,11 @@ pub(super) fn grpc_send<C: HostContext<Data = HostState>>(
 pub(super) fn grpc_cancel<C: HostContext<Data = HostState>>(cx: &mut C, token: i32) -> Ret {
     let token = token as u32;
     let state = cx.data_mut();
-    known(state, token, &[CalloutKind::GrpcCall, CalloutKind::GrpcStream])?;
+    known(
+        state,
+        token,
+        &[CalloutKind::GrpcCall, CalloutKind::GrpcStream],
+    )?;
     state.callouts.remove(&token);
     let request = CalloutRequest::GrpcCancel {
         plugin: state.plugin.name.clone(),
@@ -194,7 +198,11 @@ pub(super) fn grpc_cancel<C: HostContext<Data = HostState>>(cx: &mut C, token: i
 pub(super) fn grpc_close<C: HostContext<Data = HostState>>(cx: &mut C, token: i32) -> Ret {
     let token = token as u32;
     let state = cx.data_mut();
-    known(state, token, &[CalloutKind::GrpcCall, CalloutKind::GrpcStream])?;
+    known(
+        state,
+        token,
+        &[CalloutKind::GrpcCall, CalloutKind::GrpcStream],
+    )?;
     let request = CalloutRequest::GrpcClose {
         plugin: state.plugin.name.clone(),
         token,

@@ -93,4 +93,3 @@ pub(super) fn get_configuration<C: HostContext<Data = HostState>>(
     let plugin = cx.data().plugin.clone();
     give(cx, &plugin.plugin_configuration, pp, p)
 }
-

@@ -34,4 +34,3 @@ pub(super) fn get<C: HostContext<Data = HostState>>(cx: &mut C, id: i32, out: i3
     let value = cx.data().services.metrics.get(id as u32)?;
     Ok(cx.write_u64(out as u32, value)?)
 }
-

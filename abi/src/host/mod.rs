@@ -97,7 +97,9 @@ pub fn register<L: HostLinker<HostState>>(l: &mut L) -> polyhost_engine_core::Re
     l.i32_1(ENV, "proxy_set_effective_context", |cx, id| {
         status(context::set_effective_context(cx, id))
     })?;
-    l.i32_3(ENV, "proxy_log", |cx, lvl, p, n| status(context::log(cx, lvl, p, n)))?;
+    l.i32_3(ENV, "proxy_log", |cx, lvl, p, n| {
+        status(context::log(cx, lvl, p, n))
+    })?;
     l.i32_1(ENV, "proxy_get_log_level", |cx, out| {
         status(context::get_log_level(cx, out))
     })?;
@@ -114,9 +116,11 @@ pub fn register<L: HostLinker<HostState>>(l: &mut L) -> polyhost_engine_core::Re
     l.i32_5(ENV, "proxy_get_buffer_bytes", |cx, t, start, max, pp, p| {
         status(data::get_buffer_bytes(cx, t, start, max, pp, p))
     })?;
-    l.i32_5(ENV, "proxy_set_buffer_bytes", |cx, t, start, size, ptr, len| {
-        status(data::set_buffer_bytes(cx, t, start, size, ptr, len))
-    })?;
+    l.i32_5(
+        ENV,
+        "proxy_set_buffer_bytes",
+        |cx, t, start, size, ptr, len| status(data::set_buffer_bytes(cx, t, start, size, ptr, len)),
+    )?;
     l.i32_3(ENV, "proxy_get_buffer_status", |cx, t, plen, pflags| {
         status(data::get_buffer_status(cx, t, plen, pflags))
     })?;
@@ -133,12 +137,16 @@ pub fn register<L: HostLinker<HostState>>(l: &mut L) -> polyhost_engine_core::Re
     l.i32_5(ENV, "proxy_get_header_map_value", |cx, t, kp, kl, pp, p| {
         status(headers::get_value(cx, t, kp, kl, pp, p))
     })?;
-    l.i32_5(ENV, "proxy_add_header_map_value", |cx, t, kp, kl, vp, vl| {
-        status(headers::add_value(cx, t, kp, kl, vp, vl))
-    })?;
-    l.i32_5(ENV, "proxy_replace_header_map_value", |cx, t, kp, kl, vp, vl| {
-        status(headers::replace_value(cx, t, kp, kl, vp, vl))
-    })?;
+    l.i32_5(
+        ENV,
+        "proxy_add_header_map_value",
+        |cx, t, kp, kl, vp, vl| status(headers::add_value(cx, t, kp, kl, vp, vl)),
+    )?;
+    l.i32_5(
+        ENV,
+        "proxy_replace_header_map_value",
+        |cx, t, kp, kl, vp, vl| status(headers::replace_value(cx, t, kp, kl, vp, vl)),
+    )?;
     l.i32_3(ENV, "proxy_remove_header_map_value", |cx, t, kp, kl| {
         status(headers::remove_value(cx, t, kp, kl))
     })?;
@@ -146,7 +154,9 @@ pub fn register<L: HostLinker<HostState>>(l: &mut L) -> polyhost_engine_core::Re
     l.i32_1(ENV, "proxy_continue_stream", |cx, t| {
         status(stream::continue_stream(cx, t))
     })?;
-    l.i32_1(ENV, "proxy_close_stream", |cx, t| status(stream::close_stream(cx, t)))?;
+    l.i32_1(ENV, "proxy_close_stream", |cx, t| {
+        status(stream::close_stream(cx, t))
+    })?;
     l.i32_0(ENV, "proxy_continue_request", |cx| {
         status(stream::continue_stream(cx, 0))
     })?;
@@ -160,7 +170,9 @@ pub fn register<L: HostLinker<HostState>>(l: &mut L) -> polyhost_engine_core::Re
         ENV,
         "proxy_send_local_response",
         |cx, code, dp, dl, bp, bl, hp, hl, grpc| {
-            status(stream::send_local_response(cx, code, dp, dl, bp, bl, hp, hl, grpc))
+            status(stream::send_local_response(
+                cx, code, dp, dl, bp, bl, hp, hl, grpc,
+            ))
         },
     )?;
     l.i32_3(ENV, "proxy_get_status", |cx, pcode, pp, p| {
@@ -221,9 +233,11 @@ pub fn register<L: HostLinker<HostState>>(l: &mut L) -> polyhost_engine_core::Re
     l.i32_3(ENV, "proxy_register_shared_queue", |cx, np, nl, pid| {
         status(shared::register_queue(cx, np, nl, pid))
     })?;
-    l.i32_5(ENV, "proxy_resolve_shared_queue", |cx, vp, vl, np, nl, pid| {
-        status(shared::resolve_queue(cx, vp, vl, np, nl, pid))
-    })?;
+    l.i32_5(
+        ENV,
+        "proxy_resolve_shared_queue",
+        |cx, vp, vl, np, nl, pid| status(shared::resolve_queue(cx, vp, vl, np, nl, pid)),
+    )?;
     l.i32_3(ENV, "proxy_enqueue_shared_queue", |cx, id, p, n| {
         status(shared::enqueue(cx, id, p, n))
     })?;

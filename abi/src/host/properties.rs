@@ -52,9 +52,7 @@ fn derived(state: &HostState, path: &[&[u8]]) -> Option<Vec<u8>> {
         }
         [b"request", b"headers", name] => stream?.request_headers.get(name).map(<[u8]>::to_vec),
         [b"response", b"headers", name] => stream?.response_headers.get(name).map(<[u8]>::to_vec),
-        [b"response", b"trailers", name] => {
-            stream?.response_trailers.get(name).map(<[u8]>::to_vec)
-        }
+        [b"response", b"trailers", name] => stream?.response_trailers.get(name).map(<[u8]>::to_vec),
         [b"response", b"code"] => {
             let s = stream?;
             let code = match &s.local_response {

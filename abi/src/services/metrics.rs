@@ -82,7 +82,11 @@ impl MetricsSink for InMemoryMetrics {
                     | (MetricValue::Gauge(_), MetricType::Gauge)
                     | (MetricValue::Histogram(_), MetricType::Histogram)
             );
-            return if same { Ok(id) } else { Err(Status::BadArgument) };
+            return if same {
+                Ok(id)
+            } else {
+                Err(Status::BadArgument)
+            };
         }
         let id = reg.metrics.len() as u32;
         let value = match kind {

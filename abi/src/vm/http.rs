@@ -37,10 +37,7 @@ impl<E: Engine> Vm<E> {
 
     /// Turns a callback's return value and the stream's state into a decision.
     pub(super) fn decide(&mut self, id: ContextId, ret: Option<i32>) -> Decision {
-        if let Some(local) = self
-            .stream_mut(id)
-            .and_then(|s| s.local_response.clone())
-        {
+        if let Some(local) = self.stream_mut(id).and_then(|s| s.local_response.clone()) {
             return Decision::LocalResponse(local);
         }
         match ret.map(Action::from_raw) {

@@ -178,7 +178,11 @@ impl<E: Engine> Vm<E> {
             .data_mut()
             .streams
             .insert(id, StreamState::default());
-        self.call_in(id, Callback::ContextCreate, &[id as i32, ROOT_CONTEXT as i32])?;
+        self.call_in(
+            id,
+            Callback::ContextCreate,
+            &[id as i32, ROOT_CONTEXT as i32],
+        )?;
         Ok(ContextId(id))
     }
 
@@ -307,7 +311,11 @@ impl<E: Engine> Vm<E> {
     ///
     /// # Errors
     /// A trap in the callback.
-    pub fn call_foreign_function(&mut self, function_id: u32, args: &[u8]) -> Result<(), PluginError> {
+    pub fn call_foreign_function(
+        &mut self,
+        function_id: u32,
+        args: &[u8],
+    ) -> Result<(), PluginError> {
         self.instance.data_mut().scratch.call_data = args.to_vec();
         let r = self.call_in(
             ROOT_CONTEXT,

@@ -68,7 +68,11 @@ impl<E: Engine> Vm<E> {
     ///
     /// # Errors
     /// An unknown connection, a trap, or a failed VM.
-    pub fn on_downstream_close(&mut self, id: ContextId, peer: PeerType) -> Result<(), PluginError> {
+    pub fn on_downstream_close(
+        &mut self,
+        id: ContextId,
+        peer: PeerType,
+    ) -> Result<(), PluginError> {
         self.stream_state(id)?;
         self.call_in(id.0, Callback::DownstreamClose, &[id.0 as i32, peer as i32])
             .map(|_| ())

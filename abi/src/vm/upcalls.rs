@@ -40,7 +40,11 @@ pub enum GrpcResult {
 
 impl<E: Engine> Vm<E> {
     /// Finds who made callout `token`; `remove` forgets it (final answer).
-    fn callout_owner(&mut self, token: u32, remove: bool) -> Result<(u32, CalloutKind), PluginError> {
+    fn callout_owner(
+        &mut self,
+        token: u32,
+        remove: bool,
+    ) -> Result<(u32, CalloutKind), PluginError> {
         let callouts = &mut self.instance.data_mut().callouts;
         let found = if remove {
             callouts.remove(&token)
@@ -71,7 +75,11 @@ impl<E: Engine> Vm<E> {
     ///
     /// # Errors
     /// An unknown token, a trap, or a failed VM.
-    pub fn deliver_http_response(&mut self, token: u32, result: HttpCallResult) -> Result<(), PluginError> {
+    pub fn deliver_http_response(
+        &mut self,
+        token: u32,
+        result: HttpCallResult,
+    ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, true)?;
         let (headers, body, trailers) = match result {
             HttpCallResult::Response {
@@ -100,18 +108,30 @@ impl<E: Engine> Vm<E> {
     ///
     /// # Errors
     /// An unknown token, a trap, or a failed VM.
-    pub fn deliver_grpc_response(&mut self, token: u32, result: GrpcResult) -> Result<(), PluginError> {
+    pub fn deliver_grpc_response(
+        &mut self,
+        token: u32,
+        result: GrpcResult,
+    ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, true)?;
         match result {
             GrpcResult::Ok(message) => {
                 let args = [owner as i32, token as i32, message.len() as i32];
-                self.deliver(owner, Callback::GrpcReceive, &args, |s| s.grpc_message = message)
+                self.deliver(owner, Callback::GrpcReceive, &args, |s| {
+                    s.grpc_message = message
+                })
             }
             GrpcResult::Err { status, message } => self.grpc_close(owner, token, status, message),
         }
     }
 
-    fn grpc_close(&mut self, owner: u32, token: u32, status: u32, message: String) -> Result<(), PluginError> {
+    fn grpc_close(
+        &mut self,
+        owner: u32,
+        token: u32,
+        status: u32,
+        message: String,
+    ) -> Result<(), PluginError> {
         self.instance.data_mut().last_status = (status, message.into_bytes());
         let args = [owner as i32, token as i32, status as i32];
         self.deliver(owner, Callback::GrpcClose, &args, |_| {})
@@ -121,30 +141,48 @@ impl<E: Engine> Vm<E> {
     ///
     /// # Errors
     /// An unknown token, a trap, or a failed VM.
-    pub fn deliver_grpc_initial_metadata(&mut self, token: u32, metadata: HeaderMap) -> Result<(), PluginError> {
+    pub fn deliver_grpc_initial_metadata(
+        &mut self,
+        token: u32,
+        metadata: HeaderMap,
+    ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, false)?;
         let args = [owner as i32, token as i32, metadata.len() as i32];
-        self.deliver(owner, Callback::GrpcInitialMetadata, &args, |s| s.grpc_initial = metadata)
+        self.deliver(owner, Callback::GrpcInitialMetadata, &args, |s| {
+            s.grpc_initial = metadata
+        })
     }
 
     /// Delivers one message on gRPC stream `token`.
     ///
     /// # Errors
     /// An unknown token, a trap, or a failed VM.
-    pub fn deliver_grpc_message(&mut self, token: u32, message: Vec<u8>) -> Result<(), PluginError> {
+    pub fn deliver_grpc_message(
+        &mut self,
+        token: u32,
+        message: Vec<u8>,
+    ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, false)?;
         let args = [owner as i32, token as i32, message.len() as i32];
-        self.deliver(owner, Callback::GrpcReceive, &args, |s| s.grpc_message = message)
+        self.deliver(owner, Callback::GrpcReceive, &args, |s| {
+            s.grpc_message = message
+        })
     }
 
     /// Delivers trailing metadata on gRPC stream (or call) `token`.
     ///
     /// # Errors
     /// An unknown token, a trap, or a failed VM.
-    pub fn deliver_grpc_trailing_metadata(&mut self, token: u32, metadata: HeaderMap) -> Result<(), PluginError> {
+    pub fn deliver_grpc_trailing_metadata(
+        &mut self,
+        token: u32,
+        metadata: HeaderMap,
+    ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, false)?;
         let args = [owner as i32, token as i32, metadata.len() as i32];
-        self.deliver(owner, Callback::GrpcTrailingMetadata, &args, |s| s.grpc_trailing = metadata)
+        self.deliver(owner, Callback::GrpcTrailingMetadata, &args, |s| {
+            s.grpc_trailing = metadata
+        })
     }
 
     /// Closes gRPC stream `token` from the remote side with `status`
@@ -152,7 +190,12 @@ impl<E: Engine> Vm<E> {
     ///
     /// # Errors
     /// An unknown token, a trap, or a failed VM.
-    pub fn deliver_grpc_close(&mut self, token: u32, status: u32, message: &str) -> Result<(), PluginError> {
+    pub fn deliver_grpc_close(
+        &mut self,
+        token: u32,
+        status: u32,
+        message: &str,
+    ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, true)?;
         self.grpc_close(owner, token, status, message.to_string())
     }

@@ -1,0 +1,13 @@
+//! Integration tests of the embedder API against real SDK-built plugins and
+//! hand-written modules, run on every engine compiled in (one binary, a
+//! module per area).
+
+mod harness;
+
+mod bad_input;
+mod callouts;
+mod http;
+mod legacy;
+mod shared;
+mod tcp;
+mod wasi;
