@@ -1,1 +1,53 @@
-fn main() {}
+//! `polyhost`: run proxy-wasm plugins from the command line.
+
+mod call;
+mod report;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// A proxy-wasm host with a choice of WebAssembly runtime.
+#[derive(Parser)]
+#[command(name = "polyhost", version, about)]
+struct Cli {
+    /// Show host diagnostics (tracing) on stderr: error, warn, info, debug, trace.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    trace: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send one HTTP request through a plugin and show what it did.
+    Call(call::CallArgs),
+    /// List the engines compiled into this build.
+    Engines,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(level) = &cli.trace {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let result = match cli.command {
+        Command::Call(args) => call::run(args),
+        Command::Engines => {
+            for (i, name) in polyhost::AnyEngine::names().iter().enumerate() {
+                let default = if i == 0 { " (default)" } else { "" };
+                println!("{name}{default}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report::error(&e);
+            ExitCode::from(2)
+        }
+    }
+}

@@ -46,3 +46,8 @@ pub mod engines {
     ))]
     pub use polyhost_engine_wasmtime::{Variant as WasmtimeVariant, WasmtimeEngine};
 }
+
+/// Compiles the README's examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
