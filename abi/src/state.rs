@@ -174,6 +174,8 @@ pub struct HostState {
     pub(crate) last_status: (u32, Vec<u8>),
     /// Set by WASI `proc_exit`.
     pub(crate) exit_code: Option<i32>,
+    /// Unfinished lines written to stdout and stderr.
+    pub(crate) stdio_partial: [Vec<u8>; 2],
 }
 
 impl HostState {
@@ -195,6 +197,7 @@ impl HostState {
             vm_properties: HashMap::new(),
             last_status: (0, Vec::new()),
             exit_code: None,
+            stdio_partial: [Vec::new(), Vec::new()],
         }
     }
 

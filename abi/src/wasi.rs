@@ -69,13 +69,31 @@ fn fd_write<C: HostContext<Data = HostState>>(
             text.extend(cx.read_vec(ptr, len)?);
         }
         cx.write_u32(nwritten as u32, text.len() as u32)?;
-        let message = String::from_utf8_lossy(&text);
-        let message = message.strip_suffix('\n').unwrap_or(&message);
-        if !message.is_empty() {
-            emit(cx.data_mut(), level, message.to_string());
+        // Programs write a line in several pieces (Go's panic output does);
+        // log complete lines, and the rest when the call into the guest ends.
+        let state = cx.data_mut();
+        let partial = &mut state.stdio_partial[(fd - 1) as usize];
+        partial.extend_from_slice(&text);
+        let mut lines = Vec::new();
+        while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+        }
+        for line in lines {
+            emit(state, level, line);
         }
         Ok(())
     })())
+}
+
+/// Logs what the plugin wrote to stdout/stderr without a final newline.
+pub(crate) fn flush_stdio(state: &mut HostState) {
+    for (i, level) in [(0, LogLevel::Info), (1, LogLevel::Error)] {
+        if !state.stdio_partial[i].is_empty() {
+            let rest = std::mem::take(&mut state.stdio_partial[i]);
+            emit(state, level, String::from_utf8_lossy(&rest).into_owned());
+        }
+    }
 }
 
 fn monotonic_nanos() -> u64 {

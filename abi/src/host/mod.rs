@@ -38,7 +38,13 @@ impl From<Error> for Fail {
     fn from(e: Error) -> Self {
         match e.kind() {
             ErrorKind::MemoryOutOfBounds => Fail::Status(Status::InvalidMemoryAccess),
-            _ => Fail::Trap(HostTrap(e.to_string())),
+            // The guest allocator failed: trap the guest with a short reason
+            // (the outer trap carries the backtrace).
+            _ => Fail::Trap(HostTrap(format!(
+                "{} in the plugin's allocator: {}",
+                e.kind(),
+                e.message().lines().next().unwrap_or_default()
+            ))),
         }
     }
 }
@@ -72,9 +78,17 @@ pub(crate) fn read_string<C: HostContext>(cx: &C, ptr: i32, len: i32) -> Result<
 
 /// Copies `bytes` into fresh guest memory from the plugin's allocator and
 /// writes its address and length through `ptr_out` and `len_out`.
+///
+/// Empty data is returned as a null pointer without calling the allocator,
+/// as the reference host does (some SDK allocators fail on size 0).
 pub(crate) fn give<C: HostContext>(cx: &mut C, bytes: &[u8], ptr_out: i32, len_out: i32) -> Ret {
-    let addr = cx.allocate(bytes.len() as u32)?;
-    cx.write(addr, bytes)?;
+    let addr = if bytes.is_empty() {
+        0
+    } else {
+        let addr = cx.allocate(bytes.len() as u32)?;
+        cx.write(addr, bytes)?;
+        addr
+    };
     cx.write_u32(ptr_out as u32, addr)?;
     cx.write_u32(len_out as u32, bytes.len() as u32)?;
     Ok(())

@@ -126,7 +126,9 @@ impl<E: Engine> Vm<E> {
         let Some(f) = &self.callbacks[cb as usize] else {
             return Ok(None);
         };
-        match self.instance.call(f, args) {
+        let result = self.instance.call(f, args);
+        crate::wasi::flush_stdio(self.instance.data_mut());
+        match result {
             Ok(v) => Ok(v),
             Err(e) => {
                 let err = PluginError::engine(self.shared.info.name.clone(), e)

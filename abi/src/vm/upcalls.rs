@@ -56,6 +56,11 @@ impl<E: Engine> Vm<E> {
 
     /// Runs `cb` for the callout's owner with `fill` applied to the scratch
     /// buffers, which are cleared afterwards.
+    ///
+    /// As in Envoy, the callback's context argument is the root context (the
+    /// Go and AssemblyScript SDKs look the token up there and then switch
+    /// with `proxy_set_effective_context`); the effective context is already
+    /// the stream that made the call, for plugins that do not switch.
     fn deliver(
         &mut self,
         owner: u32,
@@ -90,7 +95,7 @@ impl<E: Engine> Vm<E> {
             HttpCallResult::Failure | HttpCallResult::Timeout => Default::default(),
         };
         let args = [
-            owner as i32,
+            super::ROOT_CONTEXT as i32,
             token as i32,
             headers.len() as i32,
             body.len() as i32,
@@ -116,7 +121,11 @@ impl<E: Engine> Vm<E> {
         let (owner, _) = self.callout_owner(token, true)?;
         match result {
             GrpcResult::Ok(message) => {
-                let args = [owner as i32, token as i32, message.len() as i32];
+                let args = [
+                    super::ROOT_CONTEXT as i32,
+                    token as i32,
+                    message.len() as i32,
+                ];
                 self.deliver(owner, Callback::GrpcReceive, &args, |s| {
                     s.grpc_message = message
                 })
@@ -133,7 +142,7 @@ impl<E: Engine> Vm<E> {
         message: String,
     ) -> Result<(), PluginError> {
         self.instance.data_mut().last_status = (status, message.into_bytes());
-        let args = [owner as i32, token as i32, status as i32];
+        let args = [super::ROOT_CONTEXT as i32, token as i32, status as i32];
         self.deliver(owner, Callback::GrpcClose, &args, |_| {})
     }
 
@@ -147,7 +156,11 @@ impl<E: Engine> Vm<E> {
         metadata: HeaderMap,
     ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, false)?;
-        let args = [owner as i32, token as i32, metadata.len() as i32];
+        let args = [
+            super::ROOT_CONTEXT as i32,
+            token as i32,
+            metadata.len() as i32,
+        ];
         self.deliver(owner, Callback::GrpcInitialMetadata, &args, |s| {
             s.grpc_initial = metadata
         })
@@ -163,7 +176,11 @@ impl<E: Engine> Vm<E> {
         message: Vec<u8>,
     ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, false)?;
-        let args = [owner as i32, token as i32, message.len() as i32];
+        let args = [
+            super::ROOT_CONTEXT as i32,
+            token as i32,
+            message.len() as i32,
+        ];
         self.deliver(owner, Callback::GrpcReceive, &args, |s| {
             s.grpc_message = message
         })
@@ -179,7 +196,11 @@ impl<E: Engine> Vm<E> {
         metadata: HeaderMap,
     ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, false)?;
-        let args = [owner as i32, token as i32, metadata.len() as i32];
+        let args = [
+            super::ROOT_CONTEXT as i32,
+            token as i32,
+            metadata.len() as i32,
+        ];
         self.deliver(owner, Callback::GrpcTrailingMetadata, &args, |s| {
             s.grpc_trailing = metadata
         })

@@ -27,9 +27,9 @@ const IMPORTS: &str = r#"
 
 const BODY: &str = r#"
     (data (i32.const 100) "to stdout\n")
-    (data (i32.const 120) "to stderr")
-    ;; iovec at 200 -> (100, 10); iovec at 208 -> (120, 9)
-    (data (i32.const 200) "\64\00\00\00\0a\00\00\00\78\00\00\00\09\00\00\00")
+    (data (i32.const 120) "to stderr\n")
+    ;; iovec at 200 -> (100, 10); iovec at 208 -> (120, 10)
+    (data (i32.const 200) "\64\00\00\00\0a\00\00\00\78\00\00\00\0a\00\00\00")
     (func (export "write") (param $fd i32) (param $iov i32) (result i32)
         (call $fd_write (local.get $fd) (local.get $iov) (i32.const 1) (i32.const 300)))
     (func (export "write_old") (result i32)
