@@ -1,6 +1,7 @@
 //! `polyhost`: run proxy-wasm plugins from the command line.
 
 mod call;
+mod conformance;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Call(call::CallArgs),
     /// List the engines compiled into this build.
     Engines,
+    /// Run the conformance suite and print the matrix of cases x engines.
+    Conformance(conformance::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Call(args) => call::run(args),
+        Command::Conformance(args) => conformance::run(args),
         Command::Engines => {
             for (i, name) in polyhost::AnyEngine::names().iter().enumerate() {
                 let default = if i == 0 { " (default)" } else { "" };
