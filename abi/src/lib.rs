@@ -21,6 +21,7 @@ mod error;
 mod headers;
 mod host;
 mod plugin;
+pub mod pool;
 pub mod services;
 mod state;
 mod types;
@@ -30,6 +31,7 @@ mod wasi;
 pub use error::{PluginError, PluginErrorKind};
 pub use headers::{HeaderMap, MAX_MAP_PAIRS, MAX_SERIALIZED_MAP_BYTES};
 pub use plugin::{Plugin, PluginConfig};
+pub use pool::{PoolError, PooledVm, ReturnPolicy, VmPool};
 pub use services::HostServices;
 pub use state::{HostState, LocalResponse, LogLine, PluginInfo, StreamEvent, StreamState};
 pub use types::{

@@ -3,8 +3,9 @@
 use crate::headers::HeaderMap;
 use crate::services::HostServices;
 use crate::types::{AbiVersion, BufferType, LogLevel, MapType, StreamType};
+use crossbeam::queue::SegQueue;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Read-only facts about a loaded plugin.
@@ -169,7 +170,7 @@ pub struct HostState {
     pub(crate) next_token: u32,
     pub(crate) done_requested: bool,
     /// Ids of this VM's queues that have data, filled by other VMs.
-    pub(crate) ready_queues: Arc<Mutex<Vec<u32>>>,
+    pub(crate) ready_queues: Arc<SegQueue<u32>>,
     pub(crate) vm_properties: HashMap<Vec<u8>, Vec<u8>>,
     pub(crate) last_status: (u32, Vec<u8>),
     /// Set by WASI `proc_exit`.
@@ -193,7 +194,7 @@ impl HostState {
             callouts: HashMap::new(),
             next_token: 1,
             done_requested: false,
-            ready_queues: Arc::new(Mutex::new(Vec::new())),
+            ready_queues: Arc::new(SegQueue::new()),
             vm_properties: HashMap::new(),
             last_status: (0, Vec::new()),
             exit_code: None,

@@ -30,6 +30,7 @@ mod any;
 
 pub use any::{AnyEngine, EngineVisitor, UnknownEngine};
 pub use polyhost_abi::*;
+pub use polyhost_cache as cache;
 pub use polyhost_engine_core as engine_core;
 pub use polyhost_engine_core::{Capabilities, Engine, EngineConfig};
 

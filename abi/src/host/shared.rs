@@ -58,7 +58,7 @@ pub(super) fn register_queue<C: HostContext<Data = HostState>>(
     let id = state.services.queues.register(
         &state.plugin.vm_id,
         &name,
-        Arc::new(move |id| ready.lock().expect("poisoned").push(id)),
+        Arc::new(move |id| ready.push(id)),
     );
     put_u32(cx, pid, id)
 }

@@ -296,16 +296,17 @@ impl<E: Engine> Vm<E> {
     /// # Errors
     /// A trap in `proxy_on_queue_ready`.
     pub fn deliver_queue_ready(&mut self) -> Result<usize, PluginError> {
-        let ready: Vec<u32> =
-            std::mem::take(&mut *self.instance.data().ready_queues.lock().expect("poisoned"));
-        for &queue in &ready {
+        let ready = Arc::clone(&self.instance.data().ready_queues);
+        let mut delivered = 0;
+        while let Some(queue) = ready.pop() {
             self.call_in(
                 ROOT_CONTEXT,
                 Callback::QueueReady,
                 &[ROOT_CONTEXT as i32, queue as i32],
             )?;
+            delivered += 1;
         }
-        Ok(ready.len())
+        Ok(delivered)
     }
 
     /// Calls the plugin's `proxy_on_foreign_function(root, id, size)` with

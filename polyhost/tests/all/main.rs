@@ -5,9 +5,11 @@
 mod harness;
 
 mod bad_input;
+mod cache;
 mod callouts;
 mod http;
 mod legacy;
+mod pool;
 mod shared;
 mod tcp;
 mod wasi;
