@@ -96,9 +96,12 @@ impl<D: Send + 'static> WasmtimeInstance<D> {
         let fuel_per_call = cfg.fuel_per_call;
         arm(&mut store, deadline_ticks, fuel_per_call, name)?;
         let instance = pre.instantiate(&mut store).map_err(|e| {
-            match convert_error(name, e, "start section") {
-                err if err.kind() == ErrorKind::Trap || err.kind() == ErrorKind::Interrupted => err,
-                err => Error::new(ErrorKind::Instantiate, name, err.message().to_string()),
+            // Only a trap in the start section is the guest's doing; anything
+            // else (no free pooled slot, a resource limit) is instantiation.
+            if e.downcast_ref::<Trap>().is_some() || e.downcast_ref::<HostTrap>().is_some() {
+                convert_error(name, e, "start section")
+            } else {
+                Error::new(ErrorKind::Instantiate, name, format!("{e:#}"))
             }
         })?;
         let memory = instance.get_memory(&mut store, "memory");

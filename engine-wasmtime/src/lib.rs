@@ -130,6 +130,17 @@ impl WasmtimeEngine {
         if config.fuel_per_call.is_some() {
             wt.consume_fuel(true);
         }
+        if let Some(slots) = config.pooled_instances {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_core_instances(slots)
+                .total_memories(slots)
+                .total_tables(slots)
+                .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+            wt.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+            // Copy-on-write initialisation is wasmtime's default; say so, as
+            // it is what makes pooled instantiation cheap.
+            wt.memory_init_cow(true);
+        }
         let engine = wasmtime::Engine::new(&wt)
             .map_err(|e| Error::new(ErrorKind::Other, name, format!("{e:#}")))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -280,6 +291,7 @@ impl Engine for WasmtimeEngine {
         caps.fuel = true;
         caps.memory_limit = true;
         caps.backtraces = true;
+        caps.instance_pooling = true;
         caps
     }
 
@@ -297,6 +309,8 @@ impl Engine for WasmtimeEngine {
             self.inner.variant,
             h.finish()
         )
+        // precompile_compatibility_hash covers the version, target and every
+        // code-affecting setting (fuel, epochs, pooling limits).
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Self::Module> {

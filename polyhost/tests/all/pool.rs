@@ -124,3 +124,49 @@ fn queues_deliver_across_threads<E: Engine>(engine: E) {
     }
     assert_eq!(services.counter("consumer_items"), Some(6));
 }
+
+/// Engine-level instance slots (wasmtime's pooling allocator).
+mod slots {
+    use super::*;
+
+    crate::harness::engine_config_tests!(pooled_instance_slots_are_bounded);
+
+    fn pooled_instance_slots_are_bounded<E: Engine>(
+        make: impl Fn(&polyhost::EngineConfig) -> polyhost::engine_core::Result<E>,
+    ) {
+        let mut config = polyhost::EngineConfig::default();
+        config.pooled_instances = Some(2);
+        config.max_memory_bytes = 64 << 20;
+        let plain = make(&polyhost::EngineConfig::default()).unwrap();
+        if !plain.capabilities().instance_pooling {
+            let err = make(&config)
+                .err()
+                .expect("pooling must be refused where unsupported");
+            assert_eq!(err.kind(), polyhost::engine_core::ErrorKind::NotSupported);
+            return;
+        }
+        let engine = make(&config).unwrap();
+        let services = Services::new();
+        let plugin = Plugin::load(
+            &engine,
+            &fixture("rust-unknown", "noop"),
+            PluginConfig::named("noop"),
+            services.host.clone(),
+        )
+        .unwrap();
+        let a = plugin.new_vm().unwrap();
+        let _b = plugin.new_vm().unwrap();
+        let err = plugin
+            .new_vm()
+            .err()
+            .expect("a third live instance exceeds two slots");
+        assert_eq!(err.kind(), polyhost::PluginErrorKind::Instantiate, "{err}");
+        drop(a);
+        let mut c = plugin.new_vm().unwrap();
+        let id = c.create_http_stream().unwrap();
+        assert_eq!(
+            c.on_request_headers(id, request("/"), true).unwrap(),
+            polyhost::Decision::Continue
+        );
+    }
+}
