@@ -1,6 +1,7 @@
 //! `polyhost`: run proxy-wasm plugins from the command line.
 
 mod call;
+mod compile;
 mod conformance;
 mod report;
 
@@ -22,6 +23,9 @@ struct Cli {
 enum Command {
     /// Send one HTTP request through a plugin and show what it did.
     Call(call::CallArgs),
+    /// Precompile plugins into the module cache, so loading them later does
+    /// not compile.
+    Compile(compile::CompileArgs),
     /// List the engines compiled into this build.
     Engines,
     /// Run the conformance suite and print the matrix of cases x engines.
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Call(args) => call::run(args),
+        Command::Compile(args) => compile::run(args),
         Command::Conformance(args) => conformance::run(args),
         Command::Engines => {
             for (i, name) in polyhost::AnyEngine::names().iter().enumerate() {

@@ -1,0 +1,372 @@
+//! Instances and calls into the guest.
+
+use crate::metering::FuelGlobals;
+use crate::{MakeFunc, StoreData, WasmerEngine, caller};
+use polyhost_engine_core::{
+    CallbackSig, Engine, Error, ErrorKind, HostContext, HostTrap, Instance, Result, Value,
+};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use wasmer::{Extern, FunctionEnv, InstantiationError, RuntimeError, Store, TypedFunction};
+
+/// A live wasmer instance with its store.
+pub struct WasmerInstance<D: 'static> {
+    store: Store,
+    env: FunctionEnv<StoreData<D>>,
+    instance: wasmer::Instance,
+    /// The metering globals and the budget of each top-level call.
+    fuel: Option<(FuelGlobals, u64)>,
+    engine_name: &'static str,
+}
+
+// SAFETY: wasmer's `Store` lost `Send` in 7.0 only because the type of its
+// optional "on called" handler dropped a `Send` bound (wasmerio/wasmer#7001);
+// this backend never installs such a handler. Everything else the store
+// owns (instances, memories, tables, host-function environments) is heap
+// data reached through the store's own pointers, with no affinity to the
+// thread that created it: wasmer's per-thread store context is pushed when a
+// call into the guest starts and popped when it returns. Host closures and
+// the host data `D` are `Send` by the `HostLinker` and `Engine` bounds. So
+// moving a whole instance to another thread between calls is sound, as it
+// was with wasmer 6; `&mut self` on every call rules out concurrent use.
+unsafe impl<D: Send + 'static> Send for WasmerInstance<D> {}
+
+/// A typed export handle; one variant per callback shape so calls go
+/// through wasmer's typed path.
+#[derive(Clone)]
+pub struct WasmerFunc {
+    name: Arc<str>,
+    typed: Typed,
+}
+
+#[derive(Clone)]
+enum Typed {
+    V0(TypedFunction<(), ()>),
+    I0(TypedFunction<(), i32>),
+    V1(TypedFunction<i32, ()>),
+    I1(TypedFunction<i32, i32>),
+    V2(TypedFunction<(i32, i32), ()>),
+    I2(TypedFunction<(i32, i32), i32>),
+    V3(TypedFunction<(i32, i32, i32), ()>),
+    I3(TypedFunction<(i32, i32, i32), i32>),
+    V4(TypedFunction<(i32, i32, i32, i32), ()>),
+    I4(TypedFunction<(i32, i32, i32, i32), i32>),
+    V5(TypedFunction<(i32, i32, i32, i32, i32), ()>),
+    I5(TypedFunction<(i32, i32, i32, i32, i32), i32>),
+}
+
+/// Turns a wasmer error from guest execution into a Polyhost error.
+///
+/// `out_of_fuel` is whether the metering flag was set: metering stops the
+/// guest with an ordinary `unreachable` trap, so only the flag tells the two
+/// apart.
+pub(crate) fn convert_error(
+    engine: &'static str,
+    e: RuntimeError,
+    callback: &str,
+    out_of_fuel: bool,
+) -> Error {
+    let (kind, message) = if out_of_fuel {
+        (ErrorKind::Interrupted, "all fuel consumed".to_string())
+    } else if let Some(trap) = e.downcast_ref::<HostTrap>() {
+        (ErrorKind::Trap, trap.0.clone())
+    } else {
+        (ErrorKind::Trap, e.message())
+    };
+    let mut backtrace = String::new();
+    for (i, frame) in e.trace().iter().enumerate() {
+        let _ = write!(backtrace, "{i:>4}: {}!", frame.module_name());
+        let _ = match frame.function_name() {
+            Some(name) => write!(backtrace, "{name}"),
+            None => write!(backtrace, "<wasm function {}>", frame.func_index()),
+        };
+        let _ = writeln!(backtrace, " @ {:#x}", frame.module_offset());
+    }
+    Error::new(kind, engine, message)
+        .with_callback(callback)
+        .with_backtrace(backtrace)
+}
+
+impl<D: Send + 'static> WasmerInstance<D> {
+    pub(crate) fn new(
+        engine: &WasmerEngine,
+        module: &wasmer::Module,
+        imports: &[Arc<MakeFunc<D>>],
+        data: D,
+    ) -> Result<Self> {
+        let name = engine.name();
+        let mut store = Store::new(engine.inner.engine.clone());
+        let env = FunctionEnv::new(
+            &mut store,
+            StoreData {
+                user: data,
+                memory: None,
+                allocator: None,
+                fuel: None,
+                engine_name: name,
+            },
+        );
+        // Only the functions this module imports, in its import order.
+        let externs: Vec<Extern> = imports
+            .iter()
+            .map(|make| Extern::Function(make(&mut store, &env)))
+            .collect();
+        let instance =
+            wasmer::Instance::new_by_index(&mut store, module, &externs).map_err(|e| match e {
+                // The start section's budget is the one compiled into the
+                // metering globals; its exhaustion reads as a trap here.
+                InstantiationError::Start(e) => convert_error(name, e, "start section", false),
+                other => Error::new(ErrorKind::Instantiate, name, other.to_string()),
+            })?;
+        let fuel = match engine.inner.config.fuel_per_call {
+            Some(budget) => Some((FuelGlobals::of(&instance, name)?, budget)),
+            None => None,
+        };
+        let memory = instance.exports.get_memory("memory").ok().cloned();
+        let data = env.as_mut(&mut store);
+        data.memory = memory;
+        data.fuel = fuel.as_ref().map(|(globals, _)| globals.clone());
+        Ok(WasmerInstance {
+            store,
+            env,
+            instance,
+            fuel,
+            engine_name: name,
+        })
+    }
+
+    /// The wasmer store, for embedders who need wasmer-specific access.
+    pub fn store(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// Gives the next top-level call its fuel budget.
+    fn arm(&mut self) -> Result<()> {
+        match &self.fuel {
+            Some((globals, budget)) => globals.refill(&mut self.store, *budget, self.engine_name),
+            None => Ok(()),
+        }
+    }
+
+    fn convert(&mut self, e: RuntimeError, callback: &str) -> Error {
+        let out_of_fuel = self
+            .fuel
+            .as_ref()
+            .is_some_and(|(globals, _)| globals.is_exhausted(&mut self.store));
+        convert_error(self.engine_name, e, callback, out_of_fuel)
+    }
+
+    fn function(&self, name: &str) -> Option<&wasmer::Function> {
+        self.instance.exports.get_function(name).ok()
+    }
+}
+
+macro_rules! typed {
+    ($self:ident, $f:ident, $variant:ident, $p:ty, $r:ty) => {
+        $f.typed::<$p, $r>(&$self.store).map(Typed::$variant)
+    };
+}
+
+impl<D: Send + 'static> HostContext for WasmerInstance<D> {
+    type Data = D;
+
+    fn engine_name(&self) -> &'static str {
+        self.engine_name
+    }
+
+    fn data(&self) -> &D {
+        &self.env.as_ref(&self.store).user
+    }
+
+    fn data_mut(&mut self) -> &mut D {
+        &mut self.env.as_mut(&mut self.store).user
+    }
+
+    fn memory_size(&self) -> usize {
+        let data = self.env.as_ref(&self.store);
+        caller::memory_size(&self.store, data.memory.as_ref())
+    }
+
+    fn read(&self, ptr: u32, buf: &mut [u8]) -> Result<()> {
+        let data = self.env.as_ref(&self.store);
+        caller::read(
+            &self.store,
+            data.memory.as_ref(),
+            self.engine_name,
+            ptr,
+            buf,
+        )
+    }
+
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
+        let data = self.env.as_ref(&self.store);
+        caller::write(
+            &self.store,
+            data.memory.as_ref(),
+            self.engine_name,
+            ptr,
+            bytes,
+        )
+    }
+
+    fn allocate(&mut self, size: u32) -> Result<u32> {
+        self.arm()?;
+        let data = self.env.as_ref(&self.store);
+        let (allocator, fuel) = (data.allocator.clone(), data.fuel.clone());
+        caller::allocate(
+            &mut self.store,
+            allocator,
+            fuel.as_ref(),
+            self.engine_name,
+            size,
+        )
+    }
+}
+
+impl<D: Send + 'static> Instance<D> for WasmerInstance<D> {
+    type Func = WasmerFunc;
+
+    fn func(&mut self, name: &str, sig: CallbackSig) -> Result<Option<WasmerFunc>> {
+        let engine = self.engine_name;
+        let mismatch = |msg: String| Error::new(ErrorKind::SignatureMismatch, engine, msg);
+        let Some(export) = self.instance.exports.get_extern(name) else {
+            return Ok(None);
+        };
+        let Extern::Function(func) = export else {
+            return Err(mismatch(format!("export `{name}` is not a function")));
+        };
+        let actual = crate::func_type(&func.ty(&self.store));
+        let expected = sig.func_type();
+        if actual != expected {
+            return Err(mismatch(format!(
+                "export `{name}` has type {actual}, expected {expected}"
+            )));
+        }
+        let f = func;
+        let typed = match (sig.params, sig.returns) {
+            (0, false) => typed!(self, f, V0, (), ()),
+            (0, true) => typed!(self, f, I0, (), i32),
+            (1, false) => typed!(self, f, V1, i32, ()),
+            (1, true) => typed!(self, f, I1, i32, i32),
+            (2, false) => typed!(self, f, V2, (i32, i32), ()),
+            (2, true) => typed!(self, f, I2, (i32, i32), i32),
+            (3, false) => typed!(self, f, V3, (i32, i32, i32), ()),
+            (3, true) => typed!(self, f, I3, (i32, i32, i32), i32),
+            (4, false) => typed!(self, f, V4, (i32, i32, i32, i32), ()),
+            (4, true) => typed!(self, f, I4, (i32, i32, i32, i32), i32),
+            (5, false) => typed!(self, f, V5, (i32, i32, i32, i32, i32), ()),
+            (5, true) => typed!(self, f, I5, (i32, i32, i32, i32, i32), i32),
+            _ => {
+                return Err(mismatch(format!(
+                    "callbacks take at most {} parameters",
+                    CallbackSig::MAX_PARAMS
+                )));
+            }
+        }
+        .map_err(|e| mismatch(e.message()))?;
+        Ok(Some(WasmerFunc {
+            name: name.into(),
+            typed,
+        }))
+    }
+
+    fn call(&mut self, func: &WasmerFunc, args: &[i32]) -> Result<Option<i32>> {
+        self.arm()?;
+        let s = &mut self.store;
+        let result = match (&func.typed, args) {
+            (Typed::V0(f), []) => f.call(s).map(|()| None),
+            (Typed::I0(f), []) => f.call(s).map(Some),
+            (Typed::V1(f), &[a]) => f.call(s, a).map(|()| None),
+            (Typed::I1(f), &[a]) => f.call(s, a).map(Some),
+            (Typed::V2(f), &[a, b]) => f.call(s, a, b).map(|()| None),
+            (Typed::I2(f), &[a, b]) => f.call(s, a, b).map(Some),
+            (Typed::V3(f), &[a, b, c]) => f.call(s, a, b, c).map(|()| None),
+            (Typed::I3(f), &[a, b, c]) => f.call(s, a, b, c).map(Some),
+            (Typed::V4(f), &[a, b, c, d]) => f.call(s, a, b, c, d).map(|()| None),
+            (Typed::I4(f), &[a, b, c, d]) => f.call(s, a, b, c, d).map(Some),
+            (Typed::V5(f), &[a, b, c, d, e]) => f.call(s, a, b, c, d, e).map(|()| None),
+            (Typed::I5(f), &[a, b, c, d, e]) => f.call(s, a, b, c, d, e).map(Some),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::SignatureMismatch,
+                    self.engine_name,
+                    format!("`{}` called with {} arguments", func.name, args.len()),
+                ));
+            }
+        };
+        result.map_err(|e| self.convert(e, &func.name))
+    }
+
+    fn call_dynamic(&mut self, name: &str, args: &[Value]) -> Result<Vec<Value>> {
+        let engine = self.engine_name;
+        let Some(func) = self.function(name).cloned() else {
+            return Err(Error::new(
+                ErrorKind::MissingExport,
+                engine,
+                format!("no function export named `{name}`"),
+            ));
+        };
+        let ty = func.ty(&self.store);
+        let params: Vec<wasmer::Value> = args
+            .iter()
+            .map(|a| match a {
+                Value::I32(v) => wasmer::Value::I32(*v),
+                Value::I64(v) => wasmer::Value::I64(*v),
+            })
+            .collect();
+        // Checked here so a wrong argument list is a signature error, not a
+        // trap.
+        let given: Vec<_> = params.iter().map(wasmer::Value::ty).collect();
+        if given != ty.params() {
+            return Err(Error::new(
+                ErrorKind::SignatureMismatch,
+                engine,
+                format!(
+                    "`{name}` has type {}, called with {} arguments",
+                    crate::func_type(&ty),
+                    args.len()
+                ),
+            )
+            .with_callback(name));
+        }
+        self.arm()?;
+        let results = func
+            .call(&mut self.store, &params)
+            .map_err(|e| self.convert(e, name))?;
+        results
+            .iter()
+            .map(|v| match v {
+                wasmer::Value::I32(v) => Ok(Value::I32(*v)),
+                wasmer::Value::I64(v) => Ok(Value::I64(*v)),
+                other => Err(Error::new(
+                    ErrorKind::SignatureMismatch,
+                    engine,
+                    format!("`{name}` returned unsupported value {other:?}"),
+                )),
+            })
+            .collect()
+    }
+
+    fn set_allocator(&mut self, name: &str) -> Result<()> {
+        let engine = self.engine_name;
+        let Some(f) = self.function(name) else {
+            return Err(Error::new(
+                ErrorKind::MissingExport,
+                engine,
+                format!("no allocator export named `{name}`"),
+            ));
+        };
+        let typed = f.typed::<i32, i32>(&self.store).map_err(|_| {
+            Error::new(
+                ErrorKind::SignatureMismatch,
+                engine,
+                format!(
+                    "allocator `{name}` has type {}, expected (i32) -> (i32)",
+                    crate::func_type(&f.ty(&self.store))
+                ),
+            )
+        })?;
+        self.env.as_mut(&mut self.store).allocator = Some(typed);
+        Ok(())
+    }
+}

@@ -1,0 +1,295 @@
+//! Instances and calls into the guest.
+
+use crate::{ENGINE_NAME, HostTrapError, StoreData, WasmiEngine, caller};
+use polyhost_engine_core::{CallbackSig, Error, ErrorKind, HostContext, Instance, Result, Value};
+use std::sync::Arc;
+use wasmi::{Store, StoreLimitsBuilder, TrapCode, TypedFunc, Val};
+
+/// A live wasmi instance with its store.
+pub struct WasmiInstance<D: 'static> {
+    store: Store<StoreData<D>>,
+    instance: wasmi::Instance,
+    fuel_per_call: Option<u64>,
+}
+
+/// A typed export handle; one variant per callback shape so calls go
+/// through wasmi's typed path.
+#[derive(Clone)]
+pub struct WasmiFunc {
+    name: Arc<str>,
+    typed: Typed,
+}
+
+#[derive(Clone)]
+enum Typed {
+    V0(TypedFunc<(), ()>),
+    I0(TypedFunc<(), i32>),
+    V1(TypedFunc<i32, ()>),
+    I1(TypedFunc<i32, i32>),
+    V2(TypedFunc<(i32, i32), ()>),
+    I2(TypedFunc<(i32, i32), i32>),
+    V3(TypedFunc<(i32, i32, i32), ()>),
+    I3(TypedFunc<(i32, i32, i32), i32>),
+    V4(TypedFunc<(i32, i32, i32, i32), ()>),
+    I4(TypedFunc<(i32, i32, i32, i32), i32>),
+    V5(TypedFunc<(i32, i32, i32, i32, i32), ()>),
+    I5(TypedFunc<(i32, i32, i32, i32, i32), i32>),
+}
+
+/// Turns a wasmi error from guest execution into a Polyhost error.
+pub(crate) fn convert_error(e: wasmi::Error, callback: &str) -> Error {
+    let (kind, message) = if let Some(HostTrapError(trap)) = e.downcast_ref::<HostTrapError>() {
+        (ErrorKind::Trap, trap.0.clone())
+    } else {
+        match e.as_trap_code() {
+            Some(TrapCode::OutOfFuel) => (ErrorKind::Interrupted, "all fuel consumed".to_string()),
+            Some(code) => (ErrorKind::Trap, code.to_string()),
+            None => (ErrorKind::Trap, e.to_string()),
+        }
+    };
+    Error::new(kind, ENGINE_NAME, message).with_callback(callback)
+}
+
+impl<D: Send + 'static> WasmiInstance<D> {
+    pub(crate) fn new(
+        engine: &WasmiEngine,
+        linker: &wasmi::Linker<StoreData<D>>,
+        module: &wasmi::Module,
+        data: D,
+    ) -> Result<Self> {
+        let cfg = &engine.inner.config;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(cfg.max_memory_bytes).unwrap_or(usize::MAX))
+            .build();
+        let mut store = Store::new(
+            &engine.inner.engine,
+            StoreData {
+                user: data,
+                memory: None,
+                allocator: None,
+                limits,
+            },
+        );
+        store.limiter(|d| &mut d.limits);
+        let fuel_per_call = cfg.fuel_per_call;
+        // The start section runs during instantiation and gets one budget.
+        arm(&mut store, fuel_per_call)?;
+        let instance = linker
+            .instantiate_and_start(&mut store, module)
+            .map_err(|e| {
+                if e.as_trap_code().is_some() || e.downcast_ref::<HostTrapError>().is_some() {
+                    convert_error(e, "start section")
+                } else {
+                    Error::new(ErrorKind::Instantiate, ENGINE_NAME, e.to_string())
+                }
+            })?;
+        let memory = instance.get_memory(&store, "memory");
+        store.data_mut().memory = memory;
+        Ok(WasmiInstance {
+            store,
+            instance,
+            fuel_per_call,
+        })
+    }
+
+    /// The wasmi store, for embedders who need wasmi-specific access.
+    pub fn store(&mut self) -> &mut Store<StoreData<D>> {
+        &mut self.store
+    }
+}
+
+/// Gives the next top-level call its fuel budget.
+fn arm<D: 'static>(store: &mut Store<StoreData<D>>, fuel: Option<u64>) -> Result<()> {
+    if let Some(fuel) = fuel {
+        store
+            .set_fuel(fuel)
+            .map_err(|e| Error::new(ErrorKind::Other, ENGINE_NAME, e.to_string()))?;
+    }
+    Ok(())
+}
+
+macro_rules! typed {
+    ($self:ident, $name:ident, $variant:ident, $p:ty, $r:ty) => {
+        $self
+            .instance
+            .get_typed_func::<$p, $r>(&$self.store, $name)
+            .map(Typed::$variant)
+    };
+}
+
+impl<D: Send + 'static> HostContext for WasmiInstance<D> {
+    type Data = D;
+
+    fn engine_name(&self) -> &'static str {
+        ENGINE_NAME
+    }
+
+    fn data(&self) -> &D {
+        &self.store.data().user
+    }
+
+    fn data_mut(&mut self) -> &mut D {
+        &mut self.store.data_mut().user
+    }
+
+    fn memory_size(&self) -> usize {
+        caller::memory_size(&self.store, self.store.data().memory)
+    }
+
+    fn read(&self, ptr: u32, buf: &mut [u8]) -> Result<()> {
+        caller::read(&self.store, self.store.data().memory, ptr, buf)
+    }
+
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
+        let memory = self.store.data().memory;
+        caller::write(&mut self.store, memory, ptr, bytes)
+    }
+
+    fn allocate(&mut self, size: u32) -> Result<u32> {
+        arm(&mut self.store, self.fuel_per_call)?;
+        caller::allocate(&mut self.store, size)
+    }
+}
+
+impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
+    type Func = WasmiFunc;
+
+    fn func(&mut self, name: &str, sig: CallbackSig) -> Result<Option<WasmiFunc>> {
+        let Some(func) = self.instance.get_func(&self.store, name) else {
+            return Ok(None);
+        };
+        let actual = crate::func_type(&func.ty(&self.store));
+        let expected = sig.func_type();
+        if actual != expected {
+            return Err(Error::new(
+                ErrorKind::SignatureMismatch,
+                ENGINE_NAME,
+                format!("export `{name}` has type {actual}, expected {expected}"),
+            ));
+        }
+        let typed = match (sig.params, sig.returns) {
+            (0, false) => typed!(self, name, V0, (), ()),
+            (0, true) => typed!(self, name, I0, (), i32),
+            (1, false) => typed!(self, name, V1, i32, ()),
+            (1, true) => typed!(self, name, I1, i32, i32),
+            (2, false) => typed!(self, name, V2, (i32, i32), ()),
+            (2, true) => typed!(self, name, I2, (i32, i32), i32),
+            (3, false) => typed!(self, name, V3, (i32, i32, i32), ()),
+            (3, true) => typed!(self, name, I3, (i32, i32, i32), i32),
+            (4, false) => typed!(self, name, V4, (i32, i32, i32, i32), ()),
+            (4, true) => typed!(self, name, I4, (i32, i32, i32, i32), i32),
+            (5, false) => typed!(self, name, V5, (i32, i32, i32, i32, i32), ()),
+            (5, true) => typed!(self, name, I5, (i32, i32, i32, i32, i32), i32),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::SignatureMismatch,
+                    ENGINE_NAME,
+                    format!(
+                        "callbacks take at most {} parameters",
+                        CallbackSig::MAX_PARAMS
+                    ),
+                ));
+            }
+        }
+        .map_err(|e| Error::new(ErrorKind::SignatureMismatch, ENGINE_NAME, e.to_string()))?;
+        Ok(Some(WasmiFunc {
+            name: name.into(),
+            typed,
+        }))
+    }
+
+    fn call(&mut self, func: &WasmiFunc, args: &[i32]) -> Result<Option<i32>> {
+        arm(&mut self.store, self.fuel_per_call)?;
+        let s = &mut self.store;
+        let result = match (&func.typed, args) {
+            (Typed::V0(f), []) => f.call(s, ()).map(|()| None),
+            (Typed::I0(f), []) => f.call(s, ()).map(Some),
+            (Typed::V1(f), &[a]) => f.call(s, a).map(|()| None),
+            (Typed::I1(f), &[a]) => f.call(s, a).map(Some),
+            (Typed::V2(f), &[a, b]) => f.call(s, (a, b)).map(|()| None),
+            (Typed::I2(f), &[a, b]) => f.call(s, (a, b)).map(Some),
+            (Typed::V3(f), &[a, b, c]) => f.call(s, (a, b, c)).map(|()| None),
+            (Typed::I3(f), &[a, b, c]) => f.call(s, (a, b, c)).map(Some),
+            (Typed::V4(f), &[a, b, c, d]) => f.call(s, (a, b, c, d)).map(|()| None),
+            (Typed::I4(f), &[a, b, c, d]) => f.call(s, (a, b, c, d)).map(Some),
+            (Typed::V5(f), &[a, b, c, d, e]) => f.call(s, (a, b, c, d, e)).map(|()| None),
+            (Typed::I5(f), &[a, b, c, d, e]) => f.call(s, (a, b, c, d, e)).map(Some),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::SignatureMismatch,
+                    ENGINE_NAME,
+                    format!("`{}` called with {} arguments", func.name, args.len()),
+                ));
+            }
+        };
+        result.map_err(|e| convert_error(e, &func.name))
+    }
+
+    fn call_dynamic(&mut self, name: &str, args: &[Value]) -> Result<Vec<Value>> {
+        let Some(func) = self.instance.get_func(&self.store, name) else {
+            return Err(Error::new(
+                ErrorKind::MissingExport,
+                ENGINE_NAME,
+                format!("no function export named `{name}`"),
+            ));
+        };
+        let ty = func.ty(&self.store);
+        let params: Vec<Val> = args
+            .iter()
+            .map(|a| match a {
+                Value::I32(v) => Val::I32(*v),
+                Value::I64(v) => Val::I64(*v),
+            })
+            .collect();
+        let mut results: Vec<Val> = ty
+            .results()
+            .iter()
+            .map(|t| Val::default_for_ty(*t))
+            .collect();
+        arm(&mut self.store, self.fuel_per_call)?;
+        func.call(&mut self.store, &params, &mut results)
+            .map_err(|e| {
+                if e.as_trap_code().is_none() && e.downcast_ref::<HostTrapError>().is_none() {
+                    // wasmi checks argument count and types before running.
+                    Error::new(ErrorKind::SignatureMismatch, ENGINE_NAME, e.to_string())
+                        .with_callback(name)
+                } else {
+                    convert_error(e, name)
+                }
+            })?;
+        results
+            .into_iter()
+            .map(|v| match v {
+                Val::I32(v) => Ok(Value::I32(v)),
+                Val::I64(v) => Ok(Value::I64(v)),
+                other => Err(Error::new(
+                    ErrorKind::SignatureMismatch,
+                    ENGINE_NAME,
+                    format!("`{name}` returned unsupported value {other:?}"),
+                )),
+            })
+            .collect()
+    }
+
+    fn set_allocator(&mut self, name: &str) -> Result<()> {
+        let Some(f) = self.instance.get_func(&self.store, name) else {
+            return Err(Error::new(
+                ErrorKind::MissingExport,
+                ENGINE_NAME,
+                format!("no allocator export named `{name}`"),
+            ));
+        };
+        let typed = f.typed::<i32, i32>(&self.store).map_err(|_| {
+            Error::new(
+                ErrorKind::SignatureMismatch,
+                ENGINE_NAME,
+                format!(
+                    "allocator `{name}` has type {}, expected (i32) -> (i32)",
+                    crate::func_type(&f.ty(&self.store))
+                ),
+            )
+        })?;
+        self.store.data_mut().allocator = Some(typed);
+        Ok(())
+    }
+}
