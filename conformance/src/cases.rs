@@ -72,6 +72,7 @@ pub fn all() -> Vec<Case> {
                     vec![
                         (":method", "GET"),
                         (":path", "/x"),
+                        (":authority", "example.com"),
                         ("user-agent", "curl"),
                         ("x-remove-me", "1"),
                     ],
@@ -573,6 +574,12 @@ fn not_expressible(case: &str) -> &'static [(L, &'static str)] {
         L::HigressGo,
         "only the hello plugin is written with the Higress framework",
     )];
+    if case == "hello/invalid-configuration" {
+        return &[(
+            L::HigressGo,
+            "the Higress framework rejects a non-JSON configuration itself (with a warning) before the plugin sees it",
+        )];
+    }
     if case.starts_with("hello/") {
         return &[];
     }
