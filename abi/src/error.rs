@@ -55,15 +55,30 @@ impl PluginErrorKind {
 
 /// An error that names the plugin, what failed, the callback that was
 /// running, and the plugin's most recent log lines.
-#[derive(Debug, thiserror::Error)]
+///
+/// Boxed inside, so results that carry it stay one pointer wide.
+#[derive(Debug)]
 pub struct PluginError {
+    inner: Box<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     plugin: Arc<str>,
     kind: PluginErrorKind,
     callback: Option<String>,
     message: String,
     logs: Vec<LogLine>,
-    #[source]
     source: Option<polyhost_engine_core::Error>,
+}
+
+impl std::error::Error for PluginError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// How many of the plugin's last log lines an error carries.
@@ -72,12 +87,14 @@ const LOG_LINES_IN_ERROR: usize = 20;
 impl PluginError {
     pub(crate) fn new(plugin: Arc<str>, kind: PluginErrorKind, message: impl Into<String>) -> Self {
         PluginError {
-            plugin,
-            kind,
-            callback: None,
-            message: message.into(),
-            logs: Vec::new(),
-            source: None,
+            inner: Box::new(Inner {
+                plugin,
+                kind,
+                callback: None,
+                message: message.into(),
+                logs: Vec::new(),
+                source: None,
+            }),
         }
     }
 
@@ -94,69 +111,76 @@ impl PluginError {
             _ => PluginErrorKind::Engine,
         };
         let mut err = PluginError::new(plugin, kind, e.message().to_string());
-        err.callback = e.callback().map(str::to_string);
+        err.inner.callback = e.callback().map(str::to_string);
         if let Some(bt) = e.guest_backtrace() {
-            err.message = format!("{}\nguest backtrace:\n{bt}", err.message);
+            err.inner.message = format!("{}\nguest backtrace:\n{bt}", err.inner.message);
         }
-        err.source = Some(e);
+        err.inner.source = Some(e);
         err
     }
 
     pub(crate) fn in_callback(mut self, callback: &str) -> Self {
-        self.callback.get_or_insert_with(|| callback.to_string());
+        self.inner
+            .callback
+            .get_or_insert_with(|| callback.to_string());
         self
     }
 
     pub(crate) fn with_logs(mut self, logs: &[LogLine]) -> Self {
         let from = logs.len().saturating_sub(LOG_LINES_IN_ERROR);
-        self.logs = logs[from..].to_vec();
+        self.inner.logs = logs[from..].to_vec();
         self
     }
 
     /// The plugin's name.
     pub fn plugin(&self) -> &str {
-        &self.plugin
+        &self.inner.plugin
     }
 
     /// What went wrong.
     pub fn kind(&self) -> PluginErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The callback (export) that was running, if any.
     pub fn callback(&self) -> Option<&str> {
-        self.callback.as_deref()
+        self.inner.callback.as_deref()
     }
 
     /// The detail message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The plugin's last log lines before the error.
     pub fn logs(&self) -> &[LogLine] {
-        &self.logs
+        &self.inner.logs
     }
 
     /// The engine's error, when the engine reported this.
     pub fn engine_error(&self) -> Option<&polyhost_engine_core::Error> {
-        self.source.as_ref()
+        self.inner.source.as_ref()
     }
 }
 
 impl fmt::Display for PluginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "plugin `{}` {}", self.plugin, self.kind.describe())?;
-        if let Some(cb) = &self.callback {
+        write!(
+            f,
+            "plugin `{}` {}",
+            self.inner.plugin,
+            self.inner.kind.describe()
+        )?;
+        if let Some(cb) = &self.inner.callback {
             write!(f, " in `{cb}`")?;
         }
-        if let Some(engine) = self.source.as_ref().map(|e| e.engine()) {
+        if let Some(engine) = self.inner.source.as_ref().map(|e| e.engine()) {
             write!(f, " (engine {engine})")?;
         }
-        write!(f, ": {}", self.message)?;
-        if !self.logs.is_empty() {
+        write!(f, ": {}", self.inner.message)?;
+        if !self.inner.logs.is_empty() {
             write!(f, "\nplugin log:")?;
-            for line in &self.logs {
+            for line in &self.inner.logs {
                 write!(f, "\n  {line}")?;
             }
         }

@@ -345,8 +345,10 @@ fn endless_loop_is_interrupted<E: Engine>(make: impl Fn(&EngineConfig) -> Engine
     } else if caps.fuel {
         config.fuel_per_call = Some(10_000_000);
     } else {
-        let mut asked = EngineConfig::default();
-        asked.call_timeout = Some(Duration::from_millis(50));
+        let asked = EngineConfig {
+            call_timeout: Some(Duration::from_millis(50)),
+            ..EngineConfig::default()
+        };
         let err = make(&asked)
             .err()
             .expect("an engine without interruption must refuse a timeout");
@@ -365,8 +367,10 @@ fn endless_loop_is_interrupted<E: Engine>(make: impl Fn(&EngineConfig) -> Engine
 }
 
 fn memory_hog_hits_the_limit<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
-    let mut config = EngineConfig::default();
-    config.max_memory_bytes = 4 << 20;
+    let config = EngineConfig {
+        max_memory_bytes: 4 << 20,
+        ..EngineConfig::default()
+    };
     let caps = make(&EngineConfig::default()).unwrap().capabilities();
     if !caps.memory_limit {
         let err = make(&config)

@@ -59,15 +59,17 @@ fn second_load_does_not_compile<E: Engine>(make: impl Fn(&EngineConfig) -> Engin
     let restarted = make(&EngineConfig::default()).unwrap();
     assert_eq!(load_and_run(&restarted, &cache, &wasm), CacheOutcome::Hit);
     // Settings that change code give a different entry.
-    let mut fuel = EngineConfig::default();
-    fuel.fuel_per_call = Some(1_000_000_000);
-    if let Ok(fueled) = make(&fuel) {
-        if fueled.fingerprint() != engine.fingerprint() {
-            assert_ne!(
-                cache.entry_path(&fueled, &wasm),
-                cache.entry_path(&engine, &wasm)
-            );
-        }
+    let fuel = EngineConfig {
+        fuel_per_call: Some(1_000_000_000),
+        ..EngineConfig::default()
+    };
+    if let Ok(fueled) = make(&fuel)
+        && fueled.fingerprint() != engine.fingerprint()
+    {
+        assert_ne!(
+            cache.entry_path(&fueled, &wasm),
+            cache.entry_path(&engine, &wasm)
+        );
     }
 }
 

@@ -134,9 +134,11 @@ mod slots {
     fn pooled_instance_slots_are_bounded<E: Engine>(
         make: impl Fn(&polyhost::EngineConfig) -> polyhost::engine_core::Result<E>,
     ) {
-        let mut config = polyhost::EngineConfig::default();
-        config.pooled_instances = Some(2);
-        config.max_memory_bytes = 64 << 20;
+        let config = polyhost::EngineConfig {
+            pooled_instances: Some(2),
+            max_memory_bytes: 64 << 20,
+            ..Default::default()
+        };
         let plain = make(&polyhost::EngineConfig::default()).unwrap();
         if !plain.capabilities().instance_pooling {
             let err = make(&config)
