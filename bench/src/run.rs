@@ -1,0 +1,587 @@
+//! Runs every measurement of the report and collects the results.
+
+use crate::lua::LuaBench;
+use crate::measure::{self, Settings, Stats};
+use crate::micro::CallBench;
+use crate::native::NativeBench;
+use crate::wasm::{self, PluginBench};
+use crate::workload::{Fixture, Language, Workload};
+use polyhost::cache::{self, CacheOutcome, ModuleCache};
+use polyhost::{AnyEngine, Engine, EngineConfig, EngineVisitor, Plugin, ReturnPolicy, VmPool};
+use serde::Serialize;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What to measure and how long.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The `build/plugins` folder.
+    pub fixtures: PathBuf,
+    /// Measurement durations.
+    pub settings: Settings,
+    /// Engines to run, by name (normally [`AnyEngine::names`]).
+    pub engines: Vec<String>,
+    /// Plugin languages.
+    pub languages: Vec<Language>,
+    /// Workloads.
+    pub workloads: Vec<Workload>,
+    /// Print each result to stderr as it is measured.
+    pub verbose: bool,
+}
+
+/// What served a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Implementation {
+    /// Plain Rust on the host, no sandbox.
+    Native,
+    /// A LuaJIT filter.
+    Lua,
+    /// A Wasm plugin.
+    Wasm {
+        /// The plugin's language.
+        language: Language,
+        /// The engine it ran on.
+        engine: String,
+    },
+}
+
+/// How a cell went.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum Outcome<T> {
+    /// It passed its check and was measured.
+    Measured(T),
+    /// It failed its correctness check (or errored); the reason.
+    Failed(String),
+    /// Its fixture was not built, or the measurement does not exist in this
+    /// build; the reason.
+    Missing(String),
+}
+
+impl<T> Outcome<T> {
+    /// The measurement, if there is one.
+    pub fn measured(&self) -> Option<&T> {
+        match self {
+            Outcome::Measured(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+fn outcome<T>(r: Result<T, String>) -> Outcome<T> {
+    match r {
+        Ok(t) => Outcome::Measured(t),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// One request measurement: an implementation serving one workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestCell {
+    /// What served it.
+    pub implementation: Implementation,
+    /// The work done.
+    pub workload: Workload,
+    /// Time per request.
+    pub outcome: Outcome<Stats>,
+}
+
+/// The cost of crossing between host and guest on one engine.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallCell {
+    /// Engine name.
+    pub engine: String,
+    /// One iteration of the loop that calls `proxy_get_log_level`
+    /// (the call plus the loop).
+    pub host_call_loop: Outcome<Stats>,
+    /// One iteration of the same loop without the call.
+    pub empty_loop: Outcome<Stats>,
+    /// One call of a no-op export from the host.
+    pub callback: Outcome<Stats>,
+}
+
+impl CallCell {
+    /// A host call's cost with the loop's own cost subtracted (medians).
+    pub fn host_call_ns(&self) -> Option<f64> {
+        let gross = self.host_call_loop.measured()?;
+        let empty = self.empty_loop.measured()?;
+        Some((gross.median_ns - empty.median_ns).max(0.0))
+    }
+}
+
+/// Facts about one language's `noop` module on one engine.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleCell {
+    /// Plugin language.
+    pub language: Language,
+    /// Engine name.
+    pub engine: String,
+    /// `Engine::compile` from bytes.
+    pub compile: Outcome<Stats>,
+    /// `ModuleCache::load` hitting the on-disk module cache.
+    pub cached_load: Outcome<Stats>,
+    /// `Plugin::new_vm`: instantiation and the plugin's start-up.
+    pub new_vm: Outcome<Stats>,
+    /// `VmPool::take` and giving the VM back (`ReturnPolicy::Reuse`).
+    pub pool_take: Outcome<Stats>,
+    /// Resident memory one more started VM adds, in bytes.
+    pub rss_per_vm: Outcome<u64>,
+}
+
+/// The size of one fixture module.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleSize {
+    /// Plugin language.
+    pub language: Language,
+    /// The workload whose plugin it is.
+    pub workload: Workload,
+    /// Bytes of the `.wasm` file.
+    pub bytes: u64,
+}
+
+/// An engine and what identifies its build.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineInfo {
+    /// Engine name.
+    pub name: String,
+    /// `Engine::fingerprint`: runtime version, variant, target, settings.
+    pub fingerprint: String,
+}
+
+/// Where and when the results were taken.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Meta {
+    /// Date (UTC) of the run.
+    pub date: String,
+    /// Source commit.
+    pub commit: String,
+    /// Whether the quick settings were used.
+    pub quick: bool,
+    /// CPU model name from `/proc/cpuinfo`.
+    pub cpu: String,
+    /// Available cores (as `nproc` counts them).
+    pub cores: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// LuaJIT version of the Lua baseline.
+    pub luajit: String,
+    /// VMs started per memory measurement.
+    pub memory_vms: usize,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Results {
+    /// Where and when.
+    pub meta: Meta,
+    /// The engines measured, in order.
+    pub engines: Vec<EngineInfo>,
+    /// Per-request times: baselines and every plugin on every engine.
+    pub requests: Vec<RequestCell>,
+    /// Host/guest crossing costs per engine.
+    pub calls: Vec<CallCell>,
+    /// Module and VM facts per language and engine.
+    pub modules: Vec<ModuleCell>,
+    /// Sizes of every fixture module measured.
+    pub sizes: Vec<ModuleSize>,
+}
+
+impl Results {
+    /// The measured time of `implementation` on `workload`.
+    pub fn request(&self, implementation: &Implementation, workload: Workload) -> Option<&Stats> {
+        self.request_cell(implementation, workload)
+            .and_then(|c| c.outcome.measured())
+    }
+
+    /// The cell of `implementation` on `workload`.
+    pub fn request_cell(
+        &self,
+        implementation: &Implementation,
+        workload: Workload,
+    ) -> Option<&RequestCell> {
+        self.requests
+            .iter()
+            .find(|c| c.implementation == *implementation && c.workload == workload)
+    }
+}
+
+/// Runs every measurement `options` asks for.
+pub fn run(options: &Options, meta: Meta) -> Results {
+    let fixture = Arc::new(Fixture::default());
+    let mut results = Results {
+        meta: Meta {
+            cpu: cpu_model(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            luajit: crate::lua::luajit_version(),
+            memory_vms: options.settings.memory_vms,
+            ..meta
+        },
+        ..Results::default()
+    };
+    for &language in &options.languages {
+        for &workload in &options.workloads {
+            let path = language.fixture(&options.fixtures, workload.plugin());
+            if let Ok(meta) = std::fs::metadata(&path) {
+                results.sizes.push(ModuleSize {
+                    language,
+                    workload,
+                    bytes: meta.len(),
+                });
+            }
+        }
+    }
+    let report = |cell: &RequestCell| {
+        if options.verbose {
+            eprintln!("{}", describe(cell));
+        }
+    };
+    for &workload in &options.workloads {
+        let mut native = NativeBench::new(workload, fixture.clone());
+        let cell = RequestCell {
+            implementation: Implementation::Native,
+            workload,
+            outcome: outcome(workload.check(&fixture, &native.serve()).and_then(|()| {
+                measure::measure(&options.settings, || {
+                    black_box(native.serve());
+                    Ok(())
+                })
+            })),
+        };
+        report(&cell);
+        results.requests.push(cell);
+        let lua = LuaBench::new(workload, fixture.clone()).and_then(|mut lua| {
+            lua.check()?;
+            measure::measure(&options.settings, || {
+                lua.serve().map(|s| drop(black_box(s)))
+            })
+        });
+        let cell = RequestCell {
+            implementation: Implementation::Lua,
+            workload,
+            outcome: outcome(lua),
+        };
+        report(&cell);
+        results.requests.push(cell);
+    }
+    for name in &options.engines {
+        let engine = match AnyEngine::by_name(name, &EngineConfig::default()) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("bench: skipping engine {name}: {e}");
+                continue;
+            }
+        };
+        let run = engine.visit(EngineRun {
+            options,
+            fixture: fixture.clone(),
+        });
+        results.engines.push(run.info);
+        results.requests.extend(run.requests);
+        results.calls.push(run.calls);
+        results.modules.extend(run.modules);
+    }
+    results
+}
+
+/// One line describing a request cell, for progress output.
+pub fn describe(cell: &RequestCell) -> String {
+    let who = match &cell.implementation {
+        Implementation::Native => "native".to_string(),
+        Implementation::Lua => "luajit".to_string(),
+        Implementation::Wasm { language, engine } => format!("{engine} {}", language.id()),
+    };
+    let what = match &cell.outcome {
+        Outcome::Measured(s) => format!(
+            "{:.2} µs ({:.2}-{:.2})",
+            s.median_ns / 1e3,
+            s.min_ns / 1e3,
+            s.max_ns / 1e3
+        ),
+        Outcome::Failed(e) => format!("FAILED: {e}"),
+        Outcome::Missing(e) => format!("missing: {e}"),
+    };
+    format!("bench: {who} {}: {what}", cell.workload.id())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+struct EngineResults {
+    info: EngineInfo,
+    requests: Vec<RequestCell>,
+    calls: CallCell,
+    modules: Vec<ModuleCell>,
+}
+
+struct EngineRun<'a> {
+    options: &'a Options,
+    fixture: Arc<Fixture>,
+}
+
+impl EngineVisitor for EngineRun<'_> {
+    type Output = EngineResults;
+
+    fn visit<E: Engine>(self, engine: E) -> EngineResults {
+        let name = engine.name().to_string();
+        let settings = &self.options.settings;
+        let calls = calls(&engine, settings);
+        if self.options.verbose {
+            eprintln!(
+                "bench: {name} calls: host call {:?} ns, callback {:?} ns",
+                calls.host_call_ns(),
+                calls.callback.measured().map(|s| s.median_ns)
+            );
+        }
+        let mut requests = Vec::new();
+        let mut modules = Vec::new();
+        for &language in &self.options.languages {
+            modules.push(self.module(&engine, language));
+            for &workload in &self.options.workloads {
+                let cell = RequestCell {
+                    implementation: Implementation::Wasm {
+                        language,
+                        engine: name.clone(),
+                    },
+                    workload,
+                    outcome: self.request(&engine, language, workload),
+                };
+                if self.options.verbose {
+                    eprintln!("{}", describe(&cell));
+                }
+                requests.push(cell);
+            }
+        }
+        EngineResults {
+            info: EngineInfo {
+                name,
+                fingerprint: engine.fingerprint(),
+            },
+            requests,
+            calls,
+            modules,
+        }
+    }
+}
+
+/// The number of host calls per guest call in the host-call loop: enough
+/// that the one host-to-guest call around them is negligible.
+pub const HOST_CALLS_PER_LOOP: u32 = 1000;
+
+fn calls<E: Engine>(engine: &E, settings: &Settings) -> CallCell {
+    let name = engine.name().to_string();
+    let mut bench = match CallBench::new(engine) {
+        Ok(b) => b,
+        Err(e) => {
+            return CallCell {
+                engine: name,
+                host_call_loop: Outcome::Failed(e.clone()),
+                empty_loop: Outcome::Failed(e.clone()),
+                callback: Outcome::Failed(e),
+            };
+        }
+    };
+    let n = HOST_CALLS_PER_LOOP;
+    let host_call_loop = outcome(
+        measure::measure(settings, || bench.host_calls(n).map(drop)).map(|s| s.per(n.into())),
+    );
+    let empty_loop = outcome(
+        measure::measure(settings, || bench.empty_loop(n).map(drop)).map(|s| s.per(n.into())),
+    );
+    let callback = outcome(measure::measure(settings, || bench.callback().map(drop)));
+    CallCell {
+        engine: name,
+        host_call_loop,
+        empty_loop,
+        callback,
+    }
+}
+
+impl EngineRun<'_> {
+    fn wasm(&self, language: Language, workload: Workload) -> Result<Vec<u8>, Outcome<Stats>> {
+        let path = language.fixture(&self.options.fixtures, workload.plugin());
+        std::fs::read(&path).map_err(|e| {
+            Outcome::Missing(format!(
+                "{}: {e} (run scripts/setup.sh to build it)",
+                path.display()
+            ))
+        })
+    }
+
+    fn request<E: Engine>(
+        &self,
+        engine: &E,
+        language: Language,
+        workload: Workload,
+    ) -> Outcome<Stats> {
+        let wasm = match self.wasm(language, workload) {
+            Ok(w) => w,
+            Err(o) => return o,
+        };
+        let result = engine
+            .compile(&wasm)
+            .map_err(|e| format!("compile: {e}"))
+            .and_then(|module| {
+                PluginBench::new(
+                    engine,
+                    module,
+                    workload.plugin(),
+                    workload,
+                    self.fixture.clone(),
+                )
+            })
+            .and_then(|mut bench| {
+                bench.check()?;
+                measure::measure(&self.options.settings, || {
+                    bench.serve().map(|s| drop(black_box(s)))
+                })
+            });
+        outcome(result)
+    }
+
+    /// Compile time, cache load, VM start, pool take and memory of the language's
+    /// `noop` module: what the SDK alone costs.
+    fn module<E: Engine>(&self, engine: &E, language: Language) -> ModuleCell {
+        let settings = &self.options.settings;
+        let mut cell = ModuleCell {
+            language,
+            engine: engine.name().to_string(),
+            compile: Outcome::Missing(String::new()),
+            cached_load: Outcome::Missing(String::new()),
+            new_vm: Outcome::Missing(String::new()),
+            pool_take: Outcome::Missing(String::new()),
+            rss_per_vm: Outcome::Missing(String::new()),
+        };
+        let wasm = match self.wasm(language, Workload::Noop) {
+            Ok(w) => w,
+            Err(Outcome::Missing(why)) => {
+                cell.compile = Outcome::Missing(why.clone());
+                cell.cached_load = Outcome::Missing(why.clone());
+                cell.new_vm = Outcome::Missing(why.clone());
+                cell.pool_take = Outcome::Missing(why.clone());
+                cell.rss_per_vm = Outcome::Missing(why);
+                return cell;
+            }
+            Err(_) => unreachable!("reading a fixture only reports it missing"),
+        };
+        let mut module = None;
+        cell.compile = outcome(measure::measure_runs(settings.slow_runs, || {
+            module = Some(engine.compile(&wasm).map_err(|e| e.to_string())?);
+            Ok(())
+        }));
+        let Some(module) = module else {
+            let why = "the module did not compile".to_string();
+            cell.cached_load = Outcome::Failed(why.clone());
+            cell.new_vm = Outcome::Failed(why.clone());
+            cell.pool_take = Outcome::Failed(why.clone());
+            cell.rss_per_vm = Outcome::Failed(why);
+            return cell;
+        };
+        cell.cached_load = cached_load(engine, &wasm, settings);
+        let (services, callouts) = wasm::services();
+        let plugin =
+            match Plugin::from_module(engine, module, wasm::plugin_config("noop"), services) {
+                Ok(p) => p,
+                Err(e) => {
+                    cell.new_vm = Outcome::Failed(e.to_string());
+                    cell.pool_take = Outcome::Failed(e.to_string());
+                    cell.rss_per_vm = Outcome::Failed(e.to_string());
+                    return cell;
+                }
+            };
+        cell.new_vm = outcome(measure::measure(settings, || {
+            plugin.new_vm().map(drop).map_err(|e| e.to_string())
+        }));
+        cell.pool_take = outcome(pool_take(&plugin, settings));
+        cell.rss_per_vm = match rss_per_vm(&plugin, &callouts, &self.fixture, settings) {
+            Ok(Some(b)) => Outcome::Measured(b),
+            Ok(None) => Outcome::Missing("no /proc/self/status on this system".into()),
+            Err(e) => Outcome::Failed(e),
+        };
+        cell
+    }
+}
+
+/// A module-cache hit: `ModuleCache::load` of a module stored by an earlier
+/// load, in a cache folder of its own that is removed afterwards.
+fn cached_load<E: Engine>(engine: &E, wasm: &[u8], settings: &Settings) -> Outcome<Stats> {
+    let dir = std::env::temp_dir().join(format!(
+        "polyhost-bench-cache-{}-{}",
+        std::process::id(),
+        engine.name()
+    ));
+    let cache = ModuleCache::new(&dir, cache::DEFAULT_MAX_BYTES);
+    let result = match cache.load(engine, wasm) {
+        Err(e) => Outcome::Failed(format!("filling the cache: {e}")),
+        Ok(l) if l.outcome == CacheOutcome::Uncacheable => Outcome::Missing(format!(
+            "{} has no ahead-of-time compilation, so the cache compiles in memory",
+            engine.name()
+        )),
+        Ok(_) => outcome(measure::measure(settings, || {
+            let loaded = cache.load(engine, wasm).map_err(|e| e.to_string())?;
+            if loaded.outcome == CacheOutcome::Hit {
+                Ok(())
+            } else {
+                Err(format!("expected a cache hit, got {:?}", loaded.outcome))
+            }
+        })),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Taking a VM from a pool and giving it back with `ReturnPolicy::Reuse`
+/// (with the default `Replace`, giving it back also starts a new VM, which
+/// `Plugin::new_vm` measures).
+fn pool_take<E: Engine>(plugin: &Plugin<E>, settings: &Settings) -> Result<Stats, String> {
+    let pool = VmPool::new(plugin.clone(), 2, ReturnPolicy::Reuse).map_err(|e| e.to_string())?;
+    measure::measure(settings, || {
+        let vm = pool.take().map_err(|e| e.to_string())?;
+        drop(black_box(vm));
+        Ok(())
+    })
+}
+
+/// Resident memory added per VM: start `settings.memory_vms` VMs of
+/// `plugin`, each serving one request, and divide the growth.
+fn rss_per_vm<E: Engine>(
+    plugin: &Plugin<E>,
+    callouts: &Arc<polyhost::services::CalloutQueue>,
+    fixture: &Arc<Fixture>,
+    settings: &Settings,
+) -> Result<Option<u64>, String> {
+    let start = |vms: &mut Vec<PluginBench<E>>| -> Result<(), String> {
+        let mut vm =
+            PluginBench::with_plugin(plugin, callouts.clone(), Workload::Noop, fixture.clone())?;
+        vm.serve()?;
+        vms.push(vm);
+        Ok(())
+    };
+    // One VM first, so one-off costs (code published to executable memory,
+    // lazily built tables, the allocator's first arena) are not counted.
+    let mut vms = Vec::new();
+    start(&mut vms)?;
+    measure::release_free_memory();
+    let Some(before) = measure::resident_bytes() else {
+        return Ok(None);
+    };
+    let n = settings.memory_vms.max(1);
+    for _ in 0..n {
+        start(&mut vms)?;
+    }
+    let after = measure::resident_bytes().unwrap_or(before);
+    Ok(Some(after.saturating_sub(before) / n as u64))
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Regenerates bench/REPORT.md and bench/chart.svg: the latency one request
+# gains from a plugin, per plugin language and engine, with native Rust and
+# LuaJIT baselines measured in the same run.
+#
+#   scripts/bench-report.sh           full run (about three minutes on two
+#                                     cores once built), writes bench/
+#   scripts/bench-report.sh --quick   rough numbers, under two minutes once
+#                                     built; writes target/bench-report-quick/
+#                                     so the committed report is left alone
+#
+# Other arguments go to the report binary, e.g. `--engine wasmtime --engine
+# wasmi` to run only those engines.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+out="bench"
+json="$target_dir/bench-report/results.json"
+args=()
+for arg in "$@"; do
+    if [ "$arg" = "--quick" ]; then
+        # Quick numbers never overwrite the committed report.
+        out="$target_dir/bench-report-quick"
+        json="$out/results.json"
+    fi
+    args+=("$arg")
+done
+
+bash scripts/setup.sh
+
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ "$commit" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+    commit="$commit + uncommitted changes"
+fi
+
+# Every engine and variant with a permissive licence; the binary runs all
+# that are compiled in.
+cargo build --release -p polyhost-bench --features all-engines --bin polyhost-bench-report
+"$target_dir/release/polyhost-bench-report" --out "$out" --json "$json" \
+    --commit "$commit" --date "$(date -u +%Y-%m-%d)" "${args[@]}"
+echo "bench-report: wrote $out/REPORT.md and $out/chart.svg"
