@@ -30,6 +30,8 @@ pub enum PluginErrorKind {
     VmFailed,
     /// The embedder named a stream, token or context that does not exist.
     UnknownContext,
+    /// The VM's root context was deleted by `Vm::shutdown`.
+    ShutDown,
     /// The engine reported something else.
     Engine,
 }
@@ -48,6 +50,7 @@ impl PluginErrorKind {
             PluginErrorKind::Interrupted => "interrupted",
             PluginErrorKind::VmFailed => "VM has failed",
             PluginErrorKind::UnknownContext => "unknown context",
+            PluginErrorKind::ShutDown => "VM has shut down",
             PluginErrorKind::Engine => "engine error",
         }
     }

@@ -150,6 +150,21 @@ pub(crate) enum CalloutKind {
     GrpcStream,
 }
 
+/// The root context's shutdown, as the reference host tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShutdownPhase {
+    /// Not asked to shut down.
+    Running,
+    /// `proxy_on_done` returned false: deferred work is still in flight and
+    /// the plugin will call `proxy_done`.
+    AwaitingDone,
+    /// `proxy_done` was called; `proxy_on_delete` runs once the current
+    /// callback returns.
+    DoneCalled,
+    /// `proxy_on_delete` ran; the VM takes no more callbacks.
+    Deleted,
+}
+
 /// Most recent lines kept per VM for error reports and tools.
 const LOG_CAPACITY: usize = 4096;
 
@@ -168,7 +183,8 @@ pub struct HostState {
     pub(crate) logs: Vec<LogLine>,
     pub(crate) callouts: HashMap<u32, (u32, CalloutKind)>,
     pub(crate) next_token: u32,
-    pub(crate) done_requested: bool,
+    /// Where the root context is in its shutdown (see `Vm::shutdown`).
+    pub(crate) shutdown: ShutdownPhase,
     /// Ids of this VM's queues that have data, filled by other VMs.
     pub(crate) ready_queues: Arc<SegQueue<u32>>,
     pub(crate) vm_properties: HashMap<Vec<u8>, Vec<u8>>,
@@ -193,7 +209,7 @@ impl HostState {
             logs: Vec::new(),
             callouts: HashMap::new(),
             next_token: 1,
-            done_requested: false,
+            shutdown: ShutdownPhase::Running,
             ready_queues: Arc::new(SegQueue::new()),
             vm_properties: HashMap::new(),
             last_status: (0, Vec::new()),

@@ -1,14 +1,21 @@
 //! Context, logging, time and configuration calls.
 
 use super::{Ret, give, put_u32, read};
-use crate::state::{HostState, LogLine};
+use crate::state::{HostState, LogLine, ShutdownPhase};
 use crate::types::{LogLevel, Status};
 use polyhost_engine_core::HostContext;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// `proxy_done`: the plugin finished the work it deferred in `on_done`.
+/// `proxy_done`: the root context finished the work it deferred when its
+/// `proxy_on_done` returned false. As in the reference host, the call is
+/// `NotFound` unless such a shutdown is pending; `proxy_on_delete` follows
+/// after the current callback returns, never from inside this call.
 pub(super) fn done<C: HostContext<Data = HostState>>(cx: &mut C) -> Ret {
-    cx.data_mut().done_requested = true;
+    let state = cx.data_mut();
+    if state.shutdown != ShutdownPhase::AwaitingDone {
+        return Err(Status::NotFound.into());
+    }
+    state.shutdown = ShutdownPhase::DoneCalled;
     Ok(())
 }
 

@@ -17,7 +17,7 @@ pub use upcalls::{GrpcResult, HttpCallResult};
 
 use crate::error::{PluginError, PluginErrorKind};
 use crate::plugin::Shared;
-use crate::state::{HostState, LogLine, StreamEvent, StreamState};
+use crate::state::{HostState, LogLine, ShutdownPhase, StreamEvent, StreamState};
 use polyhost_engine_core::{Engine, HostContext, Instance};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +27,17 @@ use std::time::Instant;
 pub struct ContextId(pub u32);
 
 type Func<E> = <<E as Engine>::Instance<HostState> as Instance<HostState>>::Func;
+
+/// Where a VM is after [`Vm::shutdown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// `proxy_on_done` returned false: the plugin has work in flight (a
+    /// callout, a queue to drain). Keep delivering callouts, ticks and queue
+    /// notifications; the VM is deleted once the plugin calls `proxy_done`.
+    Pending,
+    /// `proxy_on_delete` ran on the root context; the VM takes no more calls.
+    Complete,
+}
 
 /// The id of the root context of every VM.
 const ROOT_CONTEXT: u32 = 1;
@@ -116,6 +127,13 @@ impl<E: Engine> Vm<E> {
     /// Calls a callback if the plugin exports it (a missing callback means
     /// "do nothing / continue"). A trap fails the VM.
     fn call(&mut self, cb: Callback, args: &[i32]) -> Result<Option<i32>, PluginError> {
+        if self.instance.data().shutdown == ShutdownPhase::Deleted {
+            return Err(PluginError::new(
+                self.shared.info.name.clone(),
+                PluginErrorKind::ShutDown,
+                format!("cannot call {}: the root context was deleted", cb.name()),
+            ));
+        }
         if let Some(reason) = &self.failed {
             return Err(PluginError::new(
                 self.shared.info.name.clone(),
@@ -149,7 +167,59 @@ impl<E: Engine> Vm<E> {
         args: &[i32],
     ) -> Result<Option<i32>, PluginError> {
         self.instance.data_mut().effective = ctx;
-        self.call(cb, args)
+        let result = self.call(cb, args)?;
+        // The reference host runs `proxy_on_delete` after the callback in
+        // which the plugin called `proxy_done`, never from inside it.
+        if self.instance.data().shutdown == ShutdownPhase::DoneCalled {
+            self.delete_root()?;
+        }
+        Ok(result)
+    }
+
+    fn delete_root(&mut self) -> Result<(), PluginError> {
+        let root = ROOT_CONTEXT as i32;
+        self.instance.data_mut().effective = ROOT_CONTEXT;
+        let result = self.call(Callback::Delete, &[root]);
+        self.instance.data_mut().shutdown = ShutdownPhase::Deleted;
+        result.map(|_| ())
+    }
+
+    /// Shuts the plugin down as the reference host does when it is removed:
+    /// `proxy_on_done` on the root context, then `proxy_on_delete` — at once
+    /// if `proxy_on_done` returned true, or after the plugin calls
+    /// `proxy_done` from a later callback if it returned false.
+    ///
+    /// Calling it again reports the current state without calling the
+    /// plugin.
+    ///
+    /// # Errors
+    /// A trap in `proxy_on_done` or `proxy_on_delete`.
+    pub fn shutdown(&mut self) -> Result<Shutdown, PluginError> {
+        match self.instance.data().shutdown {
+            ShutdownPhase::Deleted => return Ok(Shutdown::Complete),
+            ShutdownPhase::AwaitingDone | ShutdownPhase::DoneCalled => {
+                return Ok(Shutdown::Pending);
+            }
+            ShutdownPhase::Running => {}
+        }
+        let root = ROOT_CONTEXT as i32;
+        self.instance.data_mut().shutdown = ShutdownPhase::AwaitingDone;
+        let done = self.call_in(ROOT_CONTEXT, Callback::Done, &[root])?;
+        match self.instance.data().shutdown {
+            ShutdownPhase::Deleted => Ok(Shutdown::Complete),
+            // A missing `proxy_on_done` counts as true.
+            _ if done != Some(0) => {
+                self.delete_root()?;
+                Ok(Shutdown::Complete)
+            }
+            _ => Ok(Shutdown::Pending),
+        }
+    }
+
+    /// Whether [`Vm::shutdown`] has completed (`proxy_on_delete` ran on the
+    /// root context).
+    pub fn is_shut_down(&self) -> bool {
+        self.instance.data().shutdown == ShutdownPhase::Deleted
     }
 
     fn unknown(&self, what: String) -> PluginError {
@@ -191,9 +261,9 @@ impl<E: Engine> Vm<E> {
     /// Ends a stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`,
     /// then forgets its state.
     ///
-    /// The reference host waits for `proxy_done` when `proxy_on_done`
-    /// returns false; this host calls `proxy_on_delete` right away, since a
-    /// plugin cannot receive further stream callbacks after `on_done` either way.
+    /// As in the reference host, a stream context's `proxy_on_done` result
+    /// is not waited on: only the root context can defer its deletion until
+    /// `proxy_done` (see [`Vm::shutdown`]).
     ///
     /// # Errors
     /// A trap in any of the three callbacks; the stream is forgotten anyway.
@@ -244,11 +314,6 @@ impl<E: Engine> Vm<E> {
     /// should be replaced by [`crate::Plugin::new_vm`].
     pub fn is_failed(&self) -> bool {
         self.failed.is_some()
-    }
-
-    /// Whether the plugin called `proxy_done`.
-    pub fn done_requested(&self) -> bool {
-        self.instance.data().done_requested
     }
 
     /// The plugin's configuration and ABI facts.
