@@ -79,6 +79,61 @@ impl FuncType {
             results: vec![ValType::I32; results],
         }
     }
+
+    /// The type of a host function from the [`WasmTypes`] of its Rust
+    /// parameters and result, as a backend's [`HostLinker`] records it:
+    /// `FuncType::host(&[i32::TYPES, i64::TYPES], i32::TYPES)`.
+    pub fn host(params: &[&[ValType]], results: &[ValType]) -> Self {
+        FuncType {
+            params: params.concat(),
+            results: results.to_vec(),
+        }
+    }
+}
+
+/// The Wasm value types a Rust type stands for in a host function's
+/// signature (`()` is no value). Backends use it to record what each
+/// [`HostLinker`] method registered, so [`Engine::prelink`] can check a
+/// module's imports the same way on every runtime.
+pub trait WasmTypes {
+    /// The Wasm types, in order.
+    const TYPES: &'static [ValType];
+}
+
+impl WasmTypes for i32 {
+    const TYPES: &'static [ValType] = &[ValType::I32];
+}
+
+impl WasmTypes for i64 {
+    const TYPES: &'static [ValType] = &[ValType::I64];
+}
+
+impl WasmTypes for () {
+    const TYPES: &'static [ValType] = &[];
+}
+
+/// Checks one import of a module against what the host provides and says
+/// what is wrong in the words every backend uses: `wanted` is the import's
+/// function type, or `Err(kind)` ("memory", "table", ...) when it is not a
+/// function; `provided` is the type the host registered under that name.
+/// `None` means the import is satisfied.
+pub fn import_mismatch(
+    module: &str,
+    name: &str,
+    wanted: std::result::Result<&FuncType, &str>,
+    provided: Option<&FuncType>,
+) -> Option<String> {
+    let what = format!("`{module}.{name}`");
+    match (wanted, provided) {
+        (Err(kind), _) => Some(format!(
+            "import {what} is a {kind}; the host only provides functions"
+        )),
+        (Ok(_), None) => Some(format!("missing import {what}")),
+        (Ok(wanted), Some(have)) if wanted != have => Some(format!(
+            "import {what} has type {wanted} but the host provides {have}"
+        )),
+        (Ok(_), Some(_)) => None,
+    }
 }
 
 impl std::fmt::Display for FuncType {

@@ -61,7 +61,7 @@ pub use instance::{WasmerFunc, WasmerInstance};
 
 use polyhost_engine_core::{
     Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType, HostLinker, HostResult,
-    Import, Result, ValType,
+    Import, Result, ValType, WasmTypes, import_mismatch,
 };
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -266,24 +266,6 @@ pub struct StoreData<D> {
     pub(crate) engine_name: &'static str,
 }
 
-/// The Wasm types of a host function's parameter or result, to record
-/// each registered signature for [`Engine::prelink`].
-trait WasmTypes {
-    const TYPES: &'static [ValType];
-}
-
-impl WasmTypes for i32 {
-    const TYPES: &'static [ValType] = &[ValType::I32];
-}
-
-impl WasmTypes for i64 {
-    const TYPES: &'static [ValType] = &[ValType::I64];
-}
-
-impl WasmTypes for () {
-    const TYPES: &'static [ValType] = &[];
-}
-
 /// Creates one host function in an instance's store.
 type MakeFunc<D> = dyn Fn(&mut Store, &FunctionEnv<StoreData<D>>) -> Function + Send + Sync;
 
@@ -347,11 +329,10 @@ macro_rules! impl_host_linker {
                             },
                         )
                     };
-                    let params: &[&[ValType]] = &[$(<$ty as WasmTypes>::TYPES),*];
-                    let ty = FuncType {
-                        params: params.concat(),
-                        results: <$ret as WasmTypes>::TYPES.to_vec(),
-                    };
+                    let ty = FuncType::host(
+                        &[$(<$ty as WasmTypes>::TYPES),*],
+                        <$ret as WasmTypes>::TYPES,
+                    );
                     self.define(module, name, ty, Arc::new(make))
                 }
             )*
@@ -504,23 +485,19 @@ impl Engine for WasmerEngine {
         let link_err = |msg: String| Error::new(ErrorKind::Link, self.name(), msg);
         let mut imports = Vec::new();
         for import in module.imports() {
-            let what = format!("`{}.{}`", import.module(), import.name());
-            let Some(wanted) = import.ty().func().map(func_type) else {
-                return Err(link_err(format!(
-                    "import {what} is a {}; the host only provides functions",
-                    extern_kind(import.ty())
-                )));
-            };
+            let wanted = import.ty().func().map(func_type);
             let key = (import.module().to_string(), import.name().to_string());
-            match linker.funcs.get(&key) {
-                None => return Err(link_err(format!("missing import {what}"))),
-                Some(have) if have.ty != wanted => {
-                    return Err(link_err(format!(
-                        "import {what} has type {wanted} but the host provides {}",
-                        have.ty
-                    )));
-                }
-                Some(have) => imports.push(have.make.clone()),
+            let have = linker.funcs.get(&key);
+            if let Some(msg) = import_mismatch(
+                import.module(),
+                import.name(),
+                wanted.as_ref().ok_or(extern_kind(import.ty())),
+                have.map(|h| &h.ty),
+            ) {
+                return Err(link_err(msg));
+            }
+            if let Some(have) = have {
+                imports.push(have.make.clone());
             }
         }
         Ok(WasmerPre {

@@ -64,7 +64,7 @@ pub use instance::{WasmiFunc, WasmiInstance};
 
 use polyhost_engine_core::{
     Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType, HostLinker, HostResult,
-    HostTrap, Import, Result, ValType,
+    HostTrap, Import, Result, ValType, WasmTypes, import_mismatch,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -179,24 +179,6 @@ impl fmt::Display for HostTrapError {
 
 impl wasmi::errors::HostError for HostTrapError {}
 
-/// The Wasm types of a host function's parameter or result, to record
-/// each registered signature for [`Engine::prelink`].
-trait WasmTypes {
-    const TYPES: &'static [ValType];
-}
-
-impl WasmTypes for i32 {
-    const TYPES: &'static [ValType] = &[ValType::I32];
-}
-
-impl WasmTypes for i64 {
-    const TYPES: &'static [ValType] = &[ValType::I64];
-}
-
-impl WasmTypes for () {
-    const TYPES: &'static [ValType] = &[];
-}
-
 /// Collects host functions for [`WasmiEngine`].
 pub struct WasmiLinker<D: 'static> {
     inner: wasmi::Linker<StoreData<D>>,
@@ -237,14 +219,10 @@ macro_rules! impl_host_linker {
                             },
                         )
                         .map_err(|e| Error::new(ErrorKind::Link, ENGINE_NAME, e.to_string()))?;
-                    let params: &[&[ValType]] = &[$(<$ty as WasmTypes>::TYPES),*];
                     self.record(
                         module,
                         name,
-                        FuncType {
-                            params: params.concat(),
-                            results: <$ret as WasmTypes>::TYPES.to_vec(),
-                        },
+                        FuncType::host(&[$(<$ty as WasmTypes>::TYPES),*], <$ret as WasmTypes>::TYPES),
                     );
                     Ok(())
                 }
@@ -371,23 +349,15 @@ impl Engine for WasmiEngine {
         module: &Self::Module,
     ) -> Result<Self::InstancePre<D>> {
         for import in module.imports() {
-            let what = format!("`{}.{}`", import.module(), import.name());
-            let link_err = |msg: String| Error::new(ErrorKind::Link, ENGINE_NAME, msg);
-            let Some(wanted) = import.ty().func().map(func_type) else {
-                return Err(link_err(format!(
-                    "import {what} is a {}; the host only provides functions",
-                    extern_kind(import.ty())
-                )));
-            };
+            let wanted = import.ty().func().map(func_type);
             let key = (import.module().to_string(), import.name().to_string());
-            match linker.types.get(&key) {
-                None => return Err(link_err(format!("missing import {what}"))),
-                Some(have) if *have != wanted => {
-                    return Err(link_err(format!(
-                        "import {what} has type {wanted} but the host provides {have}"
-                    )));
-                }
-                Some(_) => {}
+            if let Some(msg) = import_mismatch(
+                import.module(),
+                import.name(),
+                wanted.as_ref().ok_or(extern_kind(import.ty())),
+                linker.types.get(&key),
+            ) {
+                return Err(Error::new(ErrorKind::Link, ENGINE_NAME, msg));
             }
         }
         Ok(WasmiPre {

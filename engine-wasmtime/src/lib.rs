@@ -25,8 +25,9 @@ pub use instance::{WasmtimeFunc, WasmtimeInstance};
 
 use polyhost_engine_core::{
     Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType, HostLinker, HostResult,
-    Import, Result, ValType,
+    Import, Result, ValType, WasmTypes, import_mismatch,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -212,6 +213,10 @@ pub struct StoreData<D> {
 pub struct WasmtimeLinker<D: 'static> {
     inner: wasmtime::Linker<StoreData<D>>,
     engine_name: &'static str,
+    /// The signature of every registered function, so [`Engine::prelink`]
+    /// reports a missing or mistyped import in the same words as the other
+    /// backends (wasmtime's own message differs).
+    types: HashMap<(String, String), FuncType>,
 }
 
 macro_rules! impl_host_linker {
@@ -236,8 +241,12 @@ macro_rules! impl_host_linker {
                                 f(&mut cx, $($arg),*).map_err(wasmtime::Error::new)
                             },
                         )
-                        .map(|_| ())
-                        .map_err(|e| Error::new(ErrorKind::Link, self.engine_name, format!("{e:#}")))
+                        .map_err(|e| Error::new(ErrorKind::Link, self.engine_name, format!("{e:#}")))?;
+                    self.types.insert(
+                        (module.to_string(), name.to_string()),
+                        FuncType::host(&[$(<$ty as WasmTypes>::TYPES),*], <$ret as WasmTypes>::TYPES),
+                    );
+                    Ok(())
                 }
             )*
         }
@@ -264,6 +273,16 @@ fn val_type(t: &wasmtime::ValType) -> ValType {
         wasmtime::ValType::I32 => ValType::I32,
         wasmtime::ValType::I64 => ValType::I64,
         _ => ValType::Other,
+    }
+}
+
+fn extern_kind(t: &wasmtime::ExternType) -> &'static str {
+    match t {
+        wasmtime::ExternType::Func(_) => "function",
+        wasmtime::ExternType::Memory(_) => "memory",
+        wasmtime::ExternType::Table(_) => "table",
+        wasmtime::ExternType::Global(_) => "global",
+        wasmtime::ExternType::Tag(_) => "tag",
     }
 }
 
@@ -356,6 +375,7 @@ impl Engine for WasmtimeEngine {
         WasmtimeLinker {
             inner: wasmtime::Linker::new(&self.inner.engine),
             engine_name: self.name(),
+            types: HashMap::new(),
         }
     }
 
@@ -364,6 +384,19 @@ impl Engine for WasmtimeEngine {
         linker: &Self::Linker<D>,
         module: &Self::Module,
     ) -> Result<Self::InstancePre<D>> {
+        for import in module.imports() {
+            let ty = import.ty();
+            let wanted = ty.func().map(func_type);
+            let key = (import.module().to_string(), import.name().to_string());
+            if let Some(msg) = import_mismatch(
+                import.module(),
+                import.name(),
+                wanted.as_ref().ok_or(extern_kind(&ty)),
+                linker.types.get(&key),
+            ) {
+                return Err(Error::new(ErrorKind::Link, self.name(), msg));
+            }
+        }
         linker
             .inner
             .instantiate_pre(module)

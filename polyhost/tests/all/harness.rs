@@ -22,6 +22,8 @@ macro_rules! for_each_engine {
         $callback!(wasmi, |c: &polyhost::EngineConfig| polyhost::engines::WasmiEngine::new(c); $($args)*);
         #[cfg(feature = "wasmer")]
         $callback!(wasmer, |c: &polyhost::EngineConfig| polyhost::engines::WasmerEngine::by_name("wasmer", c); $($args)*);
+        #[cfg(feature = "wasmer-singlepass")]
+        $callback!(wasmer_singlepass, |c: &polyhost::EngineConfig| polyhost::engines::WasmerEngine::by_name("wasmer-singlepass", c); $($args)*);
     };
 }
 pub(crate) use for_each_engine;

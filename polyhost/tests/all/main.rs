@@ -7,6 +7,7 @@ mod harness;
 mod bad_input;
 mod cache;
 mod callouts;
+mod engine_contract;
 mod host_calls;
 mod http;
 mod legacy;

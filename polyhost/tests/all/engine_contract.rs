@@ -1,13 +1,33 @@
-//! Smoke tests of the wasmi backend against the engine contract.
-//!
-//! The cases are generic over `E: Engine` so they can move into the
-//! cross-engine conformance harness unchanged; only the `#[test]` wrappers
-//! name wasmi.
-use polyhost_engine_core::{
+//! The engine contract of `polyhost-engine-core` on every engine and
+//! variant compiled in: typed host functions and calls, export and import
+//! introspection, signature checks, checked guest memory, guest and host
+//! traps, allocator re-entry from a host function, link errors, invalid
+//! bytes, long-running loops, ahead-of-time compilation, moving an instance
+//! between threads, fuel and memory limits. A capability an engine lacks
+//! must be refused with `NotSupported`, which is checked instead.
+
+use crate::harness::engine_config_tests;
+use polyhost::engine_core::{
     CallbackSig, Engine, EngineConfig, ErrorKind, FuncType, HostContext, HostLinker, HostResult,
-    HostTrap, Instance, Value,
+    HostTrap, Instance, Result as EngineResult, Value,
 };
-use polyhost_engine_wasmi::WasmiEngine;
+
+engine_config_tests!(
+    registration_and_call,
+    exports_and_imports,
+    callback_signatures,
+    memory_bounds,
+    guest_traps,
+    host_traps,
+    allocator_reentry_from_host_functions,
+    link_errors,
+    invalid_bytes_are_rejected,
+    long_loops_do_not_grow_the_stack,
+    precompiled_modules_round_trip,
+    instances_move_between_threads,
+    fuel_interrupts_endless_loops,
+    memory_limits_hold,
+);
 
 struct Data {
     sum: i32,
@@ -218,99 +238,144 @@ fn long_loop<E: Engine>(e: &E) {
     assert_eq!(i.call(&f, &[1_000_000]).unwrap(), Some(1_000_000));
 }
 
-fn wasmi() -> WasmiEngine {
-    WasmiEngine::new(&EngineConfig::default()).unwrap()
+fn precompile_roundtrip<E: Engine>(e: &E) {
+    let wasm = wat::parse_str(GUEST).unwrap();
+    let bytes = e.precompile(&wasm).unwrap();
+    // SAFETY: the bytes were just produced by this engine.
+    let m = unsafe { e.deserialize(&bytes) }.unwrap();
+    let mut l = e.linker::<Data>();
+    register(&mut l);
+    let pre = e.prelink(&l, &m).unwrap();
+    let mut i = e.instantiate(&pre, Data { sum: 0 }).unwrap();
+    let f = i.func("go", CallbackSig::i32(1)).unwrap().unwrap();
+    assert_eq!(i.call(&f, &[5]).unwrap(), Some(0));
+    // SAFETY: invalid bytes are rejected by the header check.
+    let err = unsafe { e.deserialize(b"not a module") }.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Deserialize);
 }
 
-#[test]
-fn wasmi_generic_registration_and_call() {
-    generic_registration_and_call(&wasmi());
+fn instance_moves_between_threads<E: Engine>(e: &E) {
+    let mut i = instance(e);
+    let f = i.func("go", CallbackSig::i32(1)).unwrap().unwrap();
+    assert_eq!(i.call(&f, &[1]).unwrap(), Some(0));
+    let mut i = std::thread::spawn(move || {
+        assert_eq!(i.call(&f, &[2]).unwrap(), Some(0));
+        i
+    })
+    .join()
+    .unwrap();
+    let f = i.func("go", CallbackSig::i32(1)).unwrap().unwrap();
+    assert_eq!(i.call(&f, &[3]).unwrap(), Some(0));
+    assert_eq!(i.data().sum, 3 + 4 + 5);
 }
 
-#[test]
-fn wasmi_introspection() {
-    introspection(&wasmi());
+fn plain<E: Engine>(make: &impl Fn(&EngineConfig) -> EngineResult<E>) -> E {
+    make(&EngineConfig::default()).expect("engine with default settings")
 }
 
-#[test]
-fn wasmi_signature_mismatch() {
-    signature_mismatch(&wasmi());
+fn registration_and_call<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    generic_registration_and_call(&plain(&make));
 }
 
-#[test]
-fn wasmi_out_of_bounds() {
-    out_of_bounds(&wasmi());
+fn exports_and_imports<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    introspection(&plain(&make));
 }
 
-#[test]
-fn wasmi_guest_trap() {
-    guest_trap(&wasmi());
+fn callback_signatures<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    signature_mismatch(&plain(&make));
 }
 
-#[test]
-fn wasmi_host_trap() {
-    host_trap(&wasmi());
+fn memory_bounds<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    out_of_bounds(&plain(&make));
 }
 
-#[test]
-fn wasmi_allocator_reentry() {
-    allocator_reentry(&wasmi());
+fn guest_traps<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    let e = plain(&make);
+    guest_trap(&e);
+    if e.capabilities().backtraces {
+        let mut i = instance(&e);
+        let f = i.func("boom", CallbackSig::void(0)).unwrap().unwrap();
+        let err = i.call(&f, &[]).unwrap_err();
+        assert!(err.guest_backtrace().is_some(), "{err}");
+    }
 }
 
-#[test]
-fn wasmi_missing_import() {
-    missing_import(&wasmi());
+fn host_traps<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    host_trap(&plain(&make));
 }
 
-#[test]
-fn wasmi_invalid_bytes() {
-    invalid_bytes(&wasmi());
+fn allocator_reentry_from_host_functions<E: Engine>(
+    make: impl Fn(&EngineConfig) -> EngineResult<E>,
+) {
+    allocator_reentry(&plain(&make));
 }
 
-#[test]
-fn wasmi_long_loop() {
-    long_loop(&wasmi());
+fn link_errors<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    missing_import(&plain(&make));
 }
 
-#[test]
-fn wasmi_fuel_exhaustion() {
-    let e = WasmiEngine::new(&EngineConfig {
+fn invalid_bytes_are_rejected<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    invalid_bytes(&plain(&make));
+}
+
+fn long_loops_do_not_grow_the_stack<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    long_loop(&plain(&make));
+}
+
+fn precompiled_modules_round_trip<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    let e = plain(&make);
+    if e.capabilities().precompile {
+        precompile_roundtrip(&e);
+    } else {
+        let err = e.precompile(b"\0asm\x01\0\0\0").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotSupported, "{err}");
+        assert_eq!(err.engine(), e.name());
+    }
+}
+
+fn instances_move_between_threads<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    instance_moves_between_threads(&plain(&make));
+}
+
+fn fuel_interrupts_endless_loops<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    let config = EngineConfig {
         fuel_per_call: Some(100_000),
         ..EngineConfig::default()
-    })
-    .unwrap();
-    assert!(e.capabilities().fuel);
+    };
+    if !plain(&make).capabilities().fuel {
+        let err = make(&config).err().expect("fuel must be refused");
+        assert_eq!(err.kind(), ErrorKind::NotSupported, "{err}");
+        return;
+    }
+    let e = make(&config).unwrap();
     fuel_exhaustion(&e);
+    // Metering adds no visible exports, leaves other traps as traps, and
+    // works for several modules on one engine.
+    introspection(&e);
+    guest_trap(&e);
+    allocator_reentry(&e);
+    missing_import(&e);
+    if e.capabilities().precompile {
+        precompile_roundtrip(&e);
+    }
 }
 
-#[test]
-fn wasmi_memory_limit() {
-    let e = WasmiEngine::new(&EngineConfig {
+fn memory_limits_hold<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    let config = EngineConfig {
         max_memory_bytes: 2 * 65536,
         ..EngineConfig::default()
-    })
-    .unwrap();
-    assert!(e.capabilities().memory_limit);
+    };
+    if !plain(&make).capabilities().memory_limit {
+        let err = make(&config).err().expect("a memory limit must be refused");
+        assert_eq!(err.kind(), ErrorKind::NotSupported, "{err}");
+        return;
+    }
+    let e = make(&config).unwrap();
     memory_limit(&e);
-}
-
-#[test]
-fn wasmi_capabilities() {
-    let e = wasmi();
-    assert_eq!(e.name(), "wasmi");
-    assert!(e.fingerprint().starts_with("wasmi-"));
-    let caps = e.capabilities();
-    assert!(!caps.precompile && !caps.interruption);
-    assert_eq!(
-        e.precompile(b"").unwrap_err().kind(),
-        ErrorKind::NotSupported
-    );
-    let err = WasmiEngine::new(&EngineConfig {
-        call_timeout: Some(std::time::Duration::from_millis(10)),
-        ..EngineConfig::default()
-    })
-    .err()
-    .unwrap();
-    assert_eq!(err.kind(), ErrorKind::NotSupported);
-    assert_eq!(err.engine(), "wasmi");
+    // A module whose initial memory exceeds the limit cannot instantiate.
+    let wasm = wat::parse_str(r#"(module (memory 3))"#).unwrap();
+    let m = e.compile(&wasm).unwrap();
+    let pre = e.prelink(&e.linker::<Data>(), &m).unwrap();
+    let err = e.instantiate(&pre, Data { sum: 0 }).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Instantiate);
 }
