@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Regenerates conformance/REPORT.md: the suite on every engine, as markdown.
+# Built with the dev profile (the test build): conformance is not about speed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-cargo run --quiet --release -p polyhost-cli --features all-engines -- conformance --engine all --format markdown \
+cargo run --quiet -p polyhost-cli --features all-engines -- conformance --engine all --format markdown \
     --note "date: $(date -u +%Y-%m-%d)" --note "commit: $commit" \
     --note "machine: $(uname -m), $(nproc) cores" > conformance/REPORT.md.new || status=$?
 mv conformance/REPORT.md.new conformance/REPORT.md

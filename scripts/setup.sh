@@ -18,7 +18,7 @@ for component in rustfmt clippy; do
 done
 
 # Plugin fixtures, one script per language; each installs its own toolchain.
-for lang in rust go assemblyscript cpp; do
+for lang in rust go assemblyscript cpp wat; do
     script="scripts/build-$lang-plugins.sh"
     if [ -x "$script" ] || [ -f "$script" ]; then
         echo "setup: building $lang plugins"

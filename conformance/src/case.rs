@@ -17,11 +17,26 @@ pub enum Language {
     AssemblyScript,
     /// C++ against Polyhost's own ABI header (no SDK).
     Cpp,
+    /// Hand-written WebAssembly text (`plugins/wat/`), for what no SDK
+    /// produces: legacy calls, broken modules, traps, bad pointers.
+    Wat,
 }
 
 impl Language {
     /// Every language, in report order.
-    pub const ALL: [Language; 6] = [
+    pub const ALL: [Language; 7] = [
+        Language::RustWasip1,
+        Language::RustUnknown,
+        Language::Go,
+        Language::HigressGo,
+        Language::AssemblyScript,
+        Language::Cpp,
+        Language::Wat,
+    ];
+
+    /// The languages whose plugins are written with an SDK (or, for C++,
+    /// an ABI header): the ones the SDK cases are written for.
+    pub const SDKS: &'static [Language] = &[
         Language::RustWasip1,
         Language::RustUnknown,
         Language::Go,
@@ -39,6 +54,7 @@ impl Language {
             Language::HigressGo => "higress-go",
             Language::AssemblyScript => "assemblyscript",
             Language::Cpp => "cpp",
+            Language::Wat => "wat",
         }
     }
 
@@ -51,6 +67,7 @@ impl Language {
             Language::HigressGo => "Go (Higress)",
             Language::AssemblyScript => "AssemblyScript",
             Language::Cpp => "C++ (ABI header)",
+            Language::Wat => "WebAssembly text",
         }
     }
 }
@@ -162,6 +179,9 @@ pub enum Step {
     /// Replace the current VM with a fresh one from the same plugin (after a
     /// trap).
     Restart,
+    /// Shut the current VM's root context down (`Vm::shutdown`:
+    /// `proxy_on_done`, then `proxy_on_delete` now or after `proxy_done`).
+    Shutdown,
     /// Check something.
     Expect(Expect),
 }
@@ -204,11 +224,17 @@ pub enum Expect {
     UpstreamData(&'static str),
     /// The plugin resumed the request.
     ResumedRequest,
+    /// The current stream received this event from the plugin, in its
+    /// `Debug` form: `Close(HttpResponse)`, `ClearRouteCache`, ...
+    Event(&'static str),
     /// The plugin logged exactly this line (`level message`) since the
     /// case started.
     Log(&'static str),
     /// The plugin logged a line ending with this text at this level.
     LogEndsWith(&'static str, &'static str),
+    /// The plugin has not logged this line (`level message`) since the case
+    /// started.
+    NoLog(&'static str),
     /// Counter value.
     Counter(&'static str, u64),
     /// Gauge value.
@@ -226,8 +252,17 @@ pub enum Expect {
     NoCallout,
     /// Starting the plugin failed.
     StartFailed,
+    /// Loading the plugin failed with this error kind (its `Debug` name,
+    /// e.g. `MissingAbiVersion`) and a message that contains the text and
+    /// names the plugin.
+    LoadFailed(&'static str, &'static str),
     /// The last step trapped in this callback.
     Trapped(&'static str),
+    /// The current VM trapped earlier and refuses new work.
+    VmFailed,
+    /// Whether the current VM's root context has been deleted by a
+    /// [`Step::Shutdown`].
+    ShutDown(bool),
 }
 
 /// A conformance case.
@@ -244,6 +279,10 @@ pub struct Case {
     /// Request headers whose values differ between runs (times), left out
     /// of the differential transcript.
     pub volatile: &'static [&'static str],
+    /// The languages the case is written for: [`Language::SDKS`] for the
+    /// cases every SDK plugin implements, `[Language::Wat]` for the
+    /// hand-written modules.
+    pub languages: &'static [Language],
     /// Languages whose SDK cannot express this case, with the reason.
     pub not_expressible: &'static [(Language, &'static str)],
 }

@@ -3,18 +3,21 @@
 
 use crate::case::{Case, Expect as E, Language as L, PluginSpec as P, Step as S};
 
-const GET: fn(&'static str) -> Vec<(&'static str, &'static str)> = |path| {
+mod wat;
+
+/// A GET request's headers.
+fn get(path: &'static str) -> Vec<(&'static str, &'static str)> {
     vec![
         (":method", "GET"),
         (":path", path),
         (":authority", "example.com"),
         (":scheme", "https"),
     ]
-};
+}
 
 /// A GET with an `x-case` header for `abi_probe`.
 fn probe_request(case: &'static str) -> Vec<(&'static str, &'static str)> {
-    let mut h = GET("/probe");
+    let mut h = get("/probe");
     h.push(("x-case", case));
     h
 }
@@ -35,6 +38,7 @@ fn case(
         plugins,
         steps,
         volatile: &[],
+        languages: L::SDKS,
         not_expressible: &[],
     }
 }
@@ -98,11 +102,11 @@ pub fn all() -> Vec<Case> {
             ],
             vec![
                 S::NewHttp,
-                S::RequestHeaders(GET("/private/keys"), true),
+                S::RequestHeaders(get("/private/keys"), true),
                 S::Expect(E::LocalResponse(403, "access denied\n")),
                 S::Expect(E::LocalResponseHeader("x-denied-by", "hello")),
                 S::NewHttp,
-                S::RequestHeaders(GET("/public"), true),
+                S::RequestHeaders(get("/public"), true),
                 S::Expect(E::RequestHeader("x-team", Some("edge"))),
             ],
         ),
@@ -116,7 +120,7 @@ pub fn all() -> Vec<Case> {
             vec![P::new("hello")],
             vec![
                 S::NewHttp,
-                S::RequestHeaders(GET("/upload"), false),
+                S::RequestHeaders(get("/upload"), false),
                 S::RequestBody("say hel", false),
                 S::Expect(E::Pause),
                 S::RequestBody("lo, hello", true),
@@ -138,7 +142,7 @@ pub fn all() -> Vec<Case> {
             vec![
                 S::Expect(E::Log("info hello: vm_start config=vm-1")),
                 S::NewHttp,
-                S::RequestHeaders(GET("/"), true),
+                S::RequestHeaders(get("/"), true),
                 S::ResponseHeaders(vec![(":status", "204")], true),
                 S::Expect(E::ResponseHeader("x-powered-by", Some("polyhost"))),
                 S::Finish,
@@ -434,10 +438,10 @@ pub fn all() -> Vec<Case> {
             vec![
                 S::UseVm(1),
                 S::NewHttp,
-                S::RequestHeaders(GET("/a"), true),
+                S::RequestHeaders(get("/a"), true),
                 S::Expect(E::RequestHeader("x-enqueued", Some("yes"))),
                 S::NewHttp,
-                S::RequestHeaders(GET("/b"), true),
+                S::RequestHeaders(get("/b"), true),
                 S::DeliverQueues,
                 S::Expect(E::Log("info consumer: /a")),
                 S::Expect(E::Log("info consumer: /b")),
@@ -564,6 +568,7 @@ pub fn all() -> Vec<Case> {
     for c in &mut cases {
         c.not_expressible = not_expressible(c.name);
     }
+    cases.extend(wat::cases());
     cases
 }
 

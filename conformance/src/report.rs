@@ -111,6 +111,55 @@ impl Report {
         s
     }
 
+    /// The case names in report order.
+    fn case_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for (case, _) in self.rows() {
+            if !names.contains(&case) {
+                names.push(case);
+            }
+        }
+        names
+    }
+
+    /// One language's cell of the summary: the outcome on every engine
+    /// folded into one word, failing engines named.
+    fn summary_cell(&self, case: &str, language: Language) -> String {
+        let outcomes: Vec<(&str, &Outcome)> = self
+            .runs
+            .iter()
+            .filter_map(|run| {
+                run.results
+                    .iter()
+                    .find(|r| r.case == case && r.language == language)
+                    .map(|r| (run.engine, &r.outcome))
+            })
+            .collect();
+        if outcomes.is_empty() {
+            return "·".into();
+        }
+        let failing: Vec<&str> = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Fail(_)))
+            .map(|(e, _)| *e)
+            .collect();
+        if !failing.is_empty() {
+            return format!("FAIL ({})", failing.join(", "));
+        }
+        match outcomes[0].1 {
+            Outcome::NotExpressible(_) => "not expressible".into(),
+            Outcome::NoFixture(_) => "no fixture".into(),
+            _ if self
+                .mismatches
+                .iter()
+                .any(|m| m.case == case && m.language == language) =>
+            {
+                "engines differ".into()
+            }
+            _ => "pass".into(),
+        }
+    }
+
     /// A markdown document (what `conformance/REPORT.md` holds).
     pub fn markdown(&self) -> String {
         let mut s = String::from("# Polyhost conformance report\n\n");
@@ -126,6 +175,54 @@ impl Report {
         );
         s.push_str("no fixture (the plugin was not built).\n\n");
         let engines: Vec<&str> = self.runs.iter().map(|r| r.engine).collect();
+
+        s.push_str("## Cases x languages\n\n");
+        let _ = writeln!(
+            s,
+            "One cell per case and plugin language, over all {} engines: `pass` when every \
+             engine passed and all observed the same transcript, `FAIL (engines)` naming \
+             the engines that failed, `engines differ` when they passed but saw different \
+             things. `·`: the case is not written for this language: the SDK cases run \
+             the SDK plugins; the WebAssembly-text cases cover what no SDK produces \
+             (`plugins/wat/`).\n",
+            engines.len()
+        );
+        let languages = Language::ALL;
+        let labels: Vec<&str> = languages.iter().map(|l| l.label()).collect();
+        let _ = writeln!(s, "| case | {} |", labels.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---|".repeat(labels.len()));
+        for case in self.case_names() {
+            let cells: Vec<String> = languages
+                .iter()
+                .map(|&l| self.summary_cell(case, l))
+                .collect();
+            let _ = writeln!(s, "| `{case}` | {} |", cells.join(" | "));
+        }
+
+        // Grouped by language and reason: one SDK limit often covers many cases.
+        let mut not_expressible: Vec<(Language, &str, Vec<&str>)> = Vec::new();
+        if let Some(first) = self.runs.first() {
+            for r in &first.results {
+                if let Outcome::NotExpressible(why) = &r.outcome {
+                    match not_expressible
+                        .iter_mut()
+                        .find(|(l, w, _)| *l == r.language && w == why)
+                    {
+                        Some((_, _, cases)) => cases.push(r.case),
+                        None => not_expressible.push((r.language, why, vec![r.case])),
+                    }
+                }
+            }
+        }
+        if !not_expressible.is_empty() {
+            s.push_str("\n## Not expressible\n\n| language | why | cases |\n|---|---|---|\n");
+            for (language, why, cases) in not_expressible {
+                let cases: Vec<String> = cases.iter().map(|c| format!("`{c}`")).collect();
+                let _ = writeln!(s, "| {} | {why} | {} |", language.label(), cases.join(", "));
+            }
+        }
+
+        s.push_str("\n## Every cell\n\n");
         let _ = writeln!(s, "| case | language | {} |", engines.join(" | "));
         let _ = writeln!(s, "|---|---|{}", "---|".repeat(engines.len()));
         for (i, (case, lang)) in self.rows().iter().enumerate() {

@@ -76,7 +76,7 @@ pub fn run_engine<E: Engine>(
     let mut modules = ModuleCache::default();
     let mut results = Vec::new();
     for case in cases {
-        for &language in languages {
+        for &language in languages.iter().filter(|l| case.languages.contains(l)) {
             let (outcome, transcript) = run_one(engine, case, language, fixtures, &mut modules);
             results.push(CaseResult {
                 case: case.name,
@@ -126,7 +126,43 @@ pub fn differential(runs: &[EngineRun]) -> Vec<Mismatch> {
 
 /// Compiled modules by path, so each fixture compiles once per engine.
 struct ModuleCache<E: Engine> {
-    modules: HashMap<PathBuf, Result<E::Module, String>>,
+    /// `None`: the file does not compile on this engine.
+    modules: HashMap<PathBuf, Option<E::Module>>,
+}
+
+impl<E: Engine> ModuleCache<E> {
+    /// Prepares the plugin at `path` with `spec`'s settings. `Err(None)`:
+    /// the file cannot be read; `Err(Some(_))`: the host refused it.
+    fn load(
+        &mut self,
+        engine: &E,
+        path: &Path,
+        spec: &PluginSpec,
+        services: &HostServices,
+    ) -> Result<Plugin<E>, Option<PluginError>> {
+        let config = plugin_config(spec);
+        let cached = match self.modules.get(path) {
+            Some(cached) => cached.clone(),
+            None => {
+                let bytes = std::fs::read(path).map_err(|_| None)?;
+                let module = engine.compile(&bytes).ok();
+                self.modules.insert(path.to_path_buf(), module.clone());
+                if module.is_none() {
+                    // Let the plugin loader name the plugin and the problem.
+                    return Plugin::load(engine, &bytes, config, services.clone()).map_err(Some);
+                }
+                module
+            }
+        };
+        match cached {
+            Some(module) => Plugin::from_module(engine, module, config, services.clone()),
+            None => {
+                let bytes = std::fs::read(path).map_err(|_| None)?;
+                Plugin::load(engine, &bytes, config, services.clone())
+            }
+        }
+        .map_err(Some)
+    }
 }
 
 impl<E: Engine> Default for ModuleCache<E> {
@@ -147,47 +183,47 @@ fn run_one<E: Engine>(
     if let Some((_, why)) = case.not_expressible.iter().find(|(l, _)| *l == language) {
         return (Outcome::NotExpressible((*why).to_string()), Vec::new());
     }
-    let mut plugins = Vec::new();
     let services = Services::new();
-    for spec in &case.plugins {
+    let mut run = Run {
+        plugins: Vec::new(),
+        vms: Vec::new(),
+        services,
+        current: 0,
+        stream: None,
+        last: None,
+        events: Vec::new(),
+        last_shutdown: None,
+        transcript: Vec::new(),
+        volatile: case.volatile,
+        logs: Vec::new(),
+        clock: Instant::now(),
+    };
+    for (i, spec) in case.plugins.iter().enumerate() {
         let path = fixtures
             .join(language.dir())
             .join(format!("{}.wasm", spec.plugin));
         if !path.exists() {
             return (Outcome::NoFixture(path.display().to_string()), Vec::new());
         }
-        let module = modules.modules.entry(path.clone()).or_insert_with(|| {
-            let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-            engine.compile(&bytes).map_err(|e| e.to_string())
-        });
-        let module = match module {
-            Ok(m) => m.clone(),
-            Err(e) => {
+        let plugin = match modules.load(engine, &path, spec, &run.services.host) {
+            Ok(plugin) => plugin,
+            Err(Some(e)) => {
+                // Refusing a broken module is an observable result too.
+                run.transcript
+                    .push(format!("vm {i} failed to load: {:?}", e.kind()));
+                run.plugins.push(None);
+                run.vms.push(Err(e));
+                continue;
+            }
+            Err(None) => {
                 return (
-                    Outcome::Fail(format!("compiling {}: {e}", path.display())),
+                    Outcome::Fail(format!("cannot read {}", path.display())),
                     Vec::new(),
                 );
             }
         };
-        match Plugin::from_module(engine, module, plugin_config(spec), services.host.clone()) {
-            Ok(p) => plugins.push(p),
-            Err(e) => return (Outcome::Fail(format!("loading: {e}")), Vec::new()),
-        }
-    }
-    let mut run = Run {
-        vms: plugins.iter().map(Plugin::new_vm).collect(),
-        plugins,
-        services,
-        current: 0,
-        stream: None,
-        last: None,
-        transcript: Vec::new(),
-        volatile: case.volatile,
-        logs: Vec::new(),
-        clock: Instant::now(),
-    };
-    for (i, vm) in run.vms.iter().enumerate() {
-        match vm {
+        let vm = plugin.new_vm();
+        match &vm {
             Ok(_) => run.transcript.push(format!("vm {i} started")),
             Err(e) => {
                 run.transcript
@@ -199,6 +235,8 @@ fn run_one<E: Engine>(
                 );
             }
         }
+        run.plugins.push(Some(plugin));
+        run.vms.push(vm);
     }
     let outcome = match run.steps(&case.steps) {
         Ok(()) => Outcome::Pass,
@@ -246,13 +284,18 @@ impl Services {
 
 /// The state of one case being run.
 struct Run<E: Engine> {
-    plugins: Vec<Plugin<E>>,
+    /// `None` where the host refused to load the plugin.
+    plugins: Vec<Option<Plugin<E>>>,
     vms: Vec<Result<Vm<E>, PluginError>>,
     services: Services,
     current: usize,
     stream: Option<ContextId>,
     /// The last stream callback's decision or error.
     last: Option<Result<Decision, PluginError>>,
+    /// Events the plugin raised on the current stream, taken from the VM.
+    events: Vec<StreamEvent>,
+    /// What the last [`Step::Shutdown`] returned.
+    last_shutdown: Option<polyhost::Shutdown>,
     transcript: Vec<String>,
     volatile: &'static [&'static str],
     /// Every log line of the case so far, as `level message`.
@@ -345,18 +388,18 @@ impl<E: Engine> Run<E> {
             Step::Expect(e) => return self.expect(e),
             Step::UseVm(n) => {
                 self.current = *n;
-                self.stream = None;
+                self.set_stream(None);
                 return Ok(());
             }
             Step::NewHttp => {
                 let id = self.vm()?.create_http_stream().map_err(|e| e.to_string())?;
-                self.stream = Some(id);
+                self.set_stream(Some(id));
             }
             Step::NewTcp => {
                 let r = self.vm()?.create_tcp_stream();
                 match r {
                     Ok((id, d)) => {
-                        self.stream = Some(id);
+                        self.set_stream(Some(id));
                         self.callback(Ok(d));
                     }
                     Err(e) => self.callback(Err(e)),
@@ -395,7 +438,7 @@ impl<E: Engine> Run<E> {
             Step::Finish => {
                 let id = self.stream()?;
                 self.vm()?.finish_stream(id).map_err(|e| e.to_string())?;
-                self.stream = None;
+                self.set_stream(None);
             }
             Step::Downstream(d, eos) => {
                 let id = self.stream()?;
@@ -465,16 +508,13 @@ impl<E: Engine> Run<E> {
                 trailing,
                 status,
             } => {
-                let token = self
-                    .services
-                    .callouts
-                    .take()
-                    .into_iter()
-                    .find_map(|c| match c {
+                let token = self.token(
+                    |c| match c {
                         CalloutRequest::GrpcStream(s) => Some(s.token),
                         _ => None,
-                    })
-                    .ok_or("no gRPC stream was opened")?;
+                    },
+                    "no gRPC stream was opened",
+                )?;
                 let vm = self.vm()?;
                 let err = |e: PluginError| e.to_string();
                 vm.deliver_grpc_initial_metadata(token, map(initial))
@@ -507,36 +547,81 @@ impl<E: Engine> Run<E> {
                     .map_err(|e| e.to_string())?;
             }
             Step::Restart => {
-                self.vms[self.current] = self.plugins[self.current].new_vm();
-                self.stream = None;
+                let plugin = self.plugins[self.current]
+                    .as_ref()
+                    .ok_or("the plugin did not load")?;
+                self.vms[self.current] = plugin.new_vm();
+                self.set_stream(None);
+            }
+            Step::Shutdown => {
+                let r = self.vm()?.shutdown().map_err(|e| e.to_string())?;
+                self.last_shutdown = Some(r);
+                self.transcript.push(format!("shutdown -> {r:?}"));
             }
         }
         self.observe(&name);
         Ok(())
     }
 
-    fn http_token(&mut self) -> Result<u32, String> {
+    /// Makes `id` the current stream; its events start afresh.
+    fn set_stream(&mut self, id: Option<ContextId>) {
+        self.stream = id;
+        self.events.clear();
+    }
+
+    /// The events of the current stream so far.
+    fn events(&mut self) -> Result<&[StreamEvent], String> {
+        let id = self.stream()?;
+        let new = self.vm()?.take_events(id);
+        self.events.extend(new);
+        Ok(&self.events)
+    }
+
+    /// Takes the queued callouts and answers the first one `pick` selects
+    /// with its token; the others are dropped, as the embedder would time
+    /// them out.
+    fn token(
+        &mut self,
+        pick: fn(&CalloutRequest) -> Option<u32>,
+        none: &str,
+    ) -> Result<u32, String> {
         self.services
             .callouts
             .take()
-            .into_iter()
-            .find_map(|c| match c {
+            .iter()
+            .find_map(pick)
+            .ok_or_else(|| none.to_string())
+    }
+
+    fn http_token(&mut self) -> Result<u32, String> {
+        self.token(
+            |c| match c {
                 CalloutRequest::Http(h) => Some(h.token),
                 _ => None,
-            })
-            .ok_or_else(|| "no HTTP callout was made".into())
+            },
+            "no HTTP callout was made",
+        )
     }
 
     fn grpc_token(&mut self) -> Result<u32, String> {
-        self.services
-            .callouts
-            .take()
-            .into_iter()
-            .find_map(|c| match c {
+        self.token(
+            |c| match c {
                 CalloutRequest::Grpc(g) => Some(g.token),
                 _ => None,
-            })
-            .ok_or_else(|| "no gRPC call was made".into())
+            },
+            "no gRPC call was made",
+        )
+    }
+
+    /// Whether a queued callout matches `check`; the queue is left as it
+    /// was for the steps that answer them.
+    fn callout_queued(&self, check: impl Fn(&CalloutRequest) -> bool) -> bool {
+        let calls = self.services.callouts.take();
+        let found = calls.iter().any(check);
+        for c in calls {
+            let _ = polyhost::services::CalloutDispatcher::dispatch(&*self.services.callouts, c);
+        }
+        found
     }
 
     fn last_decision(&self) -> Result<&Decision, String> {
@@ -673,14 +758,21 @@ impl<E: Engine> Run<E> {
                 eq("upstream data", text(Some(&got)), Some(b))
             }
             Expect::ResumedRequest => {
-                let id = self.stream()?;
-                let events = self.vm()?.take_events(id);
+                let events = self.events()?;
                 if events.contains(&StreamEvent::Resume(StreamType::HttpRequest)) {
                     Ok(())
                 } else {
                     Err(format!(
                         "expected the request to be resumed, events: {events:?}"
                     ))
+                }
+            }
+            Expect::Event(want) => {
+                let events = self.events()?;
+                if events.iter().any(|e| format!("{e:?}") == *want) {
+                    Ok(())
+                } else {
+                    Err(format!("no event {want} in {events:?}"))
                 }
             }
             Expect::Log(line) => {
@@ -706,6 +798,14 @@ impl<E: Engine> Run<E> {
                     ))
                 }
             }
+            Expect::NoLog(line) => {
+                self.collect_logs();
+                if self.logs.iter().any(|l| l == line) {
+                    Err(format!("unexpected log line `{line}`"))
+                } else {
+                    Ok(())
+                }
+            }
             Expect::Counter(name, v) => match self.services.metrics.value(name) {
                 Some(MetricValue::Counter(c)) if c == *v => Ok(()),
                 other => Err(format!("counter {name}: expected {v}, got {other:?}")),
@@ -727,20 +827,12 @@ impl<E: Engine> Run<E> {
                 eq("shared data", text(got.as_deref()), Some(value))
             }
             Expect::HttpCallout(upstream, path, body, timeout_ms) => {
-                let calls = self.services.callouts.take();
-                let found = calls.iter().any(|c| {
+                let found = self.callout_queued(|c| {
                     matches!(c, CalloutRequest::Http(h) if h.upstream == *upstream
                         && h.headers.get_str(":path") == Some(path)
                         && h.body == body.as_bytes()
                         && h.timeout.as_millis() == u128::from(*timeout_ms))
                 });
-                // Put them back for the Answer steps.
-                for c in calls {
-                    let _ = polyhost::services::CalloutDispatcher::dispatch(
-                        &*self.services.callouts,
-                        c,
-                    );
-                }
                 if found {
                     Ok(())
                 } else {
@@ -750,17 +842,10 @@ impl<E: Engine> Run<E> {
                 }
             }
             Expect::GrpcCallout(service, method, message) => {
-                let calls = self.services.callouts.take();
-                let found = calls.iter().any(|c| {
+                let found = self.callout_queued(|c| {
                     matches!(c, CalloutRequest::Grpc(g) if g.service == *service
                         && g.method == *method && g.message == message.as_bytes())
                 });
-                for c in calls {
-                    let _ = polyhost::services::CalloutDispatcher::dispatch(
-                        &*self.services.callouts,
-                        c,
-                    );
-                }
                 if found {
                     Ok(())
                 } else {
@@ -780,6 +865,41 @@ impl<E: Engine> Run<E> {
                 Err(e) => Err(format!("start failed differently: {e}")),
                 Ok(_) => Err("the plugin started".into()),
             },
+            Expect::LoadFailed(kind, needle) => match &self.vms[self.current] {
+                Err(e) if format!("{:?}", e.kind()) == *kind => {
+                    let text = e.to_string();
+                    if !text.contains(needle) {
+                        Err(format!("`{needle}` is not in the error: {text}"))
+                    } else if !text.contains(e.plugin()) || e.plugin().is_empty() {
+                        Err(format!("the error does not name the plugin: {text}"))
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(e) => Err(format!("expected a {kind} error, got {:?}: {e}", e.kind())),
+                Ok(_) => Err("the plugin loaded".into()),
+            },
+            Expect::VmFailed => {
+                let vm = self.vm()?;
+                if !vm.is_failed() {
+                    return Err("the VM has not failed".into());
+                }
+                match vm.create_http_stream() {
+                    Err(e) if e.kind() == PluginErrorKind::VmFailed => Ok(()),
+                    other => Err(format!("a failed VM took a new stream: {other:?}")),
+                }
+            }
+            Expect::ShutDown(want) => {
+                let got = self.vm()?.is_shut_down();
+                if got == *want {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "shut down: expected {want}, got {got} (last shutdown: {:?})",
+                        self.last_shutdown
+                    ))
+                }
+            }
             Expect::Trapped(callback) => match &self.last {
                 Some(Err(e))
                     if e.kind() == PluginErrorKind::Trap && e.callback() == Some(callback) =>

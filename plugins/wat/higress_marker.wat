@@ -1,0 +1,32 @@
+;; Higress's Go SDK marker `proxy_abi_version_0_2_100`, read as ABI 0.2.1:
+;; the three-parameter headers callback and 0.2.1's proxy_get_log_level work.
+;;   x-result-log-level-status   status of proxy_get_log_level
+;;   x-result-log-level          the level it wrote (Trace = 0 by default)
+(module
+  (import "env" "proxy_get_log_level" (func $log_level (param i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "x-result-log-level-status")
+  (data (i32.const 96) "x-result-log-level")
+  (func (export "proxy_abi_version_0_2_100"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func $record (param $map i32) (param $key i32) (param $key_len i32) (param $value i32)
+    (local $p i32)
+    (local.set $p (i32.const 1040))
+    (loop $digit
+      (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+      (i32.store8 (local.get $p)
+        (i32.add (i32.const 48) (i32.rem_u (local.get $value) (i32.const 10))))
+      (local.set $value (i32.div_u (local.get $value) (i32.const 10)))
+      (br_if $digit (local.get $value)))
+    (drop (call $add (local.get $map) (local.get $key) (local.get $key_len)
+      (local.get $p) (i32.sub (i32.const 1040) (local.get $p)))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $record (i32.const 0) (i32.const 64) (i32.const 25) (call $log_level (i32.const 512)))
+    (call $record (i32.const 0) (i32.const 96) (i32.const 18) (i32.load (i32.const 512)))
+    (i32.const 0)))
