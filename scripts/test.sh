@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: set-up, formatting, lints, then every test on every engine.
+# The test command: set-up, formatting, lints, then every test on every engine
+# (the benchmark harness in quick mode among them), and once with wasmi alone.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -11,4 +12,11 @@ features="polyhost/all-engines"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --features "$features" -- -D warnings
+
+# Includes bench/tests/quick_report.rs: the latency report harness in quick
+# mode on every engine (numbers never judged).
 cargo test --workspace --features "$features"
+
+# The interpreter alone: the facade and its tests build and pass without
+# wasmtime or wasmer compiling at all.
+cargo test -p polyhost --no-default-features --features wasmi

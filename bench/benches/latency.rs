@@ -9,7 +9,10 @@
 //! * `lifecycle/<language>/{compile, new_vm, pool_take, cached_load}/<engine>`:
 //!   compiling the language's `noop` module, starting a VM from the
 //!   pre-linked plugin, taking one from a pool (and giving it back), and
-//!   loading the module from the on-disk cache (a hit).
+//!   loading the module from the on-disk cache (a hit);
+//! * `lifecycle/<language>/new_vm_pooled/<engine>`: starting a VM on an
+//!   engine with pre-allocated instance slots
+//!   (`polyhost_bench::run::pooled_config`), where the engine has them.
 //!
 //! Every engine compiled in runs (`polyhost::AnyEngine::names`). Filter as
 //! usual, e.g. `cargo bench -p polyhost-bench --features all-engines --
@@ -24,7 +27,7 @@ use polyhost::{AnyEngine, Engine, EngineConfig, EngineVisitor, Plugin, ReturnPol
 use polyhost_bench::lua::LuaBench;
 use polyhost_bench::micro::CallBench;
 use polyhost_bench::native::NativeBench;
-use polyhost_bench::run::HOST_CALLS_PER_LOOP;
+use polyhost_bench::run::{HOST_CALLS_PER_LOOP, pooled_config};
 use polyhost_bench::wasm::{self, PluginBench};
 use polyhost_bench::{Fixture, Language, Workload, default_fixtures};
 use std::hint::black_box;
@@ -79,6 +82,18 @@ fn read_fixture(language: Language, workload: Workload) -> Option<Vec<u8>> {
             None
         }
     }
+}
+
+/// Compiles and prepares a `noop` module with the benchmarks' services.
+fn noop_plugin<E: Engine>(engine: &E, wasm: &[u8]) -> Result<Plugin<E>, String> {
+    let module = engine.compile(wasm).map_err(|e| e.to_string())?;
+    Plugin::from_module(
+        engine,
+        module,
+        wasm::plugin_config("noop"),
+        wasm::services().0,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The request benchmarks of one engine.
@@ -181,13 +196,7 @@ impl EngineVisitor for Lifecycle<'_> {
             group.bench_function(BenchmarkId::new("compile", engine.name()), |b| {
                 b.iter(|| engine.compile(&wasm).expect("compiles"))
             });
-            let plugin = engine
-                .compile(&wasm)
-                .map_err(|e| e.to_string())
-                .and_then(|m| {
-                    Plugin::from_module(&engine, m, wasm::plugin_config("noop"), wasm::services().0)
-                        .map_err(|e| e.to_string())
-                });
+            let plugin = noop_plugin(&engine, &wasm);
             match plugin {
                 Ok(plugin) => {
                     group.bench_function(BenchmarkId::new("new_vm", engine.name()), |b| {
@@ -232,6 +241,39 @@ impl EngineVisitor for Lifecycle<'_> {
     }
 }
 
+/// Starting VMs on an engine with a pooling instance allocator.
+struct PooledLifecycle<'a> {
+    c: &'a mut Criterion,
+}
+
+impl EngineVisitor for PooledLifecycle<'_> {
+    type Output = ();
+
+    fn visit<E: Engine>(self, engine: E) {
+        for language in Language::ALL {
+            let Some(wasm) = read_fixture(language, Workload::Noop) else {
+                continue;
+            };
+            let plugin = noop_plugin(&engine, &wasm);
+            let plugin = match plugin {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("skipping lifecycle/{}/new_vm_pooled: {e}", language.id());
+                    continue;
+                }
+            };
+            let mut group = self
+                .c
+                .benchmark_group(format!("lifecycle/{}", language.id()));
+            // Each VM is dropped inside the iteration, freeing its slot.
+            group.bench_function(BenchmarkId::new("new_vm_pooled", engine.name()), |b| {
+                b.iter(|| drop(black_box(plugin.new_vm().expect("a slot is free"))))
+            });
+            group.finish();
+        }
+    }
+}
+
 fn requests(c: &mut Criterion) {
     let fixture = Arc::new(Fixture::default());
     for engine in engines() {
@@ -251,6 +293,12 @@ fn crossings(c: &mut Criterion) {
 fn lifecycle(c: &mut Criterion) {
     for engine in engines() {
         engine.visit(Lifecycle { c: &mut *c });
+    }
+    for name in AnyEngine::names() {
+        match AnyEngine::by_name(name, &pooled_config()) {
+            Ok(engine) => engine.visit(PooledLifecycle { c: &mut *c }),
+            Err(e) => eprintln!("skipping new_vm_pooled on {name}: {e}"),
+        }
     }
 }
 

@@ -151,6 +151,16 @@ pub fn markdown(results: &Results) -> String {
         m.cpu, m.cores, m.kernel
     );
     let _ = writeln!(out, "| Lua baseline | {} (mlua, vendored) |", m.luajit);
+    let _ = writeln!(
+        out,
+        "| build | `{}` profile{} |",
+        m.profile,
+        if m.profile == "release" {
+            ""
+        } else {
+            " (host code barely optimised: the numbers only show the harness runs)"
+        }
+    );
     let _ = writeln!(out, "| engines | {} |", engines.join(", "));
     let _ = writeln!(out);
     let _ = writeln!(out, "![per-request latency by workload](chart.svg)\n");
@@ -264,9 +274,11 @@ fn method(out: &mut String, results: &Results) {
     );
     let _ = writeln!(
         out,
-        "- **Engines** run with `EngineConfig::default()`: instances allocated on demand \
-         (wasmtime's pooling allocator, `EngineConfig::pooled_instances`, is off), no \
-         fuel, no call timeout.\n"
+        "- **Engines** run with `EngineConfig::default()`: instances allocated on demand, \
+         no fuel, no call timeout; only the pooled new-VM table uses an engine with {} \
+         pre-allocated instance slots of 256 MiB (`polyhost_bench::run::pooled_config`), \
+         on the engines that have a pooling allocator.\n",
+        crate::run::POOL_SLOTS
     );
 }
 
@@ -371,7 +383,7 @@ fn modules_tables(out: &mut String, results: &Results, engines: &[&str]) {
     }
     let _ = writeln!(out);
     type Field = fn(&ModuleCell) -> &Outcome<Stats>;
-    let timed: [(&str, Field); 4] = [
+    let timed: [(&str, Field); 5] = [
         (
             "Compile from bytes (`Engine::compile`), median (min–max) of the runs",
             |m| &m.compile,
@@ -388,6 +400,11 @@ fn modules_tables(out: &mut String, results: &Results, engines: &[&str]) {
             "Take a VM from a pool and give it back (`VmPool::take`, `ReturnPolicy::Reuse`; \
              with the default `Replace`, giving it back also costs one new VM, as above)",
             |m| &m.pool_take,
+        ),
+        (
+            "New VM from a pooled engine (`Plugin::new_vm` with \
+             `EngineConfig::pooled_instances`: a pre-allocated slot, copy-on-write memory)",
+            |m| &m.new_vm_pooled,
         ),
     ];
     for (title, field) in timed {

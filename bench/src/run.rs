@@ -126,6 +126,10 @@ pub struct ModuleCell {
     pub new_vm: Outcome<Stats>,
     /// `VmPool::take` and giving the VM back (`ReturnPolicy::Reuse`).
     pub pool_take: Outcome<Stats>,
+    /// `Plugin::new_vm` on an engine built with [`pooled_config`]: the
+    /// instance comes from a pre-allocated slot (wasmtime's pooling
+    /// allocator with copy-on-write memory images).
+    pub new_vm_pooled: Outcome<Stats>,
     /// Resident memory one more started VM adds, in bytes.
     pub rss_per_vm: Outcome<u64>,
 }
@@ -169,6 +173,9 @@ pub struct Meta {
     pub luajit: String,
     /// VMs started per memory measurement.
     pub memory_vms: usize,
+    /// The Cargo profile the harness was built with (`release`, or `dev`
+    /// when only checking that the harness runs).
+    pub profile: String,
 }
 
 /// Everything the report shows.
@@ -207,6 +214,20 @@ impl Results {
     }
 }
 
+/// Instance slots of the pooled engine the `new_vm_pooled` figures use.
+pub const POOL_SLOTS: u32 = 16;
+
+/// The engine settings of the pooled-instantiation measurement:
+/// [`POOL_SLOTS`] pre-allocated instance slots, each with room for 256 MiB
+/// of linear memory (enough for every SDK's `noop` plugin).
+pub fn pooled_config() -> EngineConfig {
+    EngineConfig {
+        pooled_instances: Some(POOL_SLOTS),
+        max_memory_bytes: 256 << 20,
+        ..EngineConfig::default()
+    }
+}
+
 /// Runs every measurement `options` asks for.
 pub fn run(options: &Options, meta: Meta) -> Results {
     let fixture = Arc::new(Fixture::default());
@@ -219,6 +240,11 @@ pub fn run(options: &Options, meta: Meta) -> Results {
                 .unwrap_or_default(),
             luajit: crate::lua::luajit_version(),
             memory_vms: options.settings.memory_vms,
+            profile: if cfg!(debug_assertions) {
+                "dev".into()
+            } else {
+                "release".into()
+            },
             ..meta
         },
         ..Results::default()
@@ -280,10 +306,25 @@ pub fn run(options: &Options, meta: Meta) -> Results {
             options,
             fixture: fixture.clone(),
         });
+        let mut modules = run.modules;
+        match AnyEngine::by_name(name, &pooled_config()) {
+            Ok(pooled) => {
+                let starts = pooled.visit(PooledStarts { options });
+                for (cell, start) in modules.iter_mut().zip(starts) {
+                    cell.new_vm_pooled = start;
+                }
+            }
+            Err(e) => {
+                for cell in &mut modules {
+                    cell.new_vm_pooled =
+                        Outcome::Missing(format!("{name} has no pooling instance allocator ({e})"));
+                }
+            }
+        }
         results.engines.push(run.info);
         results.requests.extend(run.requests);
         results.calls.push(run.calls);
-        results.modules.extend(run.modules);
+        results.modules.extend(modules);
     }
     results
 }
@@ -318,6 +359,52 @@ fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// `Plugin::new_vm` of each language's `noop` plugin on a pooled engine, in
+/// the order of `options.languages`.
+struct PooledStarts<'a> {
+    options: &'a Options,
+}
+
+impl EngineVisitor for PooledStarts<'_> {
+    type Output = Vec<Outcome<Stats>>;
+
+    fn visit<E: Engine>(self, engine: E) -> Vec<Outcome<Stats>> {
+        let fixtures = &self.options.fixtures;
+        self.options
+            .languages
+            .iter()
+            .map(|&language| {
+                let path = language.fixture(fixtures, Workload::Noop.plugin());
+                let Ok(wasm) = std::fs::read(&path) else {
+                    return Outcome::Missing(format!("{} is not built", path.display()));
+                };
+                outcome(
+                    engine
+                        .compile(&wasm)
+                        .map_err(|e| e.to_string())
+                        .and_then(|module| {
+                            let (services, _) = wasm::services();
+                            Plugin::from_module(
+                                &engine,
+                                module,
+                                wasm::plugin_config("noop"),
+                                services,
+                            )
+                            .map_err(|e| e.to_string())
+                        })
+                        .and_then(|plugin| {
+                            // Each VM is dropped at once, so its slot is
+                            // free for the next.
+                            measure::measure(&self.options.settings, || {
+                                plugin.new_vm().map(drop).map_err(|e| e.to_string())
+                            })
+                        }),
+                )
+            })
+            .collect()
+    }
 }
 
 struct EngineResults {
@@ -463,6 +550,7 @@ impl EngineRun<'_> {
             cached_load: Outcome::Missing(String::new()),
             new_vm: Outcome::Missing(String::new()),
             pool_take: Outcome::Missing(String::new()),
+            new_vm_pooled: Outcome::Missing("not measured".into()),
             rss_per_vm: Outcome::Missing(String::new()),
         };
         let wasm = match self.wasm(language, Workload::Noop) {
