@@ -182,9 +182,9 @@ impl Report {
             "One cell per case and plugin language, over all {} engines: `pass` when every \
              engine passed and all observed the same transcript, `FAIL (engines)` naming \
              the engines that failed, `engines differ` when they passed but saw different \
-             things. `·`: the case is not written for this language: the SDK cases run \
-             the SDK plugins; the WebAssembly-text cases cover what no SDK produces \
-             (`plugins/wat/`).\n",
+             things. `·`: no plugin of this language is written for the case: Higress's \
+             framework is used for the `hello` plugin only, and the WebAssembly-text \
+             modules (`plugins/wat/`) cover what no SDK produces.\n",
             engines.len()
         );
         let languages = Language::ALL;
