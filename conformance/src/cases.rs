@@ -15,6 +15,11 @@ fn get(path: &'static str) -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// Expects a request header with this value.
+fn header(name: &'static str, value: &'static str) -> S {
+    S::Expect(E::RequestHeader(name, Some(value)))
+}
+
 /// A GET with an `x-case` header for `abi_probe`.
 fn probe_request(case: &'static str) -> Vec<(&'static str, &'static str)> {
     let mut h = get("/probe");
@@ -83,8 +88,8 @@ pub fn all() -> Vec<Case> {
                     true,
                 ),
                 S::Expect(E::Continue),
-                S::Expect(E::RequestHeader("x-hello", Some("polyhost"))),
-                S::Expect(E::RequestHeader("user-agent", Some("polyhost-hello"))),
+                header("x-hello", "polyhost"),
+                header("user-agent", "polyhost-hello"),
                 S::Expect(E::RequestHeader("x-remove-me", None)),
                 S::Expect(E::Log("info hello: GET /x")),
             ],
@@ -107,7 +112,7 @@ pub fn all() -> Vec<Case> {
                 S::Expect(E::LocalResponseHeader("x-denied-by", "hello")),
                 S::NewHttp,
                 S::RequestHeaders(get("/public"), true),
-                S::Expect(E::RequestHeader("x-team", Some("edge"))),
+                header("x-team", "edge"),
             ],
         ),
         case(
@@ -179,7 +184,7 @@ pub fn all() -> Vec<Case> {
                 S::Expect(E::Log("warn probe warn")),
                 S::Expect(E::Log("error probe error")),
                 S::Expect(E::Log("critical probe critical")),
-                S::Expect(E::RequestHeader("x-result-log-level", Some("0"))),
+                header("x-result-log-level", "0"),
             ],
         ),
         Case {
@@ -202,10 +207,10 @@ pub fn all() -> Vec<Case> {
             "headers",
             true,
             vec![
-                S::Expect(E::RequestHeader("x-result-count", Some("5"))),
-                S::Expect(E::RequestHeader("x-result-missing", Some("none"))),
-                S::Expect(E::RequestHeader("x-result-rewritten", Some("yes"))),
-                S::Expect(E::RequestHeader("x-result-size", Some("8"))),
+                header("x-result-count", "5"),
+                header("x-result-missing", "none"),
+                header("x-result-rewritten", "yes"),
+                header("x-result-size", "8"),
                 S::Expect(E::RequestHeaderCount(9)),
             ],
         ),
@@ -219,7 +224,7 @@ pub fn all() -> Vec<Case> {
             true,
             vec![
                 S::Expect(E::RequestHeaderBytes("x-result-bytes", &[0xc3, 0x28])),
-                S::Expect(E::RequestHeader("x-result-bytes-hex", Some("c328"))),
+                header("x-result-bytes-hex", "c328"),
             ],
         ),
         case(
@@ -323,9 +328,9 @@ pub fn all() -> Vec<Case> {
                 S::Expect(E::Pause),
                 S::Expect(E::HttpCallout("auth-cluster", "/check", "ping", 500)),
                 S::AnswerHttp("200", vec![("x-auth", "ok")], "allowed"),
-                S::Expect(E::RequestHeader("x-result-status", Some("200"))),
-                S::Expect(E::RequestHeader("x-result-body", Some("allowed"))),
-                S::Expect(E::RequestHeader("x-result-callout-header", Some("ok"))),
+                header("x-result-status", "200"),
+                header("x-result-body", "allowed"),
+                header("x-result-callout-header", "ok"),
                 S::Expect(E::ResumedRequest),
             ],
         ),
@@ -349,8 +354,8 @@ pub fn all() -> Vec<Case> {
                 S::Expect(E::Pause),
                 S::Expect(E::GrpcCallout("pkg.Service", "Method", "req")),
                 S::AnswerGrpc("resp"),
-                S::Expect(E::RequestHeader("x-result-grpc-status", Some("0"))),
-                S::Expect(E::RequestHeader("x-result-grpc-body", Some("resp"))),
+                header("x-result-grpc-status", "0"),
+                header("x-result-grpc-body", "resp"),
                 S::Expect(E::ResumedRequest),
             ],
         ),
@@ -361,8 +366,8 @@ pub fn all() -> Vec<Case> {
             false,
             vec![
                 S::FailGrpc(14),
-                S::Expect(E::RequestHeader("x-result-grpc-status", Some("14"))),
-                S::Expect(E::RequestHeader("x-result-grpc-body", Some("none"))),
+                header("x-result-grpc-status", "14"),
+                header("x-result-grpc-body", "none"),
             ],
         ),
         probe_case(
@@ -386,10 +391,10 @@ pub fn all() -> Vec<Case> {
                     trailing: vec![("b", "1"), ("c", "2")],
                     status: 0,
                 },
-                S::Expect(E::RequestHeader("x-result-stream", Some("r1r2"))),
-                S::Expect(E::RequestHeader("x-result-stream-status", Some("0"))),
-                S::Expect(E::RequestHeader("x-result-stream-initial", Some("1"))),
-                S::Expect(E::RequestHeader("x-result-stream-trailing", Some("2"))),
+                header("x-result-stream", "r1r2"),
+                header("x-result-stream-status", "0"),
+                header("x-result-stream-initial", "1"),
+                header("x-result-stream-trailing", "2"),
             ],
         ),
         probe_case(
@@ -398,8 +403,8 @@ pub fn all() -> Vec<Case> {
             "grpc-cancel",
             true,
             vec![
-                S::Expect(E::RequestHeader("x-result-cancel", Some("ok"))),
-                S::Expect(E::RequestHeader("x-result-cancel-again", Some("NotFound"))),
+                header("x-result-cancel", "ok"),
+                header("x-result-cancel-again", "NotFound"),
             ],
         ),
         case(
@@ -413,12 +418,12 @@ pub fn all() -> Vec<Case> {
             vec![
                 S::NewHttp,
                 S::RequestHeaders(probe_request("shared"), true),
-                S::Expect(E::RequestHeader("x-result-shared", Some("1"))),
-                S::Expect(E::RequestHeader("x-result-cas", Some("mismatch"))),
+                header("x-result-shared", "1"),
+                header("x-result-cas", "mismatch"),
                 S::UseVm(1),
                 S::NewHttp,
                 S::RequestHeaders(probe_request("shared"), true),
-                S::Expect(E::RequestHeader("x-result-shared", Some("2"))),
+                header("x-result-shared", "2"),
                 S::Expect(E::SharedData("probe-vm", "probe/counter", "2")),
             ],
         ),
@@ -439,7 +444,7 @@ pub fn all() -> Vec<Case> {
                 S::UseVm(1),
                 S::NewHttp,
                 S::RequestHeaders(get("/a"), true),
-                S::Expect(E::RequestHeader("x-enqueued", Some("yes"))),
+                header("x-enqueued", "yes"),
                 S::NewHttp,
                 S::RequestHeaders(get("/b"), true),
                 S::DeliverQueues,
@@ -458,7 +463,7 @@ pub fn all() -> Vec<Case> {
             "queue",
             true,
             vec![
-                S::Expect(E::RequestHeader("x-result-queue", Some("enqueued"))),
+                header("x-result-queue", "enqueued"),
                 S::DeliverQueues,
                 S::Expect(E::Log("info probe queue: /probe")),
             ],
@@ -474,8 +479,8 @@ pub fn all() -> Vec<Case> {
             "metrics",
             true,
             vec![
-                S::Expect(E::RequestHeader("x-result-counter", Some("1"))),
-                S::Expect(E::RequestHeader("x-result-gauge", Some("42"))),
+                header("x-result-counter", "1"),
+                header("x-result-gauge", "42"),
                 S::Expect(E::Counter("probe_requests", 1)),
                 S::Expect(E::Gauge("probe_gauge", 42)),
                 S::Expect(E::Histogram("probe_latency", vec![7])),
@@ -487,9 +492,9 @@ pub fn all() -> Vec<Case> {
             "property",
             true,
             vec![
-                S::Expect(E::RequestHeader("x-result-path", Some("/probe"))),
-                S::Expect(E::RequestHeader("x-result-plugin", Some("abi_probe"))),
-                S::Expect(E::RequestHeader("x-result-prop", Some("v1"))),
+                header("x-result-path", "/probe"),
+                header("x-result-plugin", "abi_probe"),
+                header("x-result-prop", "v1"),
             ],
         ),
         probe_case(
@@ -498,11 +503,8 @@ pub fn all() -> Vec<Case> {
             "foreign",
             true,
             vec![
-                S::Expect(E::RequestHeader("x-result-foreign", Some("abc"))),
-                S::Expect(E::RequestHeader(
-                    "x-result-foreign-missing",
-                    Some("NotFound"),
-                )),
+                header("x-result-foreign", "abc"),
+                header("x-result-foreign-missing", "NotFound"),
             ],
         ),
         case(
@@ -561,7 +563,7 @@ pub fn all() -> Vec<Case> {
                 S::Restart,
                 S::NewHttp,
                 S::RequestHeaders(probe_request("headers"), true),
-                S::Expect(E::RequestHeader("x-result-rewritten", Some("yes"))),
+                header("x-result-rewritten", "yes"),
             ],
         ),
     ]);

@@ -126,8 +126,7 @@ pub fn differential(runs: &[EngineRun]) -> Vec<Mismatch> {
 
 /// Compiled modules by path, so each fixture compiles once per engine.
 struct ModuleCache<E: Engine> {
-    /// `None`: the file does not compile on this engine.
-    modules: HashMap<PathBuf, Option<E::Module>>,
+    modules: HashMap<PathBuf, E::Module>,
 }
 
 impl<E: Engine> ModuleCache<E> {
@@ -141,25 +140,19 @@ impl<E: Engine> ModuleCache<E> {
         services: &HostServices,
     ) -> Result<Plugin<E>, Option<PluginError>> {
         let config = plugin_config(spec);
-        let cached = match self.modules.get(path) {
-            Some(cached) => cached.clone(),
-            None => {
-                let bytes = std::fs::read(path).map_err(|_| None)?;
-                let module = engine.compile(&bytes).ok();
+        let services = services.clone();
+        if let Some(module) = self.modules.get(path) {
+            return Plugin::from_module(engine, module.clone(), config, services).map_err(Some);
+        }
+        let bytes = std::fs::read(path).map_err(|_| None)?;
+        match engine.compile(&bytes) {
+            Ok(module) => {
                 self.modules.insert(path.to_path_buf(), module.clone());
-                if module.is_none() {
-                    // Let the plugin loader name the plugin and the problem.
-                    return Plugin::load(engine, &bytes, config, services.clone()).map_err(Some);
-                }
-                module
+                Plugin::from_module(engine, module, config, services)
             }
-        };
-        match cached {
-            Some(module) => Plugin::from_module(engine, module, config, services.clone()),
-            None => {
-                let bytes = std::fs::read(path).map_err(|_| None)?;
-                Plugin::load(engine, &bytes, config, services.clone())
-            }
+            // A module that does not compile is not cached: the plugin
+            // loader compiles it again to name the plugin and the problem.
+            Err(_) => Plugin::load(engine, &bytes, config, services),
         }
         .map_err(Some)
     }
@@ -192,7 +185,6 @@ fn run_one<E: Engine>(
         stream: None,
         last: None,
         events: Vec::new(),
-        last_shutdown: None,
         transcript: Vec::new(),
         volatile: case.volatile,
         logs: Vec::new(),
@@ -294,8 +286,6 @@ struct Run<E: Engine> {
     last: Option<Result<Decision, PluginError>>,
     /// Events the plugin raised on the current stream, taken from the VM.
     events: Vec<StreamEvent>,
-    /// What the last [`Step::Shutdown`] returned.
-    last_shutdown: Option<polyhost::Shutdown>,
     transcript: Vec<String>,
     volatile: &'static [&'static str],
     /// Every log line of the case so far, as `level message`.
@@ -555,7 +545,6 @@ impl<E: Engine> Run<E> {
             }
             Step::Shutdown => {
                 let r = self.vm()?.shutdown().map_err(|e| e.to_string())?;
-                self.last_shutdown = Some(r);
                 self.transcript.push(format!("shutdown -> {r:?}"));
             }
         }
@@ -894,10 +883,7 @@ impl<E: Engine> Run<E> {
                 if got == *want {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "shut down: expected {want}, got {got} (last shutdown: {:?})",
-                        self.last_shutdown
-                    ))
+                    Err(format!("shut down: expected {want}, got {got}"))
                 }
             }
             Expect::Trapped(callback) => match &self.last {

@@ -5,7 +5,7 @@
 //! Each module's header comment says what it records; most add the status
 //! a host call returned as a request header `x-result-*` in decimal.
 
-use super::{case, get};
+use super::{case, get, header};
 use crate::case::{Case, Expect as E, Language as L, PluginSpec as P, Step as S};
 
 /// A case written only as WebAssembly text.
@@ -36,10 +36,6 @@ fn refused(
         vec![P::new(plugin)],
         vec![S::Expect(E::LoadFailed(kind, needle))],
     )
-}
-
-fn header(name: &'static str, value: &'static str) -> S {
-    S::Expect(E::RequestHeader(name, Some(value)))
 }
 
 /// Every hand-written-module case.
