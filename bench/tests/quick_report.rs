@@ -54,20 +54,17 @@ fn quick_report_runs_every_cell() {
         }
     }
     for cell in &results.modules {
-        assert!(
-            !matches!(cell.new_vm, Outcome::Failed(_)),
-            "new VM of {:?} on {}: {:?}",
-            cell.language,
-            cell.engine,
-            cell.new_vm
-        );
-        assert!(
-            !matches!(cell.new_vm_pooled, Outcome::Failed(_)),
-            "pooled new VM of {:?} on {}: {:?}",
-            cell.language,
-            cell.engine,
-            cell.new_vm_pooled
-        );
+        for (what, outcome) in [
+            ("new VM", &cell.new_vm),
+            ("pooled new VM", &cell.new_vm_pooled),
+        ] {
+            assert!(
+                !matches!(outcome, Outcome::Failed(_)),
+                "{what} of {:?} on {}: {outcome:?}",
+                cell.language,
+                cell.engine
+            );
+        }
     }
 
     let markdown = report::markdown(&results);

@@ -6,7 +6,7 @@
 //! between threads, fuel and memory limits. A capability an engine lacks
 //! must be refused with `NotSupported`, which is checked instead.
 
-use crate::harness::engine_config_tests;
+use crate::harness::{engine_config_tests, engine_if_capable};
 use polyhost::engine_core::{
     CallbackSig, Engine, EngineConfig, ErrorKind, FuncType, HostContext, HostLinker, HostResult,
     HostTrap, Instance, Result as EngineResult, Value,
@@ -342,12 +342,9 @@ fn fuel_interrupts_endless_loops<E: Engine>(make: impl Fn(&EngineConfig) -> Engi
         fuel_per_call: Some(100_000),
         ..EngineConfig::default()
     };
-    if !plain(&make).capabilities().fuel {
-        let err = make(&config).err().expect("fuel must be refused");
-        assert_eq!(err.kind(), ErrorKind::NotSupported, "{err}");
+    let Some(e) = engine_if_capable(make, &config, |c| c.fuel) else {
         return;
-    }
-    let e = make(&config).unwrap();
+    };
     fuel_exhaustion(&e);
     // Metering adds no visible exports, leaves other traps as traps, and
     // works for several modules on one engine.
@@ -365,12 +362,9 @@ fn memory_limits_hold<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>
         max_memory_bytes: 2 * 65536,
         ..EngineConfig::default()
     };
-    if !plain(&make).capabilities().memory_limit {
-        let err = make(&config).err().expect("a memory limit must be refused");
-        assert_eq!(err.kind(), ErrorKind::NotSupported, "{err}");
+    let Some(e) = engine_if_capable(make, &config, |c| c.memory_limit) else {
         return;
-    }
-    let e = make(&config).unwrap();
+    };
     memory_limit(&e);
     // A module whose initial memory exceeds the limit cannot instantiate.
     let wasm = wat::parse_str(r#"(module (memory 3))"#).unwrap();

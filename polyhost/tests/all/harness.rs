@@ -65,6 +65,29 @@ macro_rules! engine_config_tests {
 }
 pub(crate) use engine_config_tests;
 
+/// The engine `make` builds with `config` when the engine has the
+/// capability `has` picks; where it lacks it, checks that asking for it is
+/// refused with `NotSupported` and returns `None`.
+pub fn engine_if_capable<E: Engine>(
+    make: impl Fn(&polyhost::EngineConfig) -> polyhost::engine_core::Result<E>,
+    config: &polyhost::EngineConfig,
+    has: impl Fn(&polyhost::Capabilities) -> bool,
+) -> Option<E> {
+    let plain = make(&polyhost::EngineConfig::default()).expect("engine with default settings");
+    if has(&plain.capabilities()) {
+        return Some(make(config).unwrap_or_else(|e| panic!("{config:?}: {e}")));
+    }
+    let err = make(config)
+        .err()
+        .unwrap_or_else(|| panic!("{} must refuse {config:?}", plain.name()));
+    assert_eq!(
+        err.kind(),
+        polyhost::engine_core::ErrorKind::NotSupported,
+        "{err}"
+    );
+    None
+}
+
 /// The two Rust SDK builds of every fixture plugin.
 pub const RUST_TARGETS: [&str; 2] = ["rust-wasip1", "rust-unknown"];
 

@@ -139,15 +139,10 @@ mod slots {
             max_memory_bytes: 64 << 20,
             ..Default::default()
         };
-        let plain = make(&polyhost::EngineConfig::default()).unwrap();
-        if !plain.capabilities().instance_pooling {
-            let err = make(&config)
-                .err()
-                .expect("pooling must be refused where unsupported");
-            assert_eq!(err.kind(), polyhost::engine_core::ErrorKind::NotSupported);
+        let Some(engine) = crate::harness::engine_if_capable(make, &config, |c| c.instance_pooling)
+        else {
             return;
-        }
-        let engine = make(&config).unwrap();
+        };
         let services = Services::new();
         let plugin = Plugin::load(
             &engine,
