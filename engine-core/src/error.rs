@@ -96,6 +96,20 @@ impl Error {
         )
     }
 
+    /// The error for a guest stopped because it ran past its call deadline
+    /// ([`crate::EngineConfig::call_timeout`]), worded the same on every
+    /// engine. The layers above add the callback and the plugin.
+    pub fn deadline(engine: &'static str, timeout: std::time::Duration) -> Self {
+        Error::new(
+            ErrorKind::Interrupted,
+            engine,
+            format!(
+                "ran past its deadline of {} (EngineConfig::call_timeout)",
+                format_duration(timeout)
+            ),
+        )
+    }
+
     /// An out-of-bounds guest memory access.
     pub fn out_of_bounds(engine: &'static str, ptr: u32, len: u32, memory_size: usize) -> Self {
         Error::new(
@@ -166,6 +180,17 @@ impl fmt::Display for Error {
             write!(f, "\nguest backtrace:\n{bt}")?;
         }
         Ok(())
+    }
+}
+
+/// `50 ms`, `1.5 s`, `250 µs`: deadlines as people write them.
+fn format_duration(d: std::time::Duration) -> String {
+    if d.subsec_nanos() % 1_000_000 == 0 && d.as_millis() < 10_000 {
+        format!("{} ms", d.as_millis())
+    } else if d.as_millis() >= 1000 {
+        format!("{} s", d.as_secs_f64())
+    } else {
+        format!("{} µs", d.as_micros())
     }
 }
 

@@ -40,7 +40,7 @@ mod error;
 
 pub use error::{Error, ErrorKind, Result};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A WebAssembly value type used at the proxy-wasm boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -234,9 +234,16 @@ pub struct EngineConfig {
     /// Largest linear memory an instance may grow to. Default 1 GiB, the
     /// reference host's default.
     pub max_memory_bytes: u64,
-    /// Wall-clock limit on one call into the guest; a guest still running
-    /// then traps with [`ErrorKind::Interrupted`]. `None` (the default, as in
-    /// the reference host) means no limit.
+    /// Wall-clock limit on one call into the guest (a callback, with every
+    /// host call and nested allocator call it makes); a guest still running
+    /// then stops with [`ErrorKind::Interrupted`] ([`Error::deadline`]).
+    /// Default [`DEFAULT_CALL_TIMEOUT`]: unlike the reference host, which
+    /// leaves CPU time unbounded, a plugin cannot hang the host thread unless
+    /// the embedder asks for it with `None` (no limit).
+    ///
+    /// How soon after the deadline the guest stops depends on the backend
+    /// (each documents its bound): wasmtime checks epochs, wasmi and wasmer
+    /// count fuel and look at the clock.
     pub call_timeout: Option<Duration>,
     /// Fuel (roughly, instructions) one call into the guest may spend; `None`
     /// means unlimited.
@@ -250,14 +257,74 @@ pub struct EngineConfig {
     pub pooled_instances: Option<u32>,
 }
 
+/// The default [`EngineConfig::call_timeout`]: long enough for any sane
+/// callback (plugins answer in microseconds), short enough that a looping
+/// plugin stalls one worker for a moment, not forever.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(100);
+
+impl EngineConfig {
+    /// `call_timeout` from a number of milliseconds where 0 means no limit,
+    /// as command lines and configuration files spell it.
+    pub fn timeout_from_millis(ms: u64) -> Option<Duration> {
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_memory_bytes: 1 << 30,
-            call_timeout: None,
+            call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             fuel_per_call: None,
             pooled_instances: None,
         }
+    }
+}
+
+/// The wall-clock end of one top-level call into the guest, as a backend
+/// that polls the clock (wasmi, wasmer) or a host function that could block
+/// (WASI `poll_oneoff`) sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    /// The deadline of a call starting now with `timeout`.
+    pub fn after(timeout: Duration) -> Self {
+        Deadline {
+            // A timeout too large to add is as good as none.
+            at: Instant::now()
+                .checked_add(timeout)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
+            timeout,
+        }
+    }
+
+    /// The instant the call must be over by.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// The configured timeout this deadline came from.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Whether the deadline has passed.
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// Time left before the deadline (zero once it passed).
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// The error for a guest stopped at this deadline.
+    pub fn error(&self, engine: &'static str) -> Error {
+        Error::deadline(engine, self.timeout)
     }
 }
 
@@ -312,6 +379,14 @@ pub trait HostContext {
     /// allocator, or [`ErrorKind::Trap`] when it returns a null pointer for a
     /// non-zero size.
     fn allocate(&mut self, size: u32) -> Result<u32>;
+
+    /// The deadline of the top-level call into the guest that is running,
+    /// when [`EngineConfig::call_timeout`] is set. Host functions that wait
+    /// (WASI `poll_oneoff`) must not wait past it. The default says there is
+    /// none.
+    fn call_deadline(&self) -> Option<Deadline> {
+        None
+    }
 
     /// Reads `len` bytes at `ptr` into a new vector.
     ///

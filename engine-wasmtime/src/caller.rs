@@ -76,9 +76,9 @@ pub(crate) fn allocate<T: 'static>(
             "the plugin exports no memory allocator",
         ));
     };
-    let ptr = alloc
-        .call(&mut ctx, size as i32)
-        .map_err(|e| crate::instance::convert_error(name, e, "allocator"))?;
+    let ptr = alloc.call(&mut ctx, size as i32).map_err(|e| {
+        crate::instance::convert_error(name, e, "allocator", ctx.data().deadline)
+    })?;
     if ptr == 0 && size != 0 {
         return Err(Error::new(
             ErrorKind::Trap,
@@ -126,5 +126,9 @@ impl<D: 'static> HostContext for WasmtimeCaller<'_, D> {
 
     fn allocate(&mut self, size: u32) -> Result<u32> {
         allocate(&mut self.caller, size)
+    }
+
+    fn call_deadline(&self) -> Option<polyhost_engine_core::Deadline> {
+        self.caller.data().deadline
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::{StoreData, WasmtimeEngine, caller};
 use polyhost_engine_core::{
-    CallbackSig, Error, ErrorKind, HostContext, HostTrap, Instance, Result, Value,
+    CallbackSig, Deadline, Error, ErrorKind, HostContext, HostTrap, Instance, Result, Value,
 };
 use std::sync::Arc;
 use wasmtime::{Store, StoreLimitsBuilder, Trap, TypedFunc, Val, WasmBacktrace};
@@ -39,8 +39,15 @@ enum Typed {
     I5(TypedFunc<(i32, i32, i32, i32, i32), i32>),
 }
 
-/// Turns a wasmtime error from guest execution into a Polyhost error.
-pub(crate) fn convert_error(engine: &'static str, e: wasmtime::Error, callback: &str) -> Error {
+/// Turns a wasmtime error from guest execution into a Polyhost error;
+/// `deadline` is the running call's, so an epoch interrupt says which
+/// deadline it enforced.
+pub(crate) fn convert_error(
+    engine: &'static str,
+    e: wasmtime::Error,
+    callback: &str,
+    deadline: Option<Deadline>,
+) -> Error {
     let backtrace = e.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
     let kind = if let Some(trap) = e.downcast_ref::<Trap>() {
         match trap {
@@ -56,7 +63,11 @@ pub(crate) fn convert_error(engine: &'static str, e: wasmtime::Error, callback: 
     } else {
         ErrorKind::Trap
     };
-    let message = if let Some(trap) = e.downcast_ref::<Trap>() {
+    let message = if let (Some(Trap::Interrupt), Some(deadline)) =
+        (e.downcast_ref::<Trap>(), deadline)
+    {
+        deadline.error(engine).message().to_string()
+    } else if let Some(trap) = e.downcast_ref::<Trap>() {
         trap.to_string()
     } else if let Some(host) = e.downcast_ref::<HostTrap>() {
         host.to_string()
@@ -89,6 +100,8 @@ impl<D: Send + 'static> WasmtimeInstance<D> {
                 allocator: None,
                 limits,
                 engine_name: name,
+                call_timeout: cfg.call_timeout,
+                deadline: None,
             },
         );
         store.limiter(|d| &mut d.limits);
@@ -99,7 +112,7 @@ impl<D: Send + 'static> WasmtimeInstance<D> {
             // Only a trap in the start section is the guest's doing; anything
             // else (no free pooled slot, a resource limit) is instantiation.
             if e.downcast_ref::<Trap>().is_some() || e.downcast_ref::<HostTrap>().is_some() {
-                convert_error(name, e, "start section")
+                convert_error(name, e, "start section", None)
             } else {
                 Error::new(ErrorKind::Instantiate, name, format!("{e:#}"))
             }
@@ -129,6 +142,8 @@ fn arm<D: 'static>(
 ) -> Result<()> {
     if let Some(ticks) = deadline_ticks {
         store.set_epoch_deadline(ticks);
+        let timeout = store.data().call_timeout;
+        store.data_mut().deadline = timeout.map(Deadline::after);
     }
     if let Some(fuel) = fuel {
         store
@@ -268,7 +283,8 @@ impl<D: Send + 'static> Instance<D> for WasmtimeInstance<D> {
                 ));
             }
         };
-        result.map_err(|e| convert_error(engine, e, &func.name))
+        let deadline = self.store.data().deadline;
+        result.map_err(|e| convert_error(engine, e, &func.name, deadline))
     }
 
     fn call_dynamic(&mut self, name: &str, args: &[Value]) -> Result<Vec<Value>> {
@@ -295,8 +311,9 @@ impl<D: Send + 'static> Instance<D> for WasmtimeInstance<D> {
             self.fuel_per_call,
             engine,
         )?;
-        func.call(&mut self.store, &params, &mut results)
-            .map_err(|e| {
+        let result = func.call(&mut self.store, &params, &mut results);
+        let deadline = self.store.data().deadline;
+        result.map_err(|e| {
                 if e.downcast_ref::<Trap>().is_none()
                     && e.downcast_ref::<WasmBacktrace>().is_none()
                     && e.downcast_ref::<HostTrap>().is_none()
@@ -304,7 +321,7 @@ impl<D: Send + 'static> Instance<D> for WasmtimeInstance<D> {
                     Error::new(ErrorKind::SignatureMismatch, engine, format!("{e:#}"))
                         .with_callback(name)
                 } else {
-                    convert_error(engine, e, name)
+                    convert_error(engine, e, name, deadline)
                 }
             })?;
         results

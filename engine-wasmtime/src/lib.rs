@@ -13,9 +13,13 @@
 //! once into an `InstancePre` from which every instance is created.
 //!
 //! Limits: memory growth is capped through a `StoreLimits` resource limiter;
-//! a call timeout uses epoch interruption with one background ticker thread
-//! per engine; fuel uses wasmtime's fuel metering. Both are only switched on
-//! when configured, because each adds checks to the generated code.
+//! a call timeout (on by default, [`EngineConfig::call_timeout`]) uses epoch
+//! interruption with one background ticker thread per engine, ticking every
+//! 5 ms: a guest is stopped at most two ticks (10 ms) after its deadline,
+//! wherever it loops, as the epoch check sits in every loop header and
+//! function entry. Fuel uses wasmtime's fuel metering. Each is only
+//! switched on when configured, because each adds checks to the generated
+//! code.
 
 mod caller;
 mod instance;
@@ -207,6 +211,10 @@ pub struct StoreData<D> {
     pub(crate) allocator: Option<TypedFunc<i32, i32>>,
     pub(crate) limits: StoreLimits,
     pub(crate) engine_name: &'static str,
+    /// [`EngineConfig::call_timeout`], to name it when a call is stopped.
+    pub(crate) call_timeout: Option<std::time::Duration>,
+    /// The deadline of the running top-level call (set when it is armed).
+    pub(crate) deadline: Option<polyhost_engine_core::Deadline>,
 }
 
 /// Collects host functions for [`WasmtimeEngine`].
