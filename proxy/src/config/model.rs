@@ -1,0 +1,295 @@
+//! The validated configuration: Envoy's vocabulary, only what Polyhost runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::route::RouteMatch;
+
+/// A loaded Envoy v3 bootstrap.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bootstrap {
+    /// Envoy's `node` block, which plugins can read as `node.*` properties.
+    pub node: Node,
+    /// The admin listener, if configured.
+    pub admin: Option<Admin>,
+    /// `static_resources.listeners`, in file order.
+    pub listeners: Vec<Listener>,
+    /// `static_resources.clusters`, in file order.
+    pub clusters: Vec<Cluster>,
+    /// `bootstrap_extensions` of type `envoy.bootstrap.wasm`: Wasm services
+    /// that run outside any request.
+    pub wasm_services: Vec<WasmPlugin>,
+}
+
+impl Bootstrap {
+    /// The cluster named `name`.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// The listener named `name`.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+/// Envoy's `node`: who this proxy is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// `node.id`; empty if absent.
+    pub id: String,
+    /// `node.cluster`; empty if absent.
+    pub cluster: String,
+    /// `node.metadata` (a `google.protobuf.Struct`): always a JSON object,
+    /// empty if absent.
+    pub metadata: Value,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            id: String::new(),
+            cluster: String::new(),
+            metadata: Value::Object(Map::new()),
+        }
+    }
+}
+
+/// The admin endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    /// `admin.address.socket_address`.
+    pub address: SocketAddr,
+}
+
+/// A listener: one address, one filter chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listener {
+    /// `name`. Envoy invents a random name when it is absent; Polyhost uses
+    /// the address (`0.0.0.0:10000`), which is unique because listener
+    /// addresses must be.
+    pub name: String,
+    /// `address.socket_address`: always an IP literal, as Envoy requires.
+    pub address: SocketAddr,
+    /// What the filter chain ends in.
+    pub kind: ListenerKind,
+}
+
+/// The terminal filter of a listener's filter chain.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListenerKind {
+    /// `envoy.filters.network.http_connection_manager`.
+    Http(HttpConnectionManager),
+    /// `envoy.filters.network.tcp_proxy`, after any network Wasm filters.
+    Tcp(TcpProxy),
+}
+
+/// `envoy.filters.network.http_connection_manager` with an inline
+/// `route_config`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConnectionManager {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// `codec_type`.
+    pub codec: Codec,
+    /// `route_config.name`.
+    pub route_config_name: String,
+    /// `route_config.virtual_hosts`, in file order; see
+    /// [`select_virtual_host`](super::select_virtual_host).
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// The `envoy.filters.http.wasm` filters of `http_filters`, in order.
+    /// The router, which must come last, is implied.
+    pub wasm_filters: Vec<WasmPlugin>,
+    /// `scheme_header_transformation.scheme_to_overwrite`: the `:scheme`
+    /// plugins and upstreams see, whatever the downstream used.
+    pub scheme_to_overwrite: Option<String>,
+}
+
+/// Which HTTP versions a listener speaks (`codec_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// `AUTO`: HTTP/1.1, or HTTP/2 when the client starts with its preface.
+    Auto,
+    /// `HTTP1`.
+    Http1,
+    /// `HTTP2`.
+    Http2,
+}
+
+/// A virtual host: the routes for a set of domains.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualHost {
+    /// `name`.
+    pub name: String,
+    /// `domains`, lower-cased (host matching ignores case): exact names,
+    /// `*.suffix` / `*suffix`, `prefix.*` / `prefix*`, or `*`.
+    pub domains: Vec<String>,
+    /// `routes`, tried in order.
+    pub routes: Vec<Route>,
+}
+
+/// One route: a match and what to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// `name`; empty if absent.
+    pub name: String,
+    /// `match`.
+    pub matcher: RouteMatch,
+    /// `route` or `direct_response`.
+    pub action: RouteAction,
+    /// `metadata.filter_metadata`, which plugins read as the
+    /// `route_metadata` property; empty if absent.
+    pub metadata: Map<String, Value>,
+}
+
+/// What a matched route does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteAction {
+    /// `route`: forward to a cluster.
+    Cluster {
+        /// `route.cluster`; it names a cluster of the bootstrap.
+        cluster: String,
+        /// `route.prefix_rewrite`: replaces the matched prefix (or path).
+        prefix_rewrite: Option<String>,
+        /// `route.timeout`. `None` when absent, which Envoy treats as 15
+        /// seconds; `Some(Duration::ZERO)` (`timeout: 0s`) disables the
+        /// timeout.
+        timeout: Option<Duration>,
+        /// `route.host_rewrite_literal`: the `:authority` sent upstream.
+        host_rewrite_literal: Option<String>,
+    },
+    /// `direct_response`: answer without an upstream.
+    DirectResponse {
+        /// `status`, 100 to 599.
+        status: u16,
+        /// `body.inline_string`, or `body.inline_bytes` decoded from base64;
+        /// empty if absent.
+        body: Vec<u8>,
+    },
+}
+
+/// Envoy's default route timeout, which applies when
+/// [`RouteAction::Cluster::timeout`] is `None`.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `envoy.filters.network.tcp_proxy` and the network Wasm filters before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TcpProxy {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// `cluster`; it names a cluster of the bootstrap.
+    pub cluster: String,
+    /// The `envoy.filters.network.wasm` filters before the proxy, in order.
+    pub wasm_filters: Vec<WasmPlugin>,
+}
+
+/// One Wasm plugin: a filter (`envoy.filters.http.wasm`,
+/// `envoy.filters.network.wasm`) or a bootstrap service
+/// (`envoy.bootstrap.wasm`). Fields come from Envoy's `PluginConfig`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WasmPlugin {
+    /// `config.name`: empty when absent, as in Envoy (the filter's own
+    /// `name` is not used).
+    pub name: String,
+    /// `config.root_id`; empty if absent.
+    pub root_id: String,
+    /// `config.vm_config.vm_id`; empty if absent. Plugins with the same
+    /// `vm_id` and code share a VM in Envoy.
+    pub vm_id: String,
+    /// The engine to run the plugin on: `None` for Polyhost's default, which
+    /// is what Envoy's runtime names (`envoy.wasm.runtime.v8`, `wasmtime`,
+    /// `wamr`, `wavm`) and an empty runtime become; any other string is a
+    /// Polyhost engine name (`wasmi`, `wasmtime-winch`, ...) that the proxy
+    /// checks when it builds the plugin. `envoy.wasm.runtime.null`, which
+    /// means native code linked into Envoy, is an error.
+    pub engine: Option<String>,
+    /// `config.vm_config.code.local`.
+    pub code: WasmCode,
+    /// `config.configuration`, as the bytes the plugin reads at start; see
+    /// [the module docs](super#plugin-configuration-bytes) for how an `Any`
+    /// becomes bytes.
+    pub configuration: Vec<u8>,
+    /// `config.vm_config.configuration`, same rules.
+    pub vm_configuration: Vec<u8>,
+    /// `config.vm_config.environment_variables.key_values`, sorted by key.
+    pub env: Vec<(String, String)>,
+    /// `config.vm_config.environment_variables.host_env_keys`: variables
+    /// passed through from Polyhost's own environment.
+    pub host_env_keys: Vec<String>,
+    /// `config.vm_config.allow_precompiled`.
+    pub allow_precompiled: bool,
+    /// `config.failure_policy`, or the legacy `config.fail_open`.
+    pub failure_policy: FailurePolicy,
+    /// `singleton` of a bootstrap `WasmService`; always `false` for filters.
+    pub singleton: bool,
+}
+
+/// Where a plugin's module comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WasmCode {
+    /// `local.filename`, as written: a relative path is opened relative to
+    /// the process's working directory, as Envoy does.
+    File(PathBuf),
+    /// `local.inline_bytes` (decoded from base64) or `local.inline_string`.
+    Inline(Vec<u8>),
+}
+
+/// What happens to traffic when a plugin's VM has failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FailurePolicy {
+    /// Reject the traffic (`FAIL_CLOSED`, and Envoy's default).
+    #[default]
+    FailClosed,
+    /// Let traffic bypass the plugin (`FAIL_OPEN`, or `fail_open: true`).
+    FailOpen,
+    /// Start a new VM and retry (`FAIL_RELOAD`).
+    FailReload,
+}
+
+/// An upstream cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cluster {
+    /// `name`.
+    pub name: String,
+    /// `type`.
+    pub discovery: Discovery,
+    /// `connect_timeout`; Envoy's default, 5 seconds, when absent.
+    pub connect_timeout: Duration,
+    /// `load_assignment.endpoints[].lb_endpoints[].endpoint.address`, all
+    /// localities flattened in file order.
+    pub endpoints: Vec<Endpoint>,
+    /// Talk HTTP/2 to the upstream: `http2_protocol_options` is present, or
+    /// `typed_extension_protocol_options` holds an `HttpProtocolOptions`
+    /// whose `explicit_http_config` is `http2_protocol_options`.
+    pub http2: bool,
+    /// `metadata.filter_metadata`, which plugins read as the
+    /// `cluster_metadata` property; empty if absent.
+    pub metadata: Map<String, Value>,
+}
+
+/// Envoy's default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a cluster's endpoint addresses become IPs (`type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    /// `STATIC`: the endpoints are IP literals.
+    Static,
+    /// `STRICT_DNS`: every address each name resolves to is an endpoint.
+    StrictDns,
+    /// `LOGICAL_DNS`: one name; connect to the first address it resolves to.
+    LogicalDns,
+}
+
+/// One upstream address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `socket_address.address`: an IP literal, or a DNS name for DNS
+    /// clusters.
+    pub host: String,
+    /// `socket_address.port_value`.
+    pub port: u16,
+}

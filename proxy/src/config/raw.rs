@@ -1,0 +1,466 @@
+//! The Envoy v3 messages Polyhost reads, as serde sees them.
+//!
+//! Each struct names the fields Polyhost models; everything else in the
+//! message lands in `rest`, which `convert` checks against
+//! [`super::ignored::IGNORED`] so a field is either modelled, knowingly
+//! ignored (with a warning), or an error naming its path. `typed_config`
+//! and other `google.protobuf.Any` values stay [`Value`]s here: their type
+//! is only known once `@type` (or the filter name) has been read.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::values::{EnumName, List, Port, ProtoDuration};
+
+/// Fields of a message that Polyhost does not model.
+pub(super) type Rest = BTreeMap<String, Value>;
+
+#[derive(Deserialize, Default)]
+pub(super) struct Bootstrap {
+    #[serde(default)]
+    pub node: Option<Node>,
+    #[serde(default)]
+    pub admin: Option<Admin>,
+    #[serde(default)]
+    pub static_resources: Option<StaticResources>,
+    #[serde(default)]
+    pub bootstrap_extensions: List<TypedExtension>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct Node {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Admin {
+    #[serde(default)]
+    pub address: Option<Address>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct StaticResources {
+    #[serde(default)]
+    pub listeners: List<Listener>,
+    #[serde(default)]
+    pub clusters: List<Cluster>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Address {
+    #[serde(default)]
+    pub socket_address: Option<SocketAddress>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SocketAddress {
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub port_value: Option<Port>,
+    #[serde(default)]
+    pub protocol: Option<EnumName>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Listener {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub address: Option<Address>,
+    #[serde(default)]
+    pub filter_chains: List<FilterChain>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct FilterChain {
+    #[serde(default)]
+    pub filters: List<Filter>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// A network filter, an HTTP filter or a bootstrap extension: a name and an
+/// `Any`.
+#[derive(Deserialize)]
+pub(super) struct Filter {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub typed_config: Option<Value>,
+    /// HTTP filters only: Envoy skips an optional filter it does not know.
+    #[serde(default)]
+    pub is_optional: Option<bool>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+pub(super) type TypedExtension = Filter;
+
+#[derive(Deserialize)]
+pub(super) struct HttpConnectionManager {
+    #[serde(default)]
+    pub stat_prefix: String,
+    #[serde(default)]
+    pub codec_type: Option<EnumName>,
+    #[serde(default)]
+    pub route_config: Option<RouteConfiguration>,
+    #[serde(default)]
+    pub http_filters: List<Filter>,
+    #[serde(default)]
+    pub scheme_header_transformation: Option<SchemeHeaderTransformation>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SchemeHeaderTransformation {
+    #[serde(default)]
+    pub scheme_to_overwrite: Option<String>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RouteConfiguration {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub virtual_hosts: List<VirtualHost>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct VirtualHost {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub domains: List<String>,
+    #[serde(default)]
+    pub routes: List<Route>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Route {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, rename = "match")]
+    pub matcher: Option<RouteMatch>,
+    #[serde(default)]
+    pub route: Option<RouteAction>,
+    #[serde(default)]
+    pub direct_response: Option<DirectResponse>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RouteMatch {
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub safe_regex: Option<RegexMatcher>,
+    #[serde(default)]
+    pub path_separated_prefix: Option<String>,
+    #[serde(default)]
+    pub headers: List<HeaderMatcher>,
+    #[serde(default)]
+    pub case_sensitive: Option<bool>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RegexMatcher {
+    #[serde(default)]
+    pub regex: String,
+    /// Envoy's only engine; its `max_program_size` is replaced by the regex
+    /// crate's own size limit.
+    #[serde(default)]
+    pub google_re2: Option<Value>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct HeaderMatcher {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub exact_match: Option<String>,
+    #[serde(default)]
+    pub safe_regex_match: Option<RegexMatcher>,
+    #[serde(default)]
+    pub prefix_match: Option<String>,
+    #[serde(default)]
+    pub suffix_match: Option<String>,
+    #[serde(default)]
+    pub contains_match: Option<String>,
+    #[serde(default)]
+    pub present_match: Option<bool>,
+    #[serde(default)]
+    pub string_match: Option<StringMatcher>,
+    #[serde(default)]
+    pub invert_match: bool,
+    #[serde(default)]
+    pub treat_missing_header_as_empty: bool,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct StringMatcher {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub suffix: Option<String>,
+    #[serde(default)]
+    pub contains: Option<String>,
+    #[serde(default)]
+    pub safe_regex: Option<RegexMatcher>,
+    #[serde(default)]
+    pub ignore_case: bool,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RouteAction {
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<ProtoDuration>,
+    #[serde(default)]
+    pub host_rewrite_literal: Option<String>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct DirectResponse {
+    #[serde(default)]
+    pub status: Option<u32>,
+    #[serde(default)]
+    pub body: Option<DataSource>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `config.core.v3.DataSource`: which fields are allowed depends on the
+/// place it is used, so `convert` decides.
+#[derive(Deserialize)]
+pub(super) struct DataSource {
+    #[serde(default)]
+    pub filename: Option<String>,
+    #[serde(default)]
+    pub inline_bytes: Option<String>,
+    #[serde(default)]
+    pub inline_string: Option<String>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Metadata {
+    #[serde(default)]
+    pub filter_metadata: Option<Map<String, Value>>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct TcpProxy {
+    #[serde(default)]
+    pub stat_prefix: String,
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `extensions.filters.http.router.v3.Router`: nothing Polyhost models.
+#[derive(Deserialize)]
+pub(super) struct Router {
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// The HTTP and the network `Wasm` filter messages have the same shape.
+#[derive(Deserialize)]
+pub(super) struct WasmFilter {
+    #[serde(default)]
+    pub config: Option<PluginConfig>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct WasmService {
+    #[serde(default)]
+    pub config: Option<PluginConfig>,
+    #[serde(default)]
+    pub singleton: bool,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PluginConfig {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub root_id: String,
+    #[serde(default)]
+    pub vm_config: Option<VmConfig>,
+    #[serde(default)]
+    pub configuration: Option<Value>,
+    #[serde(default)]
+    pub fail_open: Option<bool>,
+    #[serde(default)]
+    pub failure_policy: Option<EnumName>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct VmConfig {
+    #[serde(default)]
+    pub vm_id: String,
+    #[serde(default)]
+    pub runtime: String,
+    #[serde(default)]
+    pub code: Option<AsyncDataSource>,
+    #[serde(default)]
+    pub configuration: Option<Value>,
+    #[serde(default)]
+    pub allow_precompiled: bool,
+    #[serde(default)]
+    pub environment_variables: Option<EnvironmentVariables>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct AsyncDataSource {
+    #[serde(default)]
+    pub local: Option<DataSource>,
+    #[serde(default)]
+    pub remote: Option<Value>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct EnvironmentVariables {
+    #[serde(default)]
+    pub host_env_keys: List<String>,
+    #[serde(default)]
+    pub key_values: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Cluster {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, rename = "type")]
+    pub discovery: Option<EnumName>,
+    #[serde(default)]
+    pub connect_timeout: Option<ProtoDuration>,
+    #[serde(default)]
+    pub lb_policy: Option<EnumName>,
+    #[serde(default)]
+    pub load_assignment: Option<ClusterLoadAssignment>,
+    #[serde(default)]
+    pub http2_protocol_options: Option<Value>,
+    #[serde(default)]
+    pub typed_extension_protocol_options: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ClusterLoadAssignment {
+    #[serde(default)]
+    pub endpoints: List<LocalityLbEndpoints>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LocalityLbEndpoints {
+    #[serde(default)]
+    pub lb_endpoints: List<LbEndpoint>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LbEndpoint {
+    #[serde(default)]
+    pub endpoint: Option<Endpoint>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Endpoint {
+    #[serde(default)]
+    pub address: Option<Address>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `extensions.upstreams.http.v3.HttpProtocolOptions`.
+#[derive(Deserialize)]
+pub(super) struct HttpProtocolOptions {
+    #[serde(default)]
+    pub explicit_http_config: Option<ExplicitHttpConfig>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ExplicitHttpConfig {
+    #[serde(default)]
+    pub http_protocol_options: Option<Value>,
+    #[serde(default)]
+    pub http2_protocol_options: Option<Value>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
