@@ -1,7 +1,7 @@
 //! Guest access from inside a host function.
 
 use crate::StoreData;
-use crate::metering::FuelGlobals;
+use crate::instance::Limits;
 use polyhost_engine_core::{Error, ErrorKind, HostContext, Result};
 use wasmer::{AsStoreMut, AsStoreRef, FunctionEnvMut, Memory};
 
@@ -58,7 +58,7 @@ pub(crate) fn write(
 pub(crate) fn allocate(
     store: &mut impl AsStoreMut,
     allocator: Option<wasmer::TypedFunction<i32, i32>>,
-    fuel: Option<&FuelGlobals>,
+    limits: &Limits,
     engine: &'static str,
     size: u32,
 ) -> Result<u32> {
@@ -70,8 +70,8 @@ pub(crate) fn allocate(
         ));
     };
     let ptr = alloc.call(store, size as i32).map_err(|e| {
-        let out_of_fuel = fuel.is_some_and(|f| f.is_exhausted(store));
-        crate::instance::convert_error(engine, e, "allocator", out_of_fuel)
+        let stopped = limits.stopped(store, engine);
+        crate::instance::convert_error(engine, e, "allocator", stopped)
     })?;
     if ptr == 0 && size != 0 {
         return Err(Error::new(
@@ -124,8 +124,12 @@ impl<D: Send + 'static> HostContext for WasmerCaller<'_, D> {
 
     fn allocate(&mut self, size: u32) -> Result<u32> {
         let data = self.env.data();
-        let (allocator, fuel, engine) =
-            (data.allocator.clone(), data.fuel.clone(), data.engine_name);
-        allocate(&mut self.env, allocator, fuel.as_ref(), engine, size)
+        let (allocator, limits, engine) =
+            (data.allocator.clone(), data.limits.clone(), data.engine_name);
+        allocate(&mut self.env, allocator, &limits, engine, size)
+    }
+
+    fn call_deadline(&self) -> Option<polyhost_engine_core::Deadline> {
+        self.env.data().limits.deadline
     }
 }

@@ -1,9 +1,11 @@
 //! Instances and calls into the guest.
 
+use crate::deadline::CallSlot;
 use crate::metering::FuelGlobals;
 use crate::{MakeFunc, StoreData, WasmerEngine, caller};
 use polyhost_engine_core::{
-    CallbackSig, Engine, Error, ErrorKind, HostContext, HostTrap, Instance, Result, Value,
+    CallbackSig, Deadline, Engine, Error, ErrorKind, HostContext, HostTrap, Instance, Result,
+    Value,
 };
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -14,9 +16,52 @@ pub struct WasmerInstance<D: 'static> {
     store: Store,
     env: FunctionEnv<StoreData<D>>,
     instance: wasmer::Instance,
-    /// The metering globals and the budget of each top-level call.
+    /// The metering globals and the points of each top-level call (the
+    /// fuel budget, or unlimited when only a deadline meters).
     fuel: Option<(FuelGlobals, u64)>,
+    /// [`EngineConfig::call_timeout`](polyhost_engine_core::EngineConfig).
+    timeout: Option<std::time::Duration>,
     engine_name: &'static str,
+}
+
+/// What stops a guest on this instance, kept in the store data so that
+/// nested calls (the allocator from inside a host function) see it too.
+#[derive(Clone, Default)]
+pub(crate) struct Limits {
+    /// The metering globals, when the module is metered.
+    pub(crate) fuel: Option<FuelGlobals>,
+    /// What the deadline watchdog sees of this instance.
+    pub(crate) slot: Option<Arc<CallSlot>>,
+    /// The running top-level call's deadline.
+    pub(crate) deadline: Option<Deadline>,
+}
+
+impl Limits {
+    /// The error to report when the host stopped the guest, which then
+    /// traps with an ordinary `unreachable`: the watchdog's deadline first
+    /// (it empties the points, so the fuel flag is set too), then fuel.
+    pub(crate) fn stopped(&self, store: &mut impl wasmer::AsStoreMut, engine: &'static str) -> Option<Error> {
+        if let (Some(slot), Some(deadline)) = (&self.slot, self.deadline)
+            && slot.fired()
+        {
+            return Some(deadline.error(engine));
+        }
+        self.fuel
+            .as_ref()
+            .is_some_and(|f| f.is_exhausted(store))
+            .then(|| Error::new(ErrorKind::Interrupted, engine, "all fuel consumed"))
+    }
+}
+
+/// Ends a top-level call's deadline when the call returns (or unwinds).
+struct CallGuard(Option<Arc<CallSlot>>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.0 {
+            slot.end();
+        }
+    }
 }
 
 // SAFETY: wasmer's `Store` lost `Send` in 7.0 only because the type of its
@@ -57,17 +102,17 @@ enum Typed {
 
 /// Turns a wasmer error from guest execution into a Polyhost error.
 ///
-/// `out_of_fuel` is whether the metering flag was set: metering stops the
-/// guest with an ordinary `unreachable` trap, so only the flag tells the two
-/// apart.
+/// `stopped` is [`Limits::stopped`]: metering stops the guest with an
+/// ordinary `unreachable` trap, so only the host's own records tell the
+/// cases apart.
 pub(crate) fn convert_error(
     engine: &'static str,
     e: RuntimeError,
     callback: &str,
-    out_of_fuel: bool,
+    stopped: Option<Error>,
 ) -> Error {
-    let (kind, message) = if out_of_fuel {
-        (ErrorKind::Interrupted, "all fuel consumed".to_string())
+    let (kind, message) = if let Some(stop) = stopped {
+        (stop.kind(), stop.message().to_string())
     } else if let Some(trap) = e.downcast_ref::<HostTrap>() {
         (ErrorKind::Trap, trap.0.clone())
     } else {
@@ -102,7 +147,7 @@ impl<D: Send + 'static> WasmerInstance<D> {
                 user: data,
                 memory: None,
                 allocator: None,
-                fuel: None,
+                limits: Limits::default(),
                 engine_name: name,
             },
         );
@@ -115,22 +160,49 @@ impl<D: Send + 'static> WasmerInstance<D> {
             wasmer::Instance::new_by_index(&mut store, module, &externs).map_err(|e| match e {
                 // The start section's budget is the one compiled into the
                 // metering globals; its exhaustion reads as a trap here.
-                InstantiationError::Start(e) => convert_error(name, e, "start section", false),
+                InstantiationError::Start(e) => convert_error(name, e, "start section", None),
                 other => Error::new(ErrorKind::Instantiate, name, other.to_string()),
             })?;
-        let fuel = match engine.inner.config.fuel_per_call {
-            Some(budget) => Some((FuelGlobals::of(&instance, name)?, budget)),
-            None => None,
+        let config = &engine.inner.config;
+        let fuel = match engine.inner.metered() {
+            true => Some((
+                FuelGlobals::of(&instance, name)?,
+                config.fuel_per_call.unwrap_or(u64::MAX),
+            )),
+            false => None,
+        };
+        let slot = match (&engine.inner.watchdog, &fuel) {
+            (Some(watchdog), Some((globals, _))) => {
+                let address = globals.remaining_address(&mut store).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Instantiate,
+                        name,
+                        "cannot locate the metering points for the deadline watchdog",
+                    )
+                })?;
+                // SAFETY: the address is inside this instance, which the
+                // store keeps alive as long as the instance (and the slot
+                // only writes during a call on it).
+                let slot = unsafe { CallSlot::new(address) };
+                watchdog.watch(&slot);
+                Some(slot)
+            }
+            _ => None,
         };
         let memory = instance.exports.get_memory("memory").ok().cloned();
         let data = env.as_mut(&mut store);
         data.memory = memory;
-        data.fuel = fuel.as_ref().map(|(globals, _)| globals.clone());
+        data.limits = Limits {
+            fuel: fuel.as_ref().map(|(globals, _)| globals.clone()),
+            slot,
+            deadline: None,
+        };
         Ok(WasmerInstance {
             store,
             env,
             instance,
             fuel,
+            timeout: config.call_timeout,
             engine_name: name,
         })
     }
@@ -140,20 +212,26 @@ impl<D: Send + 'static> WasmerInstance<D> {
         &mut self.store
     }
 
-    /// Gives the next top-level call its fuel budget.
-    fn arm(&mut self) -> Result<()> {
-        match &self.fuel {
-            Some((globals, budget)) => globals.refill(&mut self.store, *budget, self.engine_name),
-            None => Ok(()),
+    /// Gives the next top-level call its points and deadline; the guard
+    /// ends the deadline when the call is over.
+    fn arm(&mut self) -> Result<CallGuard> {
+        if let Some((globals, budget)) = &self.fuel {
+            globals.refill(&mut self.store, *budget, self.engine_name)?;
         }
+        let deadline = self.timeout.map(Deadline::after);
+        let limits = &mut self.env.as_mut(&mut self.store).limits;
+        limits.deadline = deadline;
+        let slot = limits.slot.clone();
+        if let (Some(slot), Some(deadline)) = (&slot, deadline) {
+            slot.begin(deadline);
+        }
+        Ok(CallGuard(slot))
     }
 
     fn convert(&mut self, e: RuntimeError, callback: &str) -> Error {
-        let out_of_fuel = self
-            .fuel
-            .as_ref()
-            .is_some_and(|(globals, _)| globals.is_exhausted(&mut self.store));
-        convert_error(self.engine_name, e, callback, out_of_fuel)
+        let limits = self.env.as_ref(&self.store).limits.clone();
+        let stopped = limits.stopped(&mut self.store, self.engine_name);
+        convert_error(self.engine_name, e, callback, stopped)
     }
 
     fn function(&self, name: &str) -> Option<&wasmer::Function> {
@@ -210,16 +288,14 @@ impl<D: Send + 'static> HostContext for WasmerInstance<D> {
     }
 
     fn allocate(&mut self, size: u32) -> Result<u32> {
-        self.arm()?;
+        let _call = self.arm()?;
         let data = self.env.as_ref(&self.store);
-        let (allocator, fuel) = (data.allocator.clone(), data.fuel.clone());
-        caller::allocate(
-            &mut self.store,
-            allocator,
-            fuel.as_ref(),
-            self.engine_name,
-            size,
-        )
+        let (allocator, limits) = (data.allocator.clone(), data.limits.clone());
+        caller::allocate(&mut self.store, allocator, &limits, self.engine_name, size)
+    }
+
+    fn call_deadline(&self) -> Option<Deadline> {
+        self.env.as_ref(&self.store).limits.deadline
     }
 }
 
@@ -271,7 +347,7 @@ impl<D: Send + 'static> Instance<D> for WasmerInstance<D> {
     }
 
     fn call(&mut self, func: &WasmerFunc, args: &[i32]) -> Result<Option<i32>> {
-        self.arm()?;
+        let _call = self.arm()?;
         let s = &mut self.store;
         let result = match (&func.typed, args) {
             (Typed::V0(f), []) => f.call(s).map(|()| None),
@@ -329,7 +405,7 @@ impl<D: Send + 'static> Instance<D> for WasmerInstance<D> {
             )
             .with_callback(name));
         }
-        self.arm()?;
+        let _call = self.arm()?;
         let results = func
             .call(&mut self.store, &params)
             .map_err(|e| self.convert(e, name))?;

@@ -42,16 +42,21 @@
 //! | --- | --- | --- |
 //! | precompile | yes | `Module::serialize` / `Module::deserialize` |
 //! | fuel | yes | `wasmer-middlewares` metering, refilled before each top-level call |
-//! | interruption | no | wasmer's host interrupt is experimental and best-effort |
+//! | interruption | yes | metering points emptied by a watchdog thread at the deadline (`deadline.rs`) |
 //! | memory limit | yes | custom `Tunables` that cap every memory's maximum |
 //! | backtraces | yes | wasmer's `RuntimeError::trace` |
 //!
 //! Fuel is wasmer's metering middleware, which counts one point per Wasm
-//! operator. Because metering rewrites the compiled code, an engine with
+//! operator. A call timeout (on by default) also meters every module: a
+//! watchdog thread, looking every 5 ms, empties the points of a call
+//! running past its deadline, so a looping guest stops within about one
+//! tick (5 ms) of its deadline; metering costs some speed, and an engine with
+//! neither a timeout nor fuel compiles unmetered code. Because metering rewrites the compiled code, an engine with
 //! fuel compiles different code (the [`Engine::fingerprint`] says so), and
 //! metered modules are compiled one at a time (see `metering.rs`).
 
 mod caller;
+mod deadline;
 mod instance;
 mod metering;
 mod tunables;
@@ -117,6 +122,16 @@ struct Inner {
     /// Held while compiling when metering is on: the metering middleware
     /// keeps per-module state between its module and function passes.
     compile_lock: Option<Mutex<()>>,
+    /// Stops calls past their deadline, when a call timeout is set.
+    watchdog: Option<Arc<deadline::Watchdog>>,
+}
+
+impl Inner {
+    /// Whether modules are compiled with metering: for fuel, and for the
+    /// deadline, which the watchdog enforces by emptying the points.
+    fn metered(&self) -> bool {
+        self.compile_lock.is_some()
+    }
 }
 
 impl WasmerEngine {
@@ -124,7 +139,8 @@ impl WasmerEngine {
     ///
     /// # Errors
     /// [`ErrorKind::NotSupported`] when the variant was not compiled in or
-    /// `config` asks for a call timeout, which this backend cannot enforce.
+    /// `config` asks for pre-allocated instance slots; [`ErrorKind::Other`]
+    /// when the deadline watchdog thread cannot be started.
     pub fn new(variant: Variant, config: &EngineConfig) -> Result<Self> {
         let name = variant.engine_name();
         if !Variant::available().contains(&variant) {
@@ -133,21 +149,29 @@ impl WasmerEngine {
                 "this variant (enable its Cargo feature)",
             ));
         }
-        if config.call_timeout.is_some() {
-            return Err(Error::not_supported(
-                name,
-                "interrupting a guest after a call timeout",
-            ));
-        }
         if config.pooled_instances.is_some() {
             return Err(Error::not_supported(
                 name,
                 "pre-allocated instance slots (pooled_instances)",
             ));
         }
-        let metering = config
-            .fuel_per_call
-            .map(|fuel| Arc::new(metering::PerModuleMetering::new(fuel)));
+        // The start section runs before the host can set points or watch
+        // the clock, so its budget is compiled in.
+        let metering = (config.fuel_per_call.is_some() || config.call_timeout.is_some()).then(|| {
+            Arc::new(metering::PerModuleMetering::new(
+                config.fuel_per_call.unwrap_or(deadline::START_POINTS),
+            ))
+        });
+        let watchdog = match config.call_timeout {
+            Some(_) => Some(deadline::Watchdog::spawn().map_err(|e| {
+                Error::new(
+                    ErrorKind::Other,
+                    name,
+                    format!("cannot start the deadline watchdog thread: {e}"),
+                )
+            })?),
+            None => None,
+        };
         let mut engine: wasmer::Engine = match variant {
             Variant::Cranelift => {
                 let mut c = wasmer::sys::Cranelift::new();
@@ -169,6 +193,7 @@ impl WasmerEngine {
                 variant,
                 config: config.clone(),
                 compile_lock: metering.map(|_| Mutex::new(())),
+                watchdog,
             }),
         })
     }
@@ -261,8 +286,8 @@ pub struct StoreData<D> {
     pub(crate) user: D,
     pub(crate) memory: Option<wasmer::Memory>,
     pub(crate) allocator: Option<TypedFunction<i32, i32>>,
-    /// The metering globals, when fuel is on.
-    pub(crate) fuel: Option<metering::FuelGlobals>,
+    /// Fuel, deadline and watchdog state, shared with nested calls.
+    pub(crate) limits: instance::Limits,
     pub(crate) engine_name: &'static str,
 }
 
@@ -400,6 +425,7 @@ impl Engine for WasmerEngine {
         let mut caps = Capabilities::default();
         caps.precompile = true;
         caps.fuel = true;
+        caps.interruption = true;
         caps.memory_limit = true;
         caps.backtraces = true;
         caps
@@ -413,7 +439,7 @@ impl Engine for WasmerEngine {
         format!("{:?}", target.cpu_features()).hash(&mut h);
         self.inner.engine.deterministic_id().hash(&mut h);
         format!(
-            "wasmer-{}-{}-{}-{:016x}-fuel={}",
+            "wasmer-{}-{}-{}-{:016x}-fuel={}-deadline={}",
             wasmer_version(),
             self.inner.variant.compiler_name(),
             target.triple(),
@@ -423,6 +449,8 @@ impl Engine for WasmerEngine {
                 .config
                 .fuel_per_call
                 .map_or("off".to_string(), |f| f.to_string()),
+            // A deadline alone also meters the code.
+            self.inner.config.call_timeout.is_some(),
         )
     }
 

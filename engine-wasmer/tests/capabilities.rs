@@ -19,11 +19,23 @@ fn wasmer_capabilities() {
     assert!(fp.contains("cranelift"), "{fp}");
     assert!(fp.contains(std::env::consts::ARCH), "{fp}");
     let caps = e.capabilities();
-    assert!(caps.precompile && !caps.interruption && caps.backtraces);
+    // Interruption is metering points emptied by a watchdog thread.
+    assert!(caps.precompile && caps.interruption && caps.backtraces);
+    // A deadline meters the code, so it is part of the fingerprint.
+    let unmetered = WasmerEngine::new(
+        Variant::Cranelift,
+        &EngineConfig {
+            call_timeout: None,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(fp.ends_with("-fuel=off-deadline=true"), "{fp}");
+    assert_ne!(unmetered.fingerprint(), fp);
     let err = WasmerEngine::new(
         Variant::Cranelift,
         &EngineConfig {
-            call_timeout: Some(std::time::Duration::from_millis(10)),
+            pooled_instances: Some(4),
             ..EngineConfig::default()
         },
     )

@@ -58,10 +58,9 @@ pub(crate) fn allocate<T: 'static>(
         ));
     };
     // Re-entering the guest from a host function is allowed by wasmi: the
-    // call runs on the same store, nested inside the current one.
-    let ptr = alloc
-        .call(&mut store, size as i32)
-        .map_err(|e| crate::instance::convert_error(e, "allocator"))?;
+    // call runs on the same store, nested inside the current one, under the
+    // top-level call's deadline and fuel.
+    let ptr = crate::meter::call_typed(&mut store, &alloc, size as i32, "allocator")?;
     if ptr == 0 && size != 0 {
         return Err(Error::new(
             ErrorKind::Trap,
@@ -106,5 +105,9 @@ impl<D: 'static> HostContext for WasmiCaller<'_, D> {
 
     fn allocate(&mut self, size: u32) -> Result<u32> {
         allocate(&mut self.caller, size)
+    }
+
+    fn call_deadline(&self) -> Option<polyhost_engine_core::Deadline> {
+        self.caller.data().meter.deadline
     }
 }

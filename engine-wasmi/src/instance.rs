@@ -1,15 +1,15 @@
 //! Instances and calls into the guest.
 
+use crate::meter::{self, CallError, Meter, convert_error};
 use crate::{ENGINE_NAME, HostTrapError, StoreData, WasmiEngine, caller};
 use polyhost_engine_core::{CallbackSig, Error, ErrorKind, HostContext, Instance, Result, Value};
 use std::sync::Arc;
-use wasmi::{Store, StoreLimitsBuilder, TrapCode, TypedFunc, Val};
+use wasmi::{Store, StoreLimitsBuilder, TypedFunc, Val};
 
 /// A live wasmi instance with its store.
 pub struct WasmiInstance<D: 'static> {
     store: Store<StoreData<D>>,
     instance: wasmi::Instance,
-    fuel_per_call: Option<u64>,
 }
 
 /// A typed export handle; one variant per callback shape so calls go
@@ -36,20 +36,6 @@ enum Typed {
     I5(TypedFunc<(i32, i32, i32, i32, i32), i32>),
 }
 
-/// Turns a wasmi error from guest execution into a Polyhost error.
-pub(crate) fn convert_error(e: wasmi::Error, callback: &str) -> Error {
-    let (kind, message) = if let Some(HostTrapError(trap)) = e.downcast_ref::<HostTrapError>() {
-        (ErrorKind::Trap, trap.0.clone())
-    } else {
-        match e.as_trap_code() {
-            Some(TrapCode::OutOfFuel) => (ErrorKind::Interrupted, "all fuel consumed".to_string()),
-            Some(code) => (ErrorKind::Trap, code.to_string()),
-            None => (ErrorKind::Trap, e.to_string()),
-        }
-    };
-    Error::new(kind, ENGINE_NAME, message).with_callback(callback)
-}
-
 impl<D: Send + 'static> WasmiInstance<D> {
     pub(crate) fn new(
         engine: &WasmiEngine,
@@ -68,44 +54,30 @@ impl<D: Send + 'static> WasmiInstance<D> {
                 memory: None,
                 allocator: None,
                 limits,
+                meter: Meter::new(cfg.call_timeout, cfg.fuel_per_call),
             },
         );
         store.limiter(|d| &mut d.limits);
-        let fuel_per_call = cfg.fuel_per_call;
         // The start section runs during instantiation and gets one budget.
-        arm(&mut store, fuel_per_call)?;
+        meter::arm(&mut store, true)?;
         let instance = linker
             .instantiate_and_start(&mut store, module)
             .map_err(|e| {
                 if e.as_trap_code().is_some() || e.downcast_ref::<HostTrapError>().is_some() {
-                    convert_error(e, "start section")
+                    convert_error(&e, "start section")
                 } else {
                     Error::new(ErrorKind::Instantiate, ENGINE_NAME, e.to_string())
                 }
             })?;
         let memory = instance.get_memory(&store, "memory");
         store.data_mut().memory = memory;
-        Ok(WasmiInstance {
-            store,
-            instance,
-            fuel_per_call,
-        })
+        Ok(WasmiInstance { store, instance })
     }
 
     /// The wasmi store, for embedders who need wasmi-specific access.
     pub fn store(&mut self) -> &mut Store<StoreData<D>> {
         &mut self.store
     }
-}
-
-/// Gives the next top-level call its fuel budget.
-fn arm<D: 'static>(store: &mut Store<StoreData<D>>, fuel: Option<u64>) -> Result<()> {
-    if let Some(fuel) = fuel {
-        store
-            .set_fuel(fuel)
-            .map_err(|e| Error::new(ErrorKind::Other, ENGINE_NAME, e.to_string()))?;
-    }
-    Ok(())
 }
 
 macro_rules! typed {
@@ -146,8 +118,12 @@ impl<D: Send + 'static> HostContext for WasmiInstance<D> {
     }
 
     fn allocate(&mut self, size: u32) -> Result<u32> {
-        arm(&mut self.store, self.fuel_per_call)?;
+        meter::arm(&mut self.store, false)?;
         caller::allocate(&mut self.store, size)
+    }
+
+    fn call_deadline(&self) -> Option<polyhost_engine_core::Deadline> {
+        self.store.data().meter.deadline
     }
 }
 
@@ -199,21 +175,22 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
     }
 
     fn call(&mut self, func: &WasmiFunc, args: &[i32]) -> Result<Option<i32>> {
-        arm(&mut self.store, self.fuel_per_call)?;
+        meter::arm(&mut self.store, false)?;
         let s = &mut self.store;
-        let result = match (&func.typed, args) {
-            (Typed::V0(f), []) => f.call(s, ()).map(|()| None),
-            (Typed::I0(f), []) => f.call(s, ()).map(Some),
-            (Typed::V1(f), &[a]) => f.call(s, a).map(|()| None),
-            (Typed::I1(f), &[a]) => f.call(s, a).map(Some),
-            (Typed::V2(f), &[a, b]) => f.call(s, (a, b)).map(|()| None),
-            (Typed::I2(f), &[a, b]) => f.call(s, (a, b)).map(Some),
-            (Typed::V3(f), &[a, b, c]) => f.call(s, (a, b, c)).map(|()| None),
-            (Typed::I3(f), &[a, b, c]) => f.call(s, (a, b, c)).map(Some),
-            (Typed::V4(f), &[a, b, c, d]) => f.call(s, (a, b, c, d)).map(|()| None),
-            (Typed::I4(f), &[a, b, c, d]) => f.call(s, (a, b, c, d)).map(Some),
-            (Typed::V5(f), &[a, b, c, d, e]) => f.call(s, (a, b, c, d, e)).map(|()| None),
-            (Typed::I5(f), &[a, b, c, d, e]) => f.call(s, (a, b, c, d, e)).map(Some),
+        let n = &*func.name;
+        match (&func.typed, args) {
+            (Typed::V0(f), []) => meter::call_typed(s, f, (), n).map(|()| None),
+            (Typed::I0(f), []) => meter::call_typed(s, f, (), n).map(Some),
+            (Typed::V1(f), &[a]) => meter::call_typed(s, f, a, n).map(|()| None),
+            (Typed::I1(f), &[a]) => meter::call_typed(s, f, a, n).map(Some),
+            (Typed::V2(f), &[a, b]) => meter::call_typed(s, f, (a, b), n).map(|()| None),
+            (Typed::I2(f), &[a, b]) => meter::call_typed(s, f, (a, b), n).map(Some),
+            (Typed::V3(f), &[a, b, c]) => meter::call_typed(s, f, (a, b, c), n).map(|()| None),
+            (Typed::I3(f), &[a, b, c]) => meter::call_typed(s, f, (a, b, c), n).map(Some),
+            (Typed::V4(f), &[a, b, c, d]) => meter::call_typed(s, f, (a, b, c, d), n).map(|()| None),
+            (Typed::I4(f), &[a, b, c, d]) => meter::call_typed(s, f, (a, b, c, d), n).map(Some),
+            (Typed::V5(f), &[a, b, c, d, e]) => meter::call_typed(s, f, (a, b, c, d, e), n).map(|()| None),
+            (Typed::I5(f), &[a, b, c, d, e]) => meter::call_typed(s, f, (a, b, c, d, e), n).map(Some),
             _ => {
                 return Err(Error::new(
                     ErrorKind::SignatureMismatch,
@@ -221,8 +198,7 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
                     format!("`{}` called with {} arguments", func.name, args.len()),
                 ));
             }
-        };
-        result.map_err(|e| convert_error(e, &func.name))
+        }
     }
 
     fn call_dynamic(&mut self, name: &str, args: &[Value]) -> Result<Vec<Value>> {
@@ -246,17 +222,21 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
             .iter()
             .map(|t| Val::default_for_ty(*t))
             .collect();
-        arm(&mut self.store, self.fuel_per_call)?;
-        func.call(&mut self.store, &params, &mut results)
-            .map_err(|e| {
-                if e.as_trap_code().is_none() && e.downcast_ref::<HostTrapError>().is_none() {
+        meter::arm(&mut self.store, false)?;
+        meter::call_dynamic(&mut self.store, &func, &params, &mut results, name).map_err(
+            |e| match e {
+                CallError::Polyhost(e) => e,
+                CallError::Wasmi(e)
+                    if e.as_trap_code().is_none()
+                        && e.downcast_ref::<HostTrapError>().is_none() =>
+                {
                     // wasmi checks argument count and types before running.
                     Error::new(ErrorKind::SignatureMismatch, ENGINE_NAME, e.to_string())
                         .with_callback(name)
-                } else {
-                    convert_error(e, name)
                 }
-            })?;
+                CallError::Wasmi(e) => convert_error(&e, name),
+            },
+        )?;
         results
             .into_iter()
             .map(|v| match v {

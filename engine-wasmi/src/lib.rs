@@ -49,15 +49,20 @@
 //! | --- | --- | --- |
 //! | precompile | no | an interpreter has no machine code to save |
 //! | fuel | yes | wasmi fuel metering, refilled before each top-level call |
-//! | interruption | no | wasmi has no epoch or asynchronous interrupt |
+//! | interruption | yes | fuel in slices of 100 000 units with resumable calls; the clock is read between slices (`meter.rs`) |
 //! | memory limit | yes | a [`wasmi::StoreLimits`] resource limiter |
 //! | backtraces | no | wasmi traps carry no guest stack |
 //!
-//! Asking for a call timeout makes [`WasmiEngine::new`] fail with
-//! [`ErrorKind::NotSupported`]; use fuel to bound guest work instead.
+//! wasmi has no epoch or asynchronous interrupt, so a call timeout (on by
+//! default) turns on fuel metering and runs every call resumably, pausing
+//! after each slice of fuel to look at the clock: a looping guest stops
+//! within one slice (well under a millisecond optimised, a few milliseconds
+//! unoptimised) of its deadline. Metering costs some speed; an engine with
+//! neither a timeout nor fuel runs unmetered.
 
 mod caller;
 mod instance;
+mod meter;
 
 pub use caller::WasmiCaller;
 pub use instance::{WasmiFunc, WasmiInstance};
@@ -97,8 +102,8 @@ impl WasmiEngine {
     /// eagerly).
     ///
     /// # Errors
-    /// [`ErrorKind::NotSupported`] when `config` asks for a call timeout,
-    /// which wasmi cannot enforce.
+    /// [`ErrorKind::NotSupported`] when `config` asks for pre-allocated
+    /// instance slots.
     pub fn new(config: &EngineConfig) -> Result<Self> {
         Self::with_compilation_mode(config, CompilationMode::LazyTranslation)
     }
@@ -113,12 +118,6 @@ impl WasmiEngine {
     /// # Errors
     /// As [`WasmiEngine::new`].
     pub fn with_compilation_mode(config: &EngineConfig, mode: CompilationMode) -> Result<Self> {
-        if config.call_timeout.is_some() {
-            return Err(Error::not_supported(
-                ENGINE_NAME,
-                "interrupting a guest after a call timeout",
-            ));
-        }
         if config.pooled_instances.is_some() {
             return Err(Error::not_supported(
                 ENGINE_NAME,
@@ -127,8 +126,19 @@ impl WasmiEngine {
         }
         let mut wc = wasmi::Config::default();
         wc.compilation_mode(mode);
-        // Fuel metering adds a check to every basic block: only on request.
-        wc.consume_fuel(config.fuel_per_call.is_some());
+        // Fuel metering adds a check to every basic block: only when a
+        // deadline or a fuel budget needs it (see `meter.rs`).
+        wc.consume_fuel(config.fuel_per_call.is_some() || config.call_timeout.is_some());
+        // Lazy translation of a function on its first call is charged fuel
+        // by default, and running out there cannot be resumed: a large
+        // function translated at the end of a slice would fail the call.
+        // Translation is host work bounded by the module's size, not guest
+        // work, so it is free; copying bytes keeps wasmi's default price.
+        wc.fuel_cost(wasmi::CustomFuelCosts {
+            bytes_copied_per_fuel: 64,
+            fuel_per_bytes_translated: 0,
+            fuel_per_bytes_validated: 0,
+        });
         Ok(WasmiEngine {
             inner: Arc::new(Inner {
                 engine: wasmi::Engine::new(&wc),
@@ -151,7 +161,8 @@ impl WasmiEngine {
 impl Default for WasmiEngine {
     /// An engine with [`EngineConfig::default`], which wasmi fully supports.
     fn default() -> Self {
-        Self::new(&EngineConfig::default()).expect("the default configuration needs no timeout")
+        Self::new(&EngineConfig::default())
+            .expect("the default configuration asks for no instance pool")
     }
 }
 
@@ -162,6 +173,8 @@ pub struct StoreData<D> {
     pub(crate) memory: Option<wasmi::Memory>,
     pub(crate) allocator: Option<TypedFunc<i32, i32>>,
     pub(crate) limits: StoreLimits,
+    /// The running call's deadline and fuel budget.
+    pub(crate) meter: meter::Meter,
 }
 
 /// A [`HostTrap`] in the form wasmi carries through guest frames.
@@ -291,6 +304,7 @@ impl Engine for WasmiEngine {
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::default();
         caps.fuel = true;
+        caps.interruption = true;
         caps.memory_limit = true;
         caps
     }
@@ -307,7 +321,7 @@ impl Engine for WasmiEngine {
             "wasmi-{WASMI_VERSION}-{}-{:?}-{dispatch}-fuel={}",
             std::env::consts::ARCH,
             self.inner.mode,
-            self.inner.config.fuel_per_call.is_some()
+            self.inner.config.fuel_per_call.is_some() || self.inner.config.call_timeout.is_some()
         )
     }
 

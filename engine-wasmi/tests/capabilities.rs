@@ -15,17 +15,31 @@ fn wasmi_capabilities() {
     assert_eq!(e.name(), "wasmi");
     assert!(e.fingerprint().starts_with("wasmi-"));
     let caps = e.capabilities();
-    assert!(!caps.precompile && !caps.interruption);
+    // Interruption is fuel in slices with the clock read between them.
+    assert!(!caps.precompile && caps.interruption && caps.fuel);
     assert_eq!(
         e.precompile(b"").unwrap_err().kind(),
         ErrorKind::NotSupported
     );
     let err = WasmiEngine::new(&EngineConfig {
-        call_timeout: Some(std::time::Duration::from_millis(10)),
+        pooled_instances: Some(4),
         ..EngineConfig::default()
     })
     .err()
     .unwrap();
     assert_eq!(err.kind(), ErrorKind::NotSupported);
     assert_eq!(err.engine(), "wasmi");
+}
+
+/// The deadline is on by default, so the default engine meters fuel; an
+/// engine with neither deadline nor fuel does not, and says so.
+#[test]
+fn wasmi_meters_only_when_limited() {
+    let unlimited = WasmiEngine::new(&EngineConfig {
+        call_timeout: None,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    assert!(wasmi().fingerprint().ends_with("fuel=true"));
+    assert!(unlimited.fingerprint().ends_with("fuel=false"));
 }
