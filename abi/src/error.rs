@@ -122,6 +122,11 @@ impl PluginError {
         err
     }
 
+    pub(crate) fn with_kind(mut self, kind: PluginErrorKind) -> Self {
+        self.inner.kind = kind;
+        self
+    }
+
     pub(crate) fn in_callback(mut self, callback: &str) -> Self {
         self.inner
             .callback

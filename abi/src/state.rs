@@ -193,6 +193,23 @@ pub struct HostState {
     pub(crate) exit_code: Option<i32>,
     /// Unfinished lines written to stdout and stderr.
     pub(crate) stdio_partial: [Vec<u8>; 2],
+    /// How many host calls are waiting on the plugin's allocator right now
+    /// (host -> allocator -> host -> allocator ...), capped by
+    /// [`crate::host::MAX_ALLOCATOR_DEPTH`].
+    pub(crate) allocator_depth: u32,
+    /// Why a host call trapped the guest in the running callback: the first
+    /// (innermost) allocator failure, which outer levels report instead of
+    /// wrapping it again, or a WASI wait cut short by the deadline.
+    pub(crate) trap_cause: Option<TrapCause>,
+}
+
+/// Why a host call trapped the guest.
+#[derive(Debug, Clone)]
+pub(crate) struct TrapCause {
+    /// The error kind (`Interrupted` when a deadline struck).
+    pub kind: polyhost_engine_core::ErrorKind,
+    /// The first line of the message.
+    pub message: String,
 }
 
 impl HostState {
@@ -215,6 +232,8 @@ impl HostState {
             last_status: (0, Vec::new()),
             exit_code: None,
             stdio_partial: [Vec::new(), Vec::new()],
+            allocator_depth: 0,
+            trap_cause: None,
         }
     }
 

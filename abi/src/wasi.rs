@@ -1,26 +1,39 @@
 //! WASI preview1, as much of it as a proxy plugin may use.
 //!
 //! Registered under both `wasi_snapshot_preview1` and `wasi_unstable`
-//! (AssemblyScript plugins import the latter). What is implemented:
-//! `fd_write` (fd 1 becomes info log lines, fd 2 error log lines),
-//! `fd_read` of stdin (always end of file), `fd_fdstat_get` and
-//! `fd_fdstat_set_flags`/`fd_close` on the standard descriptors,
-//! `clock_time_get`/`clock_res_get` (realtime, monotonic and the CPU-time
-//! clocks approximated by the monotonic one), `random_get` (at most 64 KiB a
-//! call), `environ_*` (only the variables the operator allowed), `args_*`
-//! (no arguments), `proc_exit` (traps, ending the call), `sched_yield`, and
-//! `poll_oneoff` for clock subscriptions (the calling thread sleeps until the
-//! earliest deadline). There is no file system or socket: `fd_prestat_get`
-//! answers `BADF` (no pre-opened directories), other descriptor calls answer
-//! `BADF` for descriptors other than 0..=2 and `NOTSUP` for those, and every
-//! `path_*`, `sock_*` and remaining call answers `NOSYS`. Go (>= 1.24) plugins
-//! need every one of these names to link.
+//! (AssemblyScript plugins import the latter); Go (>= 1.24) plugins need
+//! every one of these names to link. There is no file system, no socket,
+//! and nothing that can block the host thread past the callback's deadline
+//! ([`EngineConfig::call_timeout`](polyhost_engine_core::EngineConfig)).
+//! Errnos are WASI's (`BADF` 8, `FAULT` 21, `INVAL` 28, `NOSYS` 52,
+//! `NOTSUP` 58, `SPIPE` 70); a guest pointer outside linear memory answers
+//! `FAULT`.
+//!
+//! | function | behaviour |
+//! |---|---|
+//! | `fd_write` | fd 1: info log lines, fd 2: error log lines (split at `\n`; a partial line is logged when the callback ends); other fds `BADF` |
+//! | `fd_read` | fd 0: end of file (0 bytes); fds 1, 2 `NOTSUP`; others `BADF` |
+//! | `fd_fdstat_get` | fds 0..=2: a character device, readable (0) or writable (1, 2); others `BADF` |
+//! | `fd_fdstat_set_flags`, `fd_close` | fds 0..=2: success, nothing changes; others `BADF` |
+//! | `fd_prestat_get`, `fd_prestat_dir_name` | `BADF`: no pre-opened directories |
+//! | `fd_seek` | fds 0..=2 `SPIPE`; others `BADF` |
+//! | `fd_datasync`, `fd_sync`, `fd_filestat_get`, `fd_tell`, `fd_renumber`, `fd_filestat_set_size`, `fd_allocate`, `fd_fdstat_set_rights`, `fd_advise`, `fd_filestat_set_times`, `fd_pread`, `fd_pwrite`, `fd_readdir` | fds 0..=2 `NOTSUP`; others `BADF` |
+//! | `path_*` (open, create/remove directory, unlink, filestat get/set times, symlink, readlink, rename, link) | `NOSYS` |
+//! | `sock_accept`, `sock_recv`, `sock_send`, `sock_shutdown` | `NOSYS` |
+//! | `clock_time_get`, `clock_res_get` | realtime (0) and monotonic (1); the process and thread CPU-time clocks (2, 3) read the monotonic one; resolution 1 ns; other ids `INVAL` |
+//! | `random_get` | OS randomness, at most [`MAX_RANDOM_BYTES`] a call, else `INVAL` |
+//! | `environ_sizes_get`, `environ_get` | only the variables the operator allowed (`PluginConfig::allowed_env`, `env`) |
+//! | `args_sizes_get`, `args_get` | no arguments |
+//! | `sched_yield` | success at once; the host thread is not given up (it belongs to the proxy, and the plugin's turn ends when its callback returns) |
+//! | `proc_exit` | records the code and traps, ending the callback; the VM fails, except `proc_exit(0)` from a command module's `_start`, which is a normal end of initialisation |
+//! | `proc_raise` | `NOSYS` |
+//! | `poll_oneoff` | clock subscriptions: the host thread sleeps until the earliest one is due, **unless that is past the callback's deadline: then it does not sleep at all and traps at once**, and the callback fails as `Interrupted`, naming the deadline (waiting first would only delay the same outcome). Descriptor subscriptions complete at once with `NOTSUP`, unknown clocks with `INVAL`; `nsubscriptions` 0 is `INVAL`. With the deadline turned off, a clock wait sleeps as asked. |
 
 use crate::host::context::emit;
 use crate::host::{Fail, Ret, read};
-use crate::state::HostState;
+use crate::state::{HostState, TrapCause};
 use crate::types::LogLevel;
-use polyhost_engine_core::{HostContext, HostLinker, HostResult, HostTrap};
+use polyhost_engine_core::{ErrorKind, HostContext, HostLinker, HostResult, HostTrap};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -198,8 +211,9 @@ fn fd_fdstat_get<C: HostContext<Data = HostState>>(
     errno(cx.write(out as u32, &stat).map_err(Fail::from))
 }
 
-/// `poll_oneoff`: waits for clock subscriptions; descriptor subscriptions
-/// complete at once with `NOTSUP`.
+/// `poll_oneoff`: waits for clock subscriptions, never past the callback's
+/// deadline (see the table at the top); descriptor subscriptions complete
+/// at once with `NOTSUP`.
 fn poll_oneoff<C: HostContext<Data = HostState>>(
     cx: &mut C,
     subs: i32,
@@ -218,7 +232,8 @@ fn poll_oneoff<C: HostContext<Data = HostState>>(
         let mut ready = Vec::new();
         let mut earliest: Option<(Duration, Vec<(u64, u8)>)> = None;
         for i in 0..nsubs as u32 {
-            let sub = read(cx, (subs as u32 + i * SUB_SIZE) as i32, SUB_SIZE as i32)?;
+            let at = (subs as u32).wrapping_add(i.wrapping_mul(SUB_SIZE));
+            let sub = read(cx, at as i32, SUB_SIZE as i32)?;
             let userdata = u64::from_le_bytes(sub[0..8].try_into().expect("8 bytes"));
             let tag = sub[8];
             if tag != CLOCK {
@@ -245,6 +260,19 @@ fn poll_oneoff<C: HostContext<Data = HostState>>(
         if ready.is_empty()
             && let Some((wait, subs)) = earliest
         {
+            if let Some(deadline) = cx.call_deadline()
+                && wait > deadline.remaining()
+            {
+                let message = format!(
+                    "poll_oneoff would wait {wait:?}, past the callback's deadline: {}",
+                    deadline.error(cx.engine_name()).message()
+                );
+                cx.data_mut().trap_cause = Some(TrapCause {
+                    kind: ErrorKind::Interrupted,
+                    message: message.clone(),
+                });
+                return Err(Fail::Trap(HostTrap(message)));
+            }
             std::thread::sleep(wait);
             ready.extend(subs.into_iter().map(|(u, t)| (u, t, 0)));
         }
@@ -253,7 +281,8 @@ fn poll_oneoff<C: HostContext<Data = HostState>>(
             event[0..8].copy_from_slice(&userdata.to_le_bytes());
             event[8..10].copy_from_slice(&error.to_le_bytes());
             event[10] = *tag;
-            cx.write(events as u32 + i as u32 * EVENT_SIZE, &event)?;
+            let at = (events as u32).wrapping_add((i as u32).wrapping_mul(EVENT_SIZE));
+            cx.write(at, &event)?;
         }
         cx.write_u32(nevents as u32, ready.len() as u32)?;
         Ok(())

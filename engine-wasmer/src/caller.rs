@@ -124,8 +124,11 @@ impl<D: Send + 'static> HostContext for WasmerCaller<'_, D> {
 
     fn allocate(&mut self, size: u32) -> Result<u32> {
         let data = self.env.data();
-        let (allocator, limits, engine) =
-            (data.allocator.clone(), data.limits.clone(), data.engine_name);
+        let (allocator, limits, engine) = (
+            data.allocator.clone(),
+            data.limits.clone(),
+            data.engine_name,
+        );
         allocate(&mut self.env, allocator, &limits, engine, size)
     }
 

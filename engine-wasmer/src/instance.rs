@@ -4,8 +4,7 @@ use crate::deadline::CallSlot;
 use crate::metering::FuelGlobals;
 use crate::{MakeFunc, StoreData, WasmerEngine, caller};
 use polyhost_engine_core::{
-    CallbackSig, Deadline, Engine, Error, ErrorKind, HostContext, HostTrap, Instance, Result,
-    Value,
+    CallbackSig, Deadline, Engine, Error, ErrorKind, HostContext, HostTrap, Instance, Result, Value,
 };
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -38,9 +37,13 @@ pub(crate) struct Limits {
 
 impl Limits {
     /// The error to report when the host stopped the guest, which then
-    /// traps with an ordinary `unreachable`: the watchdog's deadline first
-    /// (it empties the points, so the fuel flag is set too), then fuel.
-    pub(crate) fn stopped(&self, store: &mut impl wasmer::AsStoreMut, engine: &'static str) -> Option<Error> {
+    /// traps with an ordinary `unreachable`: the watchdog's deadline, or
+    /// fuel.
+    pub(crate) fn stopped(
+        &self,
+        store: &mut impl wasmer::AsStoreMut,
+        engine: &'static str,
+    ) -> Option<Error> {
         if let (Some(slot), Some(deadline)) = (&self.slot, self.deadline)
             && slot.fired()
         {
@@ -111,10 +114,12 @@ pub(crate) fn convert_error(
     callback: &str,
     stopped: Option<Error>,
 ) -> Error {
-    let (kind, message) = if let Some(stop) = stopped {
-        (stop.kind(), stop.message().to_string())
-    } else if let Some(trap) = e.downcast_ref::<HostTrap>() {
+    // A host function's trap comes first: it says what the host refused
+    // (its caller reports a deadline inside it as such).
+    let (kind, message) = if let Some(trap) = e.downcast_ref::<HostTrap>() {
         (ErrorKind::Trap, trap.0.clone())
+    } else if let Some(stop) = stopped {
+        (stop.kind(), stop.message().to_string())
     } else {
         (ErrorKind::Trap, e.message())
     };
@@ -171,15 +176,16 @@ impl<D: Send + 'static> WasmerInstance<D> {
             )),
             false => None,
         };
-        let slot = match (&engine.inner.watchdog, &fuel) {
-            (Some(watchdog), Some((globals, _))) => {
-                let address = globals.remaining_address(&mut store).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Instantiate,
-                        name,
-                        "cannot locate the metering points for the deadline watchdog",
-                    )
-                })?;
+        let slot = match &engine.inner.watchdog {
+            Some(watchdog) => {
+                let address =
+                    crate::deadline::flag_address(&instance, &mut store).ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Instantiate,
+                            name,
+                            "the module lacks the deadline flag the engine compiles in",
+                        )
+                    })?;
                 // SAFETY: the address is inside this instance, which the
                 // store keeps alive as long as the instance (and the slot
                 // only writes during a call on it).
@@ -187,7 +193,7 @@ impl<D: Send + 'static> WasmerInstance<D> {
                 watchdog.watch(&slot);
                 Some(slot)
             }
-            _ => None,
+            None => None,
         };
         let memory = instance.exports.get_memory("memory").ok().cloned();
         let data = env.as_mut(&mut store);

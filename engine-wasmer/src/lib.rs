@@ -42,16 +42,19 @@
 //! | --- | --- | --- |
 //! | precompile | yes | `Module::serialize` / `Module::deserialize` |
 //! | fuel | yes | `wasmer-middlewares` metering, refilled before each top-level call |
-//! | interruption | yes | metering points emptied by a watchdog thread at the deadline (`deadline.rs`) |
+//! | interruption | yes | a flag checked at function entries and loop headers, raised by a watchdog thread at the deadline (`deadline.rs`) |
 //! | memory limit | yes | custom `Tunables` that cap every memory's maximum |
 //! | backtraces | yes | wasmer's `RuntimeError::trace` |
 //!
 //! Fuel is wasmer's metering middleware, which counts one point per Wasm
-//! operator. A call timeout (on by default) also meters every module: a
-//! watchdog thread, looking every 5 ms, empties the points of a call
-//! running past its deadline, so a looping guest stops within about one
-//! tick (5 ms) of its deadline; metering costs some speed, and an engine with
-//! neither a timeout nor fuel compiles unmetered code. Because metering rewrites the compiled code, an engine with
+//! operator. A call timeout (on by default) compiles a check of a deadline
+//! flag into every function entry and loop header, like wasmtime's epochs;
+//! a watchdog thread, looking every 5 ms, raises the flag of a call running
+//! past its deadline, so a looping guest stops within about one tick (5 ms)
+//! of its deadline. The checks cost a load and a branch per loop iteration;
+//! an engine without a timeout compiles none (`deadline.rs`).
+//!
+//! Because metering rewrites the compiled code, an engine with
 //! fuel compiles different code (the [`Engine::fingerprint`] says so), and
 //! metered modules are compiled one at a time (see `metering.rs`).
 
@@ -119,18 +122,20 @@ struct Inner {
     engine: wasmer::Engine,
     variant: Variant,
     config: EngineConfig,
-    /// Held while compiling when metering is on: the metering middleware
-    /// keeps per-module state between its module and function passes.
+    /// Held while compiling when a middleware is on: the metering and
+    /// deadline middlewares keep per-module state between their module and
+    /// function passes.
     compile_lock: Option<Mutex<()>>,
+    /// Whether modules are compiled with fuel metering.
+    metered: bool,
     /// Stops calls past their deadline, when a call timeout is set.
     watchdog: Option<Arc<deadline::Watchdog>>,
 }
 
 impl Inner {
-    /// Whether modules are compiled with metering: for fuel, and for the
-    /// deadline, which the watchdog enforces by emptying the points.
+    /// Whether modules are compiled with fuel metering.
     fn metered(&self) -> bool {
-        self.compile_lock.is_some()
+        self.metered
     }
 }
 
@@ -155,13 +160,12 @@ impl WasmerEngine {
                 "pre-allocated instance slots (pooled_instances)",
             ));
         }
-        // The start section runs before the host can set points or watch
-        // the clock, so its budget is compiled in.
-        let metering = (config.fuel_per_call.is_some() || config.call_timeout.is_some()).then(|| {
-            Arc::new(metering::PerModuleMetering::new(
-                config.fuel_per_call.unwrap_or(deadline::START_POINTS),
-            ))
-        });
+        let metering = config
+            .fuel_per_call
+            .map(|fuel| Arc::new(metering::PerModuleMetering::new(fuel)));
+        let checks = config
+            .call_timeout
+            .map(|_| Arc::new(deadline::DeadlineMiddleware::default()));
         let watchdog = match config.call_timeout {
             Some(_) => Some(deadline::Watchdog::spawn().map_err(|e| {
                 Error::new(
@@ -178,9 +182,12 @@ impl WasmerEngine {
                 if let Some(m) = &metering {
                     wasmer::sys::CompilerConfig::push_middleware(&mut c, m.clone());
                 }
+                if let Some(d) = &checks {
+                    wasmer::sys::CompilerConfig::push_middleware(&mut c, d.clone());
+                }
                 EngineBuilder::new(c).into()
             }
-            Variant::Singlepass => singlepass_engine(metering.clone())?,
+            Variant::Singlepass => singlepass_engine(metering.clone(), checks.clone())?,
         };
         let target = engine.target().clone();
         engine.set_tunables(tunables::LimitingTunables::new(
@@ -192,7 +199,8 @@ impl WasmerEngine {
                 engine,
                 variant,
                 config: config.clone(),
-                compile_lock: metering.map(|_| Mutex::new(())),
+                compile_lock: (metering.is_some() || checks.is_some()).then(|| Mutex::new(())),
+                metered: metering.is_some(),
                 watchdog,
             }),
         })
@@ -261,10 +269,16 @@ impl WasmerEngine {
 }
 
 #[cfg(feature = "singlepass")]
-fn singlepass_engine(metering: Option<Arc<metering::PerModuleMetering>>) -> Result<wasmer::Engine> {
+fn singlepass_engine(
+    metering: Option<Arc<metering::PerModuleMetering>>,
+    checks: Option<Arc<deadline::DeadlineMiddleware>>,
+) -> Result<wasmer::Engine> {
     let mut c = wasmer::sys::Singlepass::new();
     if let Some(m) = metering {
         wasmer::sys::CompilerConfig::push_middleware(&mut c, m);
+    }
+    if let Some(d) = checks {
+        wasmer::sys::CompilerConfig::push_middleware(&mut c, d);
     }
     Ok(EngineBuilder::new(c).into())
 }
@@ -272,6 +286,7 @@ fn singlepass_engine(metering: Option<Arc<metering::PerModuleMetering>>) -> Resu
 #[cfg(not(feature = "singlepass"))]
 fn singlepass_engine(
     _metering: Option<Arc<metering::PerModuleMetering>>,
+    _checks: Option<Arc<deadline::DeadlineMiddleware>>,
 ) -> Result<wasmer::Engine> {
     Err(Error::not_supported(
         Variant::Singlepass.engine_name(),
@@ -449,7 +464,7 @@ impl Engine for WasmerEngine {
                 .config
                 .fuel_per_call
                 .map_or("off".to_string(), |f| f.to_string()),
-            // A deadline alone also meters the code.
+            // The deadline checks are compiled in.
             self.inner.config.call_timeout.is_some(),
         )
     }
@@ -461,9 +476,11 @@ impl Engine for WasmerEngine {
     fn exports(&self, module: &Self::Module) -> Vec<Export> {
         module
             .exports()
-            // Metering adds and exports its two globals; they are not the
-            // plugin's.
-            .filter(|e| !e.name().starts_with(metering::EXPORT_PREFIX))
+            // Metering and the deadline checks add and export globals;
+            // they are not the plugin's.
+            .filter(|e| {
+                !e.name().starts_with(metering::EXPORT_PREFIX) && e.name() != deadline::FLAG_EXPORT
+            })
             .map(|e| Export {
                 name: e.name().to_string(),
                 func: e.ty().func().map(func_type),

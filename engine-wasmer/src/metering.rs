@@ -111,29 +111,4 @@ impl FuelGlobals {
     pub(crate) fn is_exhausted(&self, store: &mut impl AsStoreMut) -> bool {
         matches!(self.exhausted.get(store), Value::I32(flag) if flag != 0)
     }
-
-    /// The address at which the instance keeps its remaining points, for
-    /// the deadline watchdog (`deadline.rs`), which empties them from
-    /// another thread. Valid as long as the instance lives.
-    pub(crate) fn remaining_address(
-        &self,
-        store: &mut impl AsStoreMut,
-    ) -> Option<std::ptr::NonNull<u64>> {
-        // Only the `sys` backend is compiled in, so the handle is a sys one.
-        let wasmer::sys::vm::VMExtern::Global(handle) =
-            wasmer::Extern::Global(self.remaining.clone())
-                .to_vm_extern()
-                .unwrap_sys()
-        else {
-            return None;
-        };
-        // The value sits at the start of the global's definition (a
-        // little-endian union whose i64 member the metering code uses).
-        Some(
-            handle
-                .get(store.objects_mut().as_sys())
-                .vmglobal()
-                .cast::<u64>(),
-        )
-    }
 }

@@ -187,10 +187,16 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
             (Typed::I2(f), &[a, b]) => meter::call_typed(s, f, (a, b), n).map(Some),
             (Typed::V3(f), &[a, b, c]) => meter::call_typed(s, f, (a, b, c), n).map(|()| None),
             (Typed::I3(f), &[a, b, c]) => meter::call_typed(s, f, (a, b, c), n).map(Some),
-            (Typed::V4(f), &[a, b, c, d]) => meter::call_typed(s, f, (a, b, c, d), n).map(|()| None),
+            (Typed::V4(f), &[a, b, c, d]) => {
+                meter::call_typed(s, f, (a, b, c, d), n).map(|()| None)
+            }
             (Typed::I4(f), &[a, b, c, d]) => meter::call_typed(s, f, (a, b, c, d), n).map(Some),
-            (Typed::V5(f), &[a, b, c, d, e]) => meter::call_typed(s, f, (a, b, c, d, e), n).map(|()| None),
-            (Typed::I5(f), &[a, b, c, d, e]) => meter::call_typed(s, f, (a, b, c, d, e), n).map(Some),
+            (Typed::V5(f), &[a, b, c, d, e]) => {
+                meter::call_typed(s, f, (a, b, c, d, e), n).map(|()| None)
+            }
+            (Typed::I5(f), &[a, b, c, d, e]) => {
+                meter::call_typed(s, f, (a, b, c, d, e), n).map(Some)
+            }
             _ => {
                 return Err(Error::new(
                     ErrorKind::SignatureMismatch,
@@ -223,8 +229,8 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
             .map(|t| Val::default_for_ty(*t))
             .collect();
         meter::arm(&mut self.store, false)?;
-        meter::call_dynamic(&mut self.store, &func, &params, &mut results, name).map_err(
-            |e| match e {
+        meter::call_dynamic(&mut self.store, &func, &params, &mut results, name).map_err(|e| {
+            match e {
                 CallError::Polyhost(e) => e,
                 CallError::Wasmi(e)
                     if e.as_trap_code().is_none()
@@ -235,8 +241,8 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
                         .with_callback(name)
                 }
                 CallError::Wasmi(e) => convert_error(&e, name),
-            },
-        )?;
+            }
+        })?;
         results
             .into_iter()
             .map(|v| match v {

@@ -76,9 +76,9 @@ pub(crate) fn allocate<T: 'static>(
             "the plugin exports no memory allocator",
         ));
     };
-    let ptr = alloc.call(&mut ctx, size as i32).map_err(|e| {
-        crate::instance::convert_error(name, e, "allocator", ctx.data().deadline)
-    })?;
+    let ptr = alloc
+        .call(&mut ctx, size as i32)
+        .map_err(|e| crate::instance::convert_error(name, e, "allocator", ctx.data().deadline))?;
     if ptr == 0 && size != 0 {
         return Err(Error::new(
             ErrorKind::Trap,

@@ -63,17 +63,16 @@ pub(crate) fn convert_error(
     } else {
         ErrorKind::Trap
     };
-    let message = if let (Some(Trap::Interrupt), Some(deadline)) =
-        (e.downcast_ref::<Trap>(), deadline)
-    {
-        deadline.error(engine).message().to_string()
-    } else if let Some(trap) = e.downcast_ref::<Trap>() {
-        trap.to_string()
-    } else if let Some(host) = e.downcast_ref::<HostTrap>() {
-        host.to_string()
-    } else {
-        format!("{:#}", e.root_cause())
-    };
+    let message =
+        if let (Some(Trap::Interrupt), Some(deadline)) = (e.downcast_ref::<Trap>(), deadline) {
+            deadline.error(engine).message().to_string()
+        } else if let Some(trap) = e.downcast_ref::<Trap>() {
+            trap.to_string()
+        } else if let Some(host) = e.downcast_ref::<HostTrap>() {
+            host.to_string()
+        } else {
+            format!("{:#}", e.root_cause())
+        };
     let mut err = Error::new(kind, engine, message).with_callback(callback);
     if let Some(bt) = backtrace {
         err = err.with_backtrace(bt);
@@ -314,16 +313,16 @@ impl<D: Send + 'static> Instance<D> for WasmtimeInstance<D> {
         let result = func.call(&mut self.store, &params, &mut results);
         let deadline = self.store.data().deadline;
         result.map_err(|e| {
-                if e.downcast_ref::<Trap>().is_none()
-                    && e.downcast_ref::<WasmBacktrace>().is_none()
-                    && e.downcast_ref::<HostTrap>().is_none()
-                {
-                    Error::new(ErrorKind::SignatureMismatch, engine, format!("{e:#}"))
-                        .with_callback(name)
-                } else {
-                    convert_error(engine, e, name, deadline)
-                }
-            })?;
+            if e.downcast_ref::<Trap>().is_none()
+                && e.downcast_ref::<WasmBacktrace>().is_none()
+                && e.downcast_ref::<HostTrap>().is_none()
+            {
+                Error::new(ErrorKind::SignatureMismatch, engine, format!("{e:#}"))
+                    .with_callback(name)
+            } else {
+                convert_error(engine, e, name, deadline)
+            }
+        })?;
         results
             .into_iter()
             .map(|v| match v {

@@ -6,6 +6,11 @@
 //! engine's memory accessors: an out-of-range pointer or length returns
 //! `InvalidMemoryAccess` to the guest, as the reference host does, while a
 //! trap inside the guest allocator (called to return data) traps the guest.
+//!
+//! An allocator may itself call host functions that need the allocator.
+//! Nesting is capped at [`MAX_ALLOCATOR_DEPTH`] levels, so a plugin cannot
+//! recurse host -> guest -> host until the host's native stack overflows;
+//! the innermost failure is reported once, not once per level.
 
 mod callouts;
 pub(crate) mod context;
@@ -16,7 +21,7 @@ mod properties;
 mod shared;
 mod stream;
 
-use crate::state::HostState;
+use crate::state::{HostState, TrapCause};
 use crate::types::Status;
 use polyhost_engine_core::{Error, ErrorKind, HostContext, HostLinker, HostResult, HostTrap};
 
@@ -38,10 +43,11 @@ impl From<Error> for Fail {
     fn from(e: Error) -> Self {
         match e.kind() {
             ErrorKind::MemoryOutOfBounds => Fail::Status(Status::InvalidMemoryAccess),
-            // The guest allocator failed: trap the guest with a short reason
-            // (the outer trap carries the backtrace).
+            // Memory accessors only fail out of bounds, and the allocator's
+            // failures go through `allocator_failed`; anything else traps
+            // with a short reason (the outer trap carries the backtrace).
             _ => Fail::Trap(HostTrap(format!(
-                "{} in the plugin's allocator: {}",
+                "{} in a host call: {}",
                 e.kind(),
                 e.message().lines().next().unwrap_or_default()
             ))),
@@ -76,16 +82,69 @@ pub(crate) fn read_string<C: HostContext>(cx: &C, ptr: i32, len: i32) -> Result<
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
+/// How many host calls may wait on the plugin's allocator at once. SDK
+/// allocators never call the host, so 1 is the norm; 8 leaves room for a
+/// logging allocator while keeping the host's native stack far from
+/// overflowing on every engine.
+pub(crate) const MAX_ALLOCATOR_DEPTH: u32 = 8;
+
+/// Calls the plugin's allocator from a host call, at most
+/// [`MAX_ALLOCATOR_DEPTH`] levels deep.
+fn allocate<C: HostContext<Data = HostState>>(cx: &mut C, size: u32) -> Result<u32, Fail> {
+    let depth = cx.data().allocator_depth;
+    if depth >= MAX_ALLOCATOR_DEPTH {
+        return Err(allocator_failed(
+            cx,
+            ErrorKind::Trap,
+            format!(
+                "the plugin's allocator called back into a host function that needs the \
+                 allocator, {MAX_ALLOCATOR_DEPTH} levels deep (the most the host allows)"
+            ),
+        ));
+    }
+    cx.data_mut().allocator_depth = depth + 1;
+    let result = cx.allocate(size);
+    cx.data_mut().allocator_depth = depth;
+    result.map_err(|e| {
+        let first_line = e.message().lines().next().unwrap_or_default().to_string();
+        allocator_failed(cx, e.kind(), first_line)
+    })
+}
+
+/// Traps the guest because the allocator failed. A failure deep in nested
+/// allocator calls unwinds through every level; each traps with the
+/// innermost cause, recorded once, instead of wrapping it again (which
+/// printed the prefix once per level).
+fn allocator_failed<C: HostContext<Data = HostState>>(
+    cx: &mut C,
+    kind: ErrorKind,
+    message: String,
+) -> Fail {
+    let cause = cx
+        .data_mut()
+        .trap_cause
+        .get_or_insert(TrapCause { kind, message });
+    Fail::Trap(HostTrap(format!(
+        "{} in the plugin's allocator: {}",
+        cause.kind, cause.message
+    )))
+}
+
 /// Copies `bytes` into fresh guest memory from the plugin's allocator and
 /// writes its address and length through `ptr_out` and `len_out`.
 ///
 /// Empty data is returned as a null pointer without calling the allocator,
 /// as the reference host does (some SDK allocators fail on size 0).
-pub(crate) fn give<C: HostContext>(cx: &mut C, bytes: &[u8], ptr_out: i32, len_out: i32) -> Ret {
+pub(crate) fn give<C: HostContext<Data = HostState>>(
+    cx: &mut C,
+    bytes: &[u8],
+    ptr_out: i32,
+    len_out: i32,
+) -> Ret {
     let addr = if bytes.is_empty() {
         0
     } else {
-        let addr = cx.allocate(bytes.len() as u32)?;
+        let addr = allocate(cx, bytes.len() as u32)?;
         cx.write(addr, bytes)?;
         addr
     };

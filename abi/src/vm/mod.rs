@@ -144,14 +144,25 @@ impl<E: Engine> Vm<E> {
         let Some(f) = &self.callbacks[cb as usize] else {
             return Ok(None);
         };
+        let state = self.instance.data_mut();
+        state.allocator_depth = 0;
+        state.trap_cause = None;
         let result = self.instance.call(f, args);
         crate::wasi::flush_stdio(self.instance.data_mut());
         match result {
             Ok(v) => Ok(v),
             Err(e) => {
-                let err = PluginError::engine(self.shared.info.name.clone(), e)
+                let mut err = PluginError::engine(self.shared.info.name.clone(), e)
                     .in_callback(cb.name())
                     .with_logs(&self.instance.data().logs);
+                // A host call that trapped the guest reaches the engine as a
+                // host trap; a deadline that struck inside it (in a nested
+                // allocator call, or a WASI wait) is still a deadline.
+                if let Some(cause) = self.instance.data_mut().trap_cause.take()
+                    && cause.kind == polyhost_engine_core::ErrorKind::Interrupted
+                {
+                    err = err.with_kind(PluginErrorKind::Interrupted);
+                }
                 self.failed = Some(format!("{} in {}", err.message(), cb.name()));
                 tracing::error!(plugin = %self.shared.info.name, error = %err, "plugin failed");
                 Err(err)

@@ -12,6 +12,7 @@ mod host_calls;
 mod http;
 mod legacy;
 mod pool;
+mod reliability;
 mod shared;
 mod tcp;
 mod wasi;
