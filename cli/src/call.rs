@@ -9,7 +9,6 @@ use polyhost::{
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Arguments of `polyhost call`.
 #[derive(clap::Args)]
@@ -44,8 +43,8 @@ pub struct CallArgs {
     /// Engine to run on (see `polyhost engines`).
     #[arg(long, value_name = "NAME")]
     engine: Option<String>,
-    /// Interrupt the plugin after this many milliseconds per call (engines
-    /// with interruption only).
+    /// Stop the plugin when one callback runs longer than this many
+    /// milliseconds (every engine; default 100, 0 turns the deadline off).
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
 }
@@ -58,9 +57,13 @@ pub fn run(args: CallArgs) -> Result<ExitCode> {
             .context("this build has no engine compiled in")?
             .to_string(),
     };
+    let defaults = EngineConfig::default();
     let engine_config = EngineConfig {
-        call_timeout: args.timeout_ms.map(Duration::from_millis),
-        ..EngineConfig::default()
+        call_timeout: match args.timeout_ms {
+            Some(ms) => EngineConfig::timeout_from_millis(ms),
+            None => defaults.call_timeout,
+        },
+        ..defaults
     };
     let engine =
         AnyEngine::by_name(&engine_name, &engine_config).map_err(|e| anyhow::anyhow!("{e}"))?;
