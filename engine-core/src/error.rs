@@ -185,7 +185,7 @@ impl fmt::Display for Error {
 
 /// `50 ms`, `1.5 s`, `250 µs`: deadlines as people write them.
 fn format_duration(d: std::time::Duration) -> String {
-    if d.subsec_nanos() % 1_000_000 == 0 && d.as_millis() < 10_000 {
+    if d.subsec_nanos().is_multiple_of(1_000_000) && d.as_millis() < 10_000 {
         format!("{} ms", d.as_millis())
     } else if d.as_millis() >= 1000 {
         format!("{} s", d.as_secs_f64())

@@ -197,13 +197,11 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
             (Typed::I5(f), &[a, b, c, d, e]) => {
                 meter::call_typed(s, f, (a, b, c, d, e), n).map(Some)
             }
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::SignatureMismatch,
-                    ENGINE_NAME,
-                    format!("`{}` called with {} arguments", func.name, args.len()),
-                ));
-            }
+            _ => Err(Error::new(
+                ErrorKind::SignatureMismatch,
+                ENGINE_NAME,
+                format!("`{}` called with {} arguments", func.name, args.len()),
+            )),
         }
     }
 
