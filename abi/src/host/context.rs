@@ -35,14 +35,26 @@ pub(crate) fn emit(state: &mut HostState, level: LogLevel, message: String) {
     if level < state.plugin.log_level {
         return;
     }
+    // Name, root id and VM id travel with the line so a host can print it
+    // as Envoy does ("wasm log <name> <root_id> <vm_id>: <message>").
     let plugin = &*state.plugin.name;
+    let root_id = state.plugin.root_id.as_str();
+    let vm_id = state.plugin.vm_id.as_str();
     match level {
-        LogLevel::Trace => tracing::trace!(target: "polyhost::plugin", plugin, "{message}"),
-        LogLevel::Debug => tracing::debug!(target: "polyhost::plugin", plugin, "{message}"),
-        LogLevel::Info => tracing::info!(target: "polyhost::plugin", plugin, "{message}"),
-        LogLevel::Warn => tracing::warn!(target: "polyhost::plugin", plugin, "{message}"),
+        LogLevel::Trace => {
+            tracing::trace!(target: "polyhost::plugin", plugin, root_id, vm_id, "{message}")
+        }
+        LogLevel::Debug => {
+            tracing::debug!(target: "polyhost::plugin", plugin, root_id, vm_id, "{message}")
+        }
+        LogLevel::Info => {
+            tracing::info!(target: "polyhost::plugin", plugin, root_id, vm_id, "{message}")
+        }
+        LogLevel::Warn => {
+            tracing::warn!(target: "polyhost::plugin", plugin, root_id, vm_id, "{message}")
+        }
         LogLevel::Error | LogLevel::Critical => {
-            tracing::error!(target: "polyhost::plugin", plugin, critical = level == LogLevel::Critical, "{message}")
+            tracing::error!(target: "polyhost::plugin", plugin, root_id, vm_id, critical = level == LogLevel::Critical, "{message}")
         }
     }
     state.push_log(LogLine { level, message });

@@ -170,7 +170,10 @@ fn rust_sdk_http_shape() {
 fn rust_sdk_tcp_shape() {
     let b = fixture("rust-sdk-tcp.yaml");
     let l = &b.listeners[0];
-    assert_eq!(l.address, "[::]:10001".parse().unwrap());
+    assert_eq!(
+        l.address,
+        "[::]:10001".parse::<std::net::SocketAddr>().unwrap()
+    );
     let proxy = tcp(l);
     assert_eq!(proxy.stat_prefix, "tcp_out");
     assert_eq!(proxy.cluster, "upstream_a");
@@ -192,7 +195,7 @@ fn rust_sdk_tcp_shape() {
     assert_eq!(
         b.admin,
         Some(Admin {
-            address: "127.0.0.1:9901".parse().unwrap()
+            address: "127.0.0.1:9901".parse::<std::net::SocketAddr>().unwrap()
         })
     );
 }
@@ -215,7 +218,7 @@ fn higress_shape() {
     assert!(b.cluster("outbound|6379||cache.static").is_some());
     assert_eq!(
         b.admin.as_ref().unwrap().address,
-        "0.0.0.0:9901".parse().unwrap()
+        "0.0.0.0:9901".parse::<std::net::SocketAddr>().unwrap()
     );
 }
 
@@ -294,7 +297,7 @@ fn h2_clusters_and_durations() {
     let b = fixture("h2-clusters.yaml");
     assert_eq!(
         b.admin.as_ref().unwrap().address,
-        "[::1]:9902".parse().unwrap()
+        "[::1]:9902".parse::<std::net::SocketAddr>().unwrap()
     );
     assert_eq!(http(&b.listeners[0]).codec, Codec::Http2);
 

@@ -281,49 +281,22 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::new(seconds, nanos))
 }
 
-/// Decodes protobuf JSON `bytes`: standard or URL-safe base64, padding
-/// optional, ASCII whitespace skipped (YAML block scalars add newlines).
+/// Decodes protobuf JSON's `bytes`: standard or URL-safe base64, padding
+/// optional, whitespace ignored (YAML block scalars wrap long values).
 pub(super) fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
-    fn sextet(b: u8) -> Option<u32> {
-        Some(u32::from(match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        }))
-    }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    let mut padding = 0usize;
-    for (i, b) in text.bytes().enumerate() {
-        if b.is_ascii_whitespace() {
-            continue;
-        }
-        if b == b'=' {
-            padding += 1;
-            continue;
-        }
-        if padding > 0 {
-            return Err(format!("invalid base64: data after padding at byte {i}"));
-        }
-        let v = sextet(b)
-            .ok_or_else(|| format!("invalid base64: unexpected byte {:?} at {i}", b as char))?;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Six leftover bits cannot encode a byte: the input was cut short.
-    if bits >= 6 || padding > 2 {
-        return Err("invalid base64: truncated input".to_string());
-    }
-    Ok(out)
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let alphabet = if compact.contains(['-', '_']) {
+        &base64::alphabet::URL_SAFE
+    } else {
+        &base64::alphabet::STANDARD
+    };
+    GeneralPurpose::new(alphabet, config)
+        .decode(compact.as_bytes())
+        .map_err(|e| format!("invalid base64: {e}"))
 }
 
 /// A field path in the form `serde_path_to_error` prints:

@@ -1,0 +1,184 @@
+//! Envoy's admin endpoint, the parts scripts and dashboards use:
+//! `/ready`, `/listeners`, `/clusters`, `/stats` (text and `?format=json`,
+//! `?filter=REGEX`), `/stats/prometheus`, `/server_info` and
+//! `/quitquitquit` (POST).
+
+use crate::cluster::ClusterManager;
+use crate::stats::StatsStore;
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// What the admin endpoint reports and controls.
+pub struct Admin {
+    pub(crate) stats: Arc<StatsStore>,
+    pub(crate) clusters: Arc<ClusterManager>,
+    /// `(name, address)` of every listener, in configuration order.
+    pub(crate) listeners: Vec<(String, String)>,
+    pub(crate) started: Instant,
+    pub(crate) concurrency: usize,
+    pub(crate) config_path: String,
+    /// Signalled by `/quitquitquit`.
+    pub(crate) quit: Arc<Notify>,
+}
+
+fn response(status: u16, content_type: &str, body: String) -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .body(body.into_bytes())
+        .expect("static response parts are valid")
+}
+
+fn text(status: u16, body: String) -> http::Response<Vec<u8>> {
+    response(status, "text/plain; charset=UTF-8", body)
+}
+
+fn json(body: String) -> http::Response<Vec<u8>> {
+    response(200, "application/json", body)
+}
+
+/// Reads `key` from a query string (no percent-decoding beyond `%2E`-free
+/// regexes, which is what `filter=` values are in practice).
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+impl Admin {
+    fn listeners_accept(&self) -> bool {
+        self.listeners.iter().all(|(_, address)| {
+            let Ok(mut addr) = address.parse::<std::net::SocketAddr>() else {
+                return true;
+            };
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+                .is_ok()
+        })
+    }
+
+    fn handle(&self, method: &http::Method, path: &str, query: &str) -> http::Response<Vec<u8>> {
+        let format_json = query_param(query, "format") == Some("json");
+        match path {
+            // Pingora binds each service's listeners as it starts them, so
+            // the admin endpoint can be up before the listeners are: ready
+            // means every listener accepts connections, as Envoy's
+            // `/ready` answers 503 until its listeners are initialised.
+            "/ready" if self.listeners_accept() => text(200, "LIVE\n".into()),
+            "/ready" => text(503, "PRE_INITIALIZING\n".into()),
+            "/stats" => {
+                let filter = match query_param(query, "filter").map(regex::Regex::new) {
+                    Some(Ok(re)) => Some(re),
+                    Some(Err(e)) => return text(400, format!("Invalid regex: {e}\n")),
+                    None => None,
+                };
+                if format_json {
+                    json(self.stats.render_json(filter.as_ref()))
+                } else {
+                    text(200, self.stats.render_text(filter.as_ref()))
+                }
+            }
+            "/stats/prometheus" => response(
+                200,
+                "text/plain; version=0.0.4",
+                self.stats.render_prometheus(),
+            ),
+            "/listeners" => {
+                if format_json {
+                    let statuses: Vec<_> = self
+                        .listeners
+                        .iter()
+                        .map(|(name, addr)| {
+                            let (ip, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+                            serde_json::json!({
+                                "name": name,
+                                "local_address": {"socket_address": {
+                                    "address": ip.trim_matches(['[', ']']),
+                                    "port_value": port.parse::<u16>().unwrap_or(0),
+                                }},
+                            })
+                        })
+                        .collect();
+                    json(serde_json::json!({ "listener_statuses": statuses }).to_string())
+                } else {
+                    let mut out = String::new();
+                    for (name, addr) in &self.listeners {
+                        writeln!(out, "{name}::{addr}").expect("infallible");
+                    }
+                    text(200, out)
+                }
+            }
+            "/clusters" => {
+                let mut out = String::new();
+                for cluster in self.clusters.all() {
+                    let name = &cluster.name;
+                    writeln!(out, "{name}::observability_name::{name}").expect("infallible");
+                    writeln!(out, "{name}::added_via_api::false").expect("infallible");
+                    for endpoint in cluster.endpoints() {
+                        writeln!(out, "{name}::{endpoint}::health_flags::healthy")
+                            .expect("infallible");
+                        writeln!(out, "{name}::{endpoint}::weight::1").expect("infallible");
+                    }
+                }
+                text(200, out)
+            }
+            "/server_info" => json(
+                serde_json::json!({
+                    "version": format!("polyhost/{}", env!("CARGO_PKG_VERSION")),
+                    "state": "LIVE",
+                    "uptime_current_epoch": format!("{}s", self.started.elapsed().as_secs()),
+                    "uptime_all_epochs": format!("{}s", self.started.elapsed().as_secs()),
+                    "command_line_options": {
+                        "concurrency": self.concurrency,
+                        "config_path": self.config_path,
+                    },
+                })
+                .to_string(),
+            ),
+            "/quitquitquit" => {
+                if method != http::Method::POST {
+                    return text(405, "This endpoint requires POST\n".into());
+                }
+                tracing::info!(target: "polyhost::admin", "shutting down on /quitquitquit");
+                // Let this answer reach the client before the process stops.
+                let quit = self.quit.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    quit.notify_one();
+                });
+                text(200, "OK\n".into())
+            }
+            _ => text(
+                404,
+                "invalid path. admin commands are: /clusters /listeners /quitquitquit /ready /server_info /stats /stats/prometheus\n".into(),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let request = session.req_header();
+        let method = request.method.clone();
+        let path = request.uri.path().to_string();
+        let query = request.uri.query().unwrap_or("").to_string();
+        // The request body of /quitquitquit and friends carries nothing.
+        let _ = session.drain_request_body().await;
+        self.handle(&method, &path, &query)
+    }
+}

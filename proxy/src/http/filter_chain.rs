@@ -1,0 +1,326 @@
+//! One request's walk through the Wasm filter chain: proxy-wasm's stream
+//! callbacks mapped onto Pingora's phases, in one place.
+//!
+//! Request callbacks run in chain order, response callbacks in reverse
+//! order, as Envoy's decoder and encoder filters do. Each filter sees what
+//! the previous one left. A filter that fails is handled by its failure
+//! policy (see [`crate::wasm`]).
+
+use crate::config::FailurePolicy;
+use crate::wasm::{VmUnavailable, WasmFilter};
+use polyhost::{ContextId, Decision, HeaderMap, LocalResponse, StreamEvent, StreamType};
+use std::time::Duration;
+
+/// How long a paused stream waits for its plugin to resume it: Envoy's
+/// default stream idle timeout (5 minutes).
+const PAUSE_LIMIT: Duration = Duration::from_secs(300);
+
+/// The largest body a plugin may make the proxy buffer by pausing body
+/// callbacks; past it the request gets 413 (request) or 500 (response), as
+/// Envoy answers when its buffer limit is exceeded.
+pub(crate) const BODY_BUFFER_LIMIT: usize = 16 << 20;
+
+/// Per-request state of one filter.
+pub(crate) struct FilterStream {
+    pub(crate) filter: WasmFilter,
+    /// The plugin's context for this request; `None` once the filter is
+    /// bypassed (failed open, or not started).
+    pub(crate) context: Option<ContextId>,
+    /// Bytes held back because the plugin paused a body callback.
+    pub(crate) buffered: usize,
+}
+
+/// What the proxy does next, after a step of the chain.
+#[derive(Debug)]
+pub(crate) enum ChainOutcome<T> {
+    /// Carry on with this value (edited headers, body bytes).
+    Continue(T),
+    /// Answer the client with this response.
+    Respond(LocalResponse),
+    /// Hold the data: a body callback paused to buffer.
+    Hold,
+}
+
+/// The answer for a request whose plugin failed under `FAIL_CLOSED` or
+/// `FAIL_RELOAD`.
+pub(crate) fn plugin_failed_response(filter: &WasmFilter) -> LocalResponse {
+    LocalResponse {
+        status: 503,
+        details: format!("wasm_fail_stream ({})", filter.name()),
+        body: Vec::new(),
+        headers: HeaderMap::new(),
+        grpc_status: None,
+    }
+}
+
+/// Runs `op` on the filter's VM and context; turns a failure into the
+/// policy's outcome. `Ok(None)` means "the filter is bypassed, carry on".
+fn run<R>(
+    stream: &mut FilterStream,
+    op: impl FnOnce(&mut dyn crate::wasm::WorkerVm, ContextId) -> Result<R, polyhost::PluginError>,
+) -> Result<Option<R>, LocalResponse> {
+    let Some(id) = stream.context else {
+        return Ok(None);
+    };
+    let failure = match stream.filter.with_vm(|vm| op(vm, id)) {
+        Ok(Ok(r)) => return Ok(Some(r)),
+        Ok(Err(e)) => {
+            tracing::error!(target: "polyhost::wasm", plugin = %stream.filter.name(), error = %e, "plugin failed on a request");
+            true
+        }
+        Err(VmUnavailable) => true,
+    };
+    debug_assert!(failure);
+    stream.context = None;
+    match stream.filter.failure_policy() {
+        FailurePolicy::FailOpen => Ok(None),
+        FailurePolicy::FailClosed | FailurePolicy::FailReload => {
+            Err(plugin_failed_response(&stream.filter))
+        }
+    }
+}
+
+/// Creates the filter's context for a new request and fills the
+/// connection properties the plugin may read.
+pub(crate) fn start(
+    filter: &WasmFilter,
+    properties: &[(&'static str, Vec<u8>)],
+) -> Result<FilterStream, LocalResponse> {
+    let mut stream = FilterStream {
+        filter: filter.clone(),
+        context: None,
+        buffered: 0,
+    };
+    let created = filter.with_vm(|vm| {
+        let id = vm.create_http_stream()?;
+        if let Some(state) = vm.stream_mut(id) {
+            for (path, value) in properties {
+                state
+                    .properties
+                    .insert(path.as_bytes().to_vec(), value.clone());
+            }
+        }
+        Ok::<_, polyhost::PluginError>(id)
+    });
+    match created {
+        Ok(Ok(id)) => stream.context = Some(id),
+        Ok(Err(e)) => {
+            tracing::error!(target: "polyhost::wasm", plugin = %filter.name(), error = %e, "plugin failed to create a stream context");
+            if filter.failure_policy() != FailurePolicy::FailOpen {
+                return Err(plugin_failed_response(filter));
+            }
+        }
+        Err(VmUnavailable) => {
+            if filter.failure_policy() != FailurePolicy::FailOpen {
+                return Err(plugin_failed_response(filter));
+            }
+        }
+    }
+    Ok(stream)
+}
+
+/// Waits until the plugin resumes `side` of the stream (after a callout
+/// answer or a tick), answers locally, or fails.
+async fn wait_for_resume(
+    stream: &mut FilterStream,
+    side: StreamType,
+) -> Result<Option<LocalResponse>, LocalResponse> {
+    let notify = stream.filter.pause_notifier();
+    let deadline = tokio::time::Instant::now() + PAUSE_LIMIT;
+    loop {
+        // Register interest before looking, so a wake-up between the look
+        // and the wait is not lost.
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let seen = run(stream, |vm, id| {
+            let events = vm.take_events(id);
+            let local = vm.stream(id).and_then(|s| s.local_response.clone());
+            Ok((events, local))
+        })?;
+        let Some((events, local)) = seen else {
+            return Ok(None);
+        };
+        if let Some(local) = local {
+            return Ok(Some(local));
+        }
+        if events.contains(&StreamEvent::Resume(side)) {
+            return Ok(None);
+        }
+        if events.iter().any(|e| matches!(e, StreamEvent::Close(_))) {
+            return Err(LocalResponse {
+                status: 503,
+                details: "wasm_close_stream".into(),
+                body: Vec::new(),
+                headers: HeaderMap::new(),
+                grpc_status: None,
+            });
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            tracing::warn!(target: "polyhost::wasm", plugin = %stream.filter.name(), "paused stream was never resumed");
+            return Err(LocalResponse {
+                status: 408,
+                details: "stream_idle_timeout".into(),
+                body: b"stream timeout".to_vec(),
+                headers: HeaderMap::new(),
+                grpc_status: None,
+            });
+        }
+    }
+}
+
+/// Runs request headers through every filter in order.
+pub(crate) async fn request_headers(
+    streams: &mut [FilterStream],
+    mut headers: HeaderMap,
+    end_of_stream: bool,
+) -> ChainOutcome<HeaderMap> {
+    for stream in streams.iter_mut() {
+        let input = headers.clone();
+        let decision = match run(stream, |vm, id| {
+            vm.on_request_headers(id, input, end_of_stream)
+        }) {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(reply) => return ChainOutcome::Respond(reply),
+        };
+        match decision {
+            Decision::Continue => {}
+            Decision::LocalResponse(reply) => return ChainOutcome::Respond(reply),
+            Decision::Pause => match wait_for_resume(stream, StreamType::HttpRequest).await {
+                Ok(None) => {}
+                Ok(Some(reply)) | Err(reply) => return ChainOutcome::Respond(reply),
+            },
+        }
+        if let Ok(Some(edited)) = run(stream, |vm, id| {
+            Ok(vm.stream(id).map(|s| s.request_headers.clone()))
+        }) && let Some(edited) = edited
+        {
+            headers = edited;
+        }
+    }
+    ChainOutcome::Continue(headers)
+}
+
+/// Runs response headers through every filter in reverse order.
+pub(crate) async fn response_headers(
+    streams: &mut [FilterStream],
+    mut headers: HeaderMap,
+    end_of_stream: bool,
+) -> ChainOutcome<HeaderMap> {
+    for stream in streams.iter_mut().rev() {
+        let input = headers.clone();
+        let decision = match run(stream, |vm, id| {
+            vm.on_response_headers(id, input, end_of_stream)
+        }) {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(reply) => return ChainOutcome::Respond(reply),
+        };
+        match decision {
+            Decision::Continue => {}
+            Decision::LocalResponse(reply) => return ChainOutcome::Respond(reply),
+            Decision::Pause => match wait_for_resume(stream, StreamType::HttpResponse).await {
+                Ok(None) => {}
+                Ok(Some(reply)) | Err(reply) => return ChainOutcome::Respond(reply),
+            },
+        }
+        if let Ok(Some(edited)) = run(stream, |vm, id| {
+            Ok(vm.stream(id).map(|s| s.response_headers.clone()))
+        }) && let Some(edited) = edited
+        {
+            headers = edited;
+        }
+    }
+    ChainOutcome::Continue(headers)
+}
+
+/// Which body a chunk belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodySide {
+    /// The request body, filters in order.
+    Request,
+    /// The response body, filters in reverse order.
+    Response,
+}
+
+/// Runs a body chunk through the chain. A filter that pauses holds the
+/// bytes (the VM keeps them in the stream's buffer and shows the plugin the
+/// whole buffer on the next chunk); at end of stream it is asked again.
+pub(crate) fn body(
+    streams: &mut [FilterStream],
+    side: BodySide,
+    chunk: Vec<u8>,
+    end_of_stream: bool,
+) -> ChainOutcome<Vec<u8>> {
+    let mut data = chunk;
+    let order: Vec<usize> = match side {
+        BodySide::Request => (0..streams.len()).collect(),
+        BodySide::Response => (0..streams.len()).rev().collect(),
+    };
+    for i in order {
+        let stream = &mut streams[i];
+        let input = std::mem::take(&mut data);
+        let len = input.len();
+        let outcome = run(stream, |vm, id| {
+            let decision = match side {
+                BodySide::Request => vm.on_request_body(id, &input, end_of_stream)?,
+                BodySide::Response => vm.on_response_body(id, &input, end_of_stream)?,
+            };
+            let out = match decision {
+                Decision::Continue => Some(match side {
+                    BodySide::Request => vm.take_request_body(id),
+                    BodySide::Response => vm.take_response_body(id),
+                }),
+                Decision::Pause if end_of_stream => {
+                    // Nothing more will arrive to resume it; Envoy would
+                    // wait for proxy_continue_stream, which a body callback
+                    // cannot get here, so pass the buffer on.
+                    Some(match side {
+                        BodySide::Request => vm.take_request_body(id),
+                        BodySide::Response => vm.take_response_body(id),
+                    })
+                }
+                Decision::Pause => None,
+                Decision::LocalResponse(reply) => return Ok(Err(reply)),
+            };
+            Ok(Ok(out))
+        });
+        match outcome {
+            Ok(None) => data = input,
+            Ok(Some(Ok(Some(out)))) => {
+                stream.buffered = 0;
+                data = out;
+            }
+            Ok(Some(Ok(None))) => {
+                stream.buffered += len;
+                if stream.buffered > BODY_BUFFER_LIMIT {
+                    let status = if side == BodySide::Request { 413 } else { 500 };
+                    return ChainOutcome::Respond(LocalResponse {
+                        status,
+                        details: "buffer limit exceeded".into(),
+                        body: Vec::new(),
+                        headers: HeaderMap::new(),
+                        grpc_status: None,
+                    });
+                }
+                return ChainOutcome::Hold;
+            }
+            Ok(Some(Err(reply))) | Err(reply) => return ChainOutcome::Respond(reply),
+        }
+    }
+    ChainOutcome::Continue(data)
+}
+
+/// Ends every filter's context (`proxy_on_log`, `proxy_on_done`,
+/// `proxy_on_delete`).
+pub(crate) fn finish(streams: &mut [FilterStream]) {
+    for stream in streams.iter_mut() {
+        if let Some(id) = stream.context.take() {
+            let filter = stream.filter.clone();
+            if let Ok(Err(e)) = filter.with_vm(|vm| vm.finish_stream(id)) {
+                tracing::error!(target: "polyhost::wasm", plugin = %filter.name(), error = %e, "plugin failed at the end of a stream");
+            }
+        }
+    }
+}

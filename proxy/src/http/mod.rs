@@ -1,0 +1,591 @@
+//! The HTTP connection manager: Envoy's `http_connection_manager` as a
+//! Pingora [`ProxyHttp`], running the Wasm filter chain on every request and
+//! routing what the plugins let through.
+//!
+//! | Pingora phase | what happens |
+//! |---|---|
+//! | `request_filter` | stream contexts created, `proxy_on_request_headers` on each filter, then routing: `direct_response`, 404, or a cluster |
+//! | `upstream_peer` | round-robin endpoint of the route's cluster, route timeout |
+//! | `upstream_request_filter` | `prefix_rewrite`, `host_rewrite_literal` |
+//! | `request_body_filter` | `proxy_on_request_body` |
+//! | `response_filter` | `proxy_on_response_headers` (reverse order) |
+//! | `response_body_filter` | `proxy_on_response_body` (reverse order) |
+//! | `logging` | `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`; stats |
+
+mod filter_chain;
+
+use crate::cluster::{ClusterManager, UpstreamCluster};
+use crate::config::{self, PathMatch, RouteAction, VirtualHost};
+use crate::stats::HttpStats;
+use crate::wasm::WasmFilter;
+use async_trait::async_trait;
+use bytes::Bytes;
+use filter_chain::{BodySide, ChainOutcome, FilterStream};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use polyhost::{HeaderMap, LocalResponse};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Envoy's route timeout when a route sets none.
+const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Numbers connections for the `connection.id` property.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A Pingora [`ProxyHttp`] that runs a chain of proxy-wasm HTTP plugins on
+/// each request and routes it as an Envoy HTTP connection manager would.
+pub struct WasmHttpProxy {
+    stat_prefix: String,
+    route_config_name: String,
+    virtual_hosts: Vec<VirtualHost>,
+    filters: Vec<WasmFilter>,
+    clusters: Arc<ClusterManager>,
+    stats: Arc<HttpStats>,
+}
+
+impl WasmHttpProxy {
+    /// A proxy for one `http_connection_manager`, with its Wasm filters
+    /// already loaded (in chain order) and the clusters its routes name.
+    pub fn new(
+        manager: &config::HttpConnectionManager,
+        filters: Vec<WasmFilter>,
+        clusters: Arc<ClusterManager>,
+        stats: Arc<HttpStats>,
+    ) -> WasmHttpProxy {
+        WasmHttpProxy {
+            stat_prefix: manager.stat_prefix.clone(),
+            route_config_name: manager.route_config_name.clone(),
+            virtual_hosts: manager.virtual_hosts.clone(),
+            filters,
+            clusters,
+            stats,
+        }
+    }
+
+    /// The `stat_prefix` of the connection manager.
+    pub fn stat_prefix(&self) -> &str {
+        &self.stat_prefix
+    }
+
+    /// Finds the route for the request as the plugins left it.
+    fn route(&self, headers: &HeaderMap) -> Option<RouteTarget> {
+        let authority = headers
+            .get_str(":authority")
+            .or_else(|| headers.get_str("host"))
+            .unwrap_or("");
+        let path = headers.get_str(":path").unwrap_or("/");
+        let host = config::select_virtual_host(&self.virtual_hosts, authority)?;
+        let route = host.route(path, |name| headers.get_str(name))?;
+        Some(RouteTarget {
+            name: route.name.clone(),
+            action: route.action.clone(),
+            prefix: match &route.matcher.path {
+                PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) | PathMatch::Exact(p) => {
+                    Some(p.clone())
+                }
+                PathMatch::Regex(_) => None,
+            },
+            cluster: match &route.action {
+                RouteAction::Cluster { cluster, .. } => self.clusters.get(cluster).cloned(),
+                RouteAction::DirectResponse { .. } => None,
+            },
+        })
+    }
+}
+
+/// The route a request took.
+pub struct RouteTarget {
+    name: String,
+    action: RouteAction,
+    /// The route's `prefix` matcher, for `prefix_rewrite`.
+    prefix: Option<String>,
+    cluster: Option<Arc<UpstreamCluster>>,
+}
+
+/// Per-request state.
+pub struct RequestContext {
+    streams: Vec<FilterStream>,
+    route: Option<RouteTarget>,
+    /// A response-phase local reply replaces the upstream body with this.
+    replacement_body: Option<Bytes>,
+    /// Envoy's response flags for the access log (UF, UT, NR, ...).
+    response_flags: &'static str,
+}
+
+#[async_trait]
+impl ProxyHttp for WasmHttpProxy {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> RequestContext {
+        RequestContext {
+            streams: Vec::new(),
+            route: None,
+            replacement_body: None,
+            response_flags: "-",
+        }
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> Result<bool> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        normalize_absolute_form(session.req_header_mut())?;
+        let headers = request_header_map(session);
+        let tentative = self.route(&headers);
+        let properties =
+            connection_properties(session, tentative.as_ref(), &self.route_config_name);
+        for filter in &self.filters {
+            match filter_chain::start(filter, &properties) {
+                Ok(stream) => ctx.streams.push(stream),
+                Err(reply) => {
+                    send_local(session, ctx, reply).await?;
+                    return Ok(true);
+                }
+            }
+        }
+        let end_of_stream = session.is_body_empty();
+        let headers = if ctx.streams.is_empty() {
+            headers
+        } else {
+            match filter_chain::request_headers(&mut ctx.streams, headers, end_of_stream).await {
+                ChainOutcome::Continue(edited) => {
+                    apply_request_headers(session.req_header_mut(), &edited)?;
+                    edited
+                }
+                ChainOutcome::Respond(reply) => {
+                    send_local(session, ctx, reply).await?;
+                    return Ok(true);
+                }
+                ChainOutcome::Hold => unreachable!("headers are never held"),
+            }
+        };
+        // Envoy clears the route cache when a plugin edits headers; routing
+        // after the chain sees the edits.
+        let Some(route) = self.route(&headers) else {
+            ctx.response_flags = "NR";
+            send_local(session, ctx, simple_reply(404, "route_not_found")).await?;
+            return Ok(true);
+        };
+        if let RouteAction::DirectResponse { status, body } = &route.action {
+            let reply = LocalResponse {
+                status: u32::from(*status),
+                details: "direct_response".into(),
+                body: body.clone(),
+                headers: HeaderMap::new(),
+                grpc_status: None,
+            };
+            ctx.route = Some(route);
+            send_local(session, ctx, reply).await?;
+            return Ok(true);
+        }
+        if route.cluster.is_none() {
+            ctx.response_flags = "NC";
+            send_local(session, ctx, simple_reply(503, "cluster_not_found")).await?;
+            return Ok(true);
+        }
+        ctx.route = Some(route);
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::explain(HTTPStatus(404), "no route"))?;
+        let cluster = route
+            .cluster
+            .as_ref()
+            .ok_or_else(|| Error::explain(HTTPStatus(503), "no cluster"))?;
+        let Some(mut peer) = cluster.peer() else {
+            ctx.response_flags = "UH";
+            return Err(Error::explain(HTTPStatus(503), "no healthy upstream"));
+        };
+        cluster.requests.fetch_add(1, Ordering::Relaxed);
+        let timeout = match &route.action {
+            RouteAction::Cluster { timeout, .. } => timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
+            RouteAction::DirectResponse { .. } => DEFAULT_ROUTE_TIMEOUT,
+        };
+        // A zero timeout disables it, as in Envoy.
+        if !timeout.is_zero() {
+            peer.options.read_timeout = Some(timeout);
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        let Some(route) = &ctx.route else {
+            return Ok(());
+        };
+        if let RouteAction::Cluster {
+            prefix_rewrite,
+            host_rewrite_literal,
+            ..
+        } = &route.action
+        {
+            if let (Some(rewrite), Some(prefix)) = (prefix_rewrite, &route.prefix) {
+                let path = String::from_utf8_lossy(upstream_request.raw_path()).into_owned();
+                if let Some(rest) = path.strip_prefix(prefix.as_str()) {
+                    let new_path = format!("{rewrite}{rest}");
+                    let uri = new_path
+                        .parse()
+                        .map_err(|_| Error::explain(HTTPStatus(400), "bad rewritten path"))?;
+                    upstream_request.set_uri(uri);
+                }
+            }
+            if let Some(host) = host_rewrite_literal {
+                upstream_request.insert_header("host", host.as_str())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        if ctx.streams.iter().all(|s| s.context.is_none()) {
+            return Ok(());
+        }
+        let chunk = body.take().map(|b| b.to_vec()).unwrap_or_default();
+        match filter_chain::body(&mut ctx.streams, BodySide::Request, chunk, end_of_stream) {
+            ChainOutcome::Continue(data) => *body = Some(Bytes::from(data)),
+            ChainOutcome::Hold => *body = None,
+            ChainOutcome::Respond(reply) => {
+                send_local(session, ctx, reply).await?;
+                return Err(Error::explain(HTTPStatus(0), "answered by a plugin"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        if ctx.streams.iter().all(|s| s.context.is_none()) {
+            return Ok(());
+        }
+        let headers = response_header_map(upstream_response);
+        match filter_chain::response_headers(&mut ctx.streams, headers, false).await {
+            ChainOutcome::Continue(edited) => apply_response_headers(upstream_response, &edited)?,
+            ChainOutcome::Respond(reply) => {
+                // The upstream's headers are already in hand but not sent:
+                // replace them, and the body, with the plugin's answer.
+                *upstream_response = local_response_header(&reply)?;
+                ctx.replacement_body = Some(Bytes::from(reply.body));
+            }
+            ChainOutcome::Hold => unreachable!("headers are never held"),
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> Result<Option<Duration>> {
+        if let Some(replacement) = &ctx.replacement_body {
+            *body = end_of_stream.then(|| replacement.clone());
+            return Ok(None);
+        }
+        if ctx.streams.iter().all(|s| s.context.is_none()) {
+            return Ok(None);
+        }
+        let chunk = body.take().map(|b| b.to_vec()).unwrap_or_default();
+        match filter_chain::body(&mut ctx.streams, BodySide::Response, chunk, end_of_stream) {
+            ChainOutcome::Continue(data) => *body = Some(Bytes::from(data)),
+            ChainOutcome::Hold => *body = None,
+            ChainOutcome::Respond(reply) => {
+                // Headers have gone out; all that can change is the rest of
+                // the body.
+                tracing::warn!(target: "polyhost::wasm", status = reply.status, "a plugin answered locally after the response headers were sent; ending the body");
+                *body = Some(Bytes::from(reply.body));
+            }
+        }
+        Ok(None)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestContext,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.response_flags = "UF";
+        if let Some(cluster) = ctx.route.as_ref().and_then(|r| r.cluster.as_ref()) {
+            cluster.connect_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestContext,
+    ) -> FailToProxy {
+        // Envoy's answers: 503 when the upstream cannot be reached, 504 when
+        // it does not answer within the route timeout.
+        let (code, body): (u16, &str) = match e.etype() {
+            HTTPStatus(0) => (0, ""),
+            HTTPStatus(code) => (*code, ""),
+            ConnectTimedout | ConnectRefused | ConnectError | ConnectNoRoute => {
+                ctx.response_flags = "UF";
+                (
+                    503,
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+                )
+            }
+            ReadTimedout | WriteTimedout => {
+                ctx.response_flags = "UT";
+                if let Some(cluster) = ctx.route.as_ref().and_then(|r| r.cluster.as_ref()) {
+                    cluster.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+                (504, "upstream request timeout")
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => {
+                    ctx.response_flags = "UC";
+                    (
+                        503,
+                        "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                    )
+                }
+                ErrorSource::Downstream => (0, ""),
+                _ => (500, ""),
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            let reply = simple_reply(code, body);
+            let mut reply = reply;
+            reply.body = body.as_bytes().to_vec();
+            if let Err(err) = send_local(session, ctx, reply).await {
+                tracing::debug!(target: "polyhost::http", error = %err, "cannot send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestContext) {
+        filter_chain::finish(&mut ctx.streams);
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.stats.record_status(status);
+        if ctx.response_flags != "-" {
+            tracing::info!(target: "polyhost::http", status, flags = ctx.response_flags, path = %String::from_utf8_lossy(session.req_header().raw_path()), "request failed");
+        }
+    }
+}
+
+fn simple_reply(status: u16, details: &str) -> LocalResponse {
+    LocalResponse {
+        status: u32::from(status),
+        details: details.to_string(),
+        body: Vec::new(),
+        headers: HeaderMap::new(),
+        grpc_status: None,
+    }
+}
+
+/// Sends a local reply (a plugin's `proxy_send_local_response`, a
+/// `direct_response`, or an error) to the client.
+async fn send_local(
+    session: &mut Session,
+    _ctx: &mut RequestContext,
+    reply: LocalResponse,
+) -> Result<()> {
+    let mut header = local_response_header(&reply)?;
+    header.insert_header("content-length", reply.body.len().to_string())?;
+    let empty = reply.body.is_empty();
+    session
+        .write_response_header(Box::new(header), empty)
+        .await?;
+    if !empty {
+        session
+            .write_response_body(Some(Bytes::from(reply.body)), true)
+            .await?;
+    }
+    Ok(())
+}
+
+fn local_response_header(reply: &LocalResponse) -> Result<ResponseHeader> {
+    let status = u16::try_from(reply.status).unwrap_or(500);
+    let mut header = ResponseHeader::build(status, None)?;
+    for (name, value) in reply.headers.iter() {
+        if name.starts_with(b":") {
+            continue;
+        }
+        header.append_header(String::from_utf8_lossy(name).into_owned(), value)?;
+    }
+    if let Some(grpc) = reply.grpc_status {
+        header.insert_header("grpc-status", grpc.to_string())?;
+    }
+    Ok(header)
+}
+
+/// A request line in absolute form (`GET http://host/path`, as proxies and
+/// some clients send) becomes origin form plus a `host` header, as Envoy
+/// normalises it, so routes and plugins see `:path` = `/path`.
+fn normalize_absolute_form(request: &mut RequestHeader) -> Result<()> {
+    let raw = request.raw_path();
+    if raw.starts_with(b"/") || raw == b"*" || request.method == http::Method::CONNECT {
+        return Ok(());
+    }
+    // Pingora keeps an absolute-form target verbatim in the raw path.
+    let Ok(absolute) = http::Uri::try_from(raw) else {
+        return Ok(());
+    };
+    let Some(authority) = absolute.authority().map(|a| a.as_str().to_string()) else {
+        return Ok(());
+    };
+    let origin: http::Uri = absolute
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .map_err(|_| Error::explain(HTTPStatus(400), "bad request path"))?;
+    request.set_uri(origin);
+    request.insert_header("host", authority)?;
+    Ok(())
+}
+
+/// The request as proxy-wasm sees it: pseudo-headers first, then the rest.
+fn request_header_map(session: &Session) -> HeaderMap {
+    let request = session.req_header();
+    let mut map = HeaderMap::new();
+    map.add(":authority", authority(request));
+    map.add(":path", request.raw_path());
+    map.add(":method", request.method.as_str());
+    map.add(":scheme", request.uri.scheme_str().unwrap_or("http"));
+    for (name, value) in request.headers.iter() {
+        if name == http::header::HOST {
+            continue;
+        }
+        map.add(name.as_str(), value.as_bytes());
+    }
+    map
+}
+
+fn authority(request: &RequestHeader) -> &[u8] {
+    request
+        .uri
+        .authority()
+        .map(|a| a.as_str().as_bytes())
+        .or_else(|| {
+            request
+                .headers
+                .get(http::header::HOST)
+                .map(|v| v.as_bytes())
+        })
+        .unwrap_or(b"")
+}
+
+/// Writes the plugins' edits back into Pingora's request header.
+fn apply_request_headers(request: &mut RequestHeader, edited: &HeaderMap) -> Result<()> {
+    let mut rebuilt = RequestHeader::build(
+        edited.get_str(":method").unwrap_or("GET"),
+        edited.get(":path").unwrap_or(b"/"),
+        Some(edited.len()),
+    )?;
+    rebuilt.set_version(request.version);
+    for (name, value) in edited.iter() {
+        match name {
+            b":authority" => {
+                rebuilt.insert_header("host", value)?;
+            }
+            _ if name.starts_with(b":") => {}
+            _ => {
+                rebuilt.append_header(String::from_utf8_lossy(name).into_owned(), value)?;
+            }
+        }
+    }
+    *request = rebuilt;
+    Ok(())
+}
+
+fn response_header_map(response: &ResponseHeader) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    map.add(":status", response.status.as_str());
+    for (name, value) in response.headers.iter() {
+        map.add(name.as_str(), value.as_bytes());
+    }
+    map
+}
+
+fn apply_response_headers(response: &mut ResponseHeader, edited: &HeaderMap) -> Result<()> {
+    let status: u16 = edited
+        .get_str(":status")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(response.status.as_u16());
+    let mut rebuilt = ResponseHeader::build(status, Some(edited.len()))?;
+    rebuilt.set_version(response.version);
+    for (name, value) in edited.iter() {
+        if !name.starts_with(b":") {
+            rebuilt.append_header(String::from_utf8_lossy(name).into_owned(), value)?;
+        }
+    }
+    *response = rebuilt;
+    Ok(())
+}
+
+/// Envoy's connection and route attributes, as a plugin reads them with
+/// `proxy_get_property`.
+fn connection_properties(
+    session: &Session,
+    route: Option<&RouteTarget>,
+    route_config_name: &str,
+) -> Vec<(&'static str, Vec<u8>)> {
+    let mut props = Vec::with_capacity(8);
+    let downstream = session.as_downstream();
+    if let Some(addr) = downstream.client_addr().and_then(|a| a.as_inet()) {
+        props.push(("source.address", addr.to_string().into_bytes()));
+        props.push(("source.port", i64::from(addr.port()).to_le_bytes().to_vec()));
+    }
+    if let Some(addr) = downstream.server_addr().and_then(|a| a.as_inet()) {
+        props.push(("destination.address", addr.to_string().into_bytes()));
+        props.push((
+            "destination.port",
+            i64::from(addr.port()).to_le_bytes().to_vec(),
+        ));
+    }
+    let connection_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    props.push(("connection.id", connection_id.to_le_bytes().to_vec()));
+    let protocol = match session.req_header().version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    props.push(("request.protocol", protocol.as_bytes().to_vec()));
+    props.push(("route_config_name", route_config_name.as_bytes().to_vec()));
+    if let Some(route) = route {
+        props.push(("route_name", route.name.as_bytes().to_vec()));
+        if let Some(cluster) = &route.cluster {
+            props.push(("cluster_name", cluster.name.as_bytes().to_vec()));
+        }
+    }
+    props
+}

@@ -1,0 +1,253 @@
+//! Putting a configuration together: clusters, plugins, one Pingora service
+//! per listener, the admin endpoint, and the server that runs them.
+
+use crate::admin::Admin;
+use crate::cluster::ClusterManager;
+use crate::config::{Bootstrap, Codec, ListenerKind};
+use crate::error::ProxyError;
+use crate::http::WasmHttpProxy;
+use crate::stats::{HttpStats, StatsStore};
+use crate::wasm::{SharedServices, WasmFilter};
+use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use polyhost::services::{InMemoryMetrics, InMemoryQueues, InMemorySharedData, StaticProperties};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How the process runs, from `polyhost run`'s flags (Envoy's names).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Worker threads per listener (`--concurrency`); Envoy's default is
+    /// the number of cores.
+    pub concurrency: usize,
+    /// Separates the files of proxies running side by side (`--base-id`).
+    pub base_id: u32,
+    /// How long in-flight requests may take to finish when shutting down
+    /// gracefully (`--drain-time-s`).
+    pub drain_time: Duration,
+    /// The configuration file, for `/server_info`.
+    pub config_path: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            base_id: 0,
+            drain_time: Duration::from_secs(600),
+            config_path: String::new(),
+        }
+    }
+}
+
+/// A configuration made ready to serve: clusters resolved, every plugin
+/// loaded and started once.
+pub struct Proxy {
+    listeners: Vec<(String, String, WasmHttpProxy, Codec)>,
+    admin: Option<(String, Admin)>,
+    quit: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field(
+                "listeners",
+                &self
+                    .listeners
+                    .iter()
+                    .map(|(n, a, ..)| (n, a))
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Builds the proxy for `bootstrap`.
+    ///
+    /// # Errors
+    /// A plugin that does not load or refuses its configuration, a cluster
+    /// name that does not resolve, or a part of the configuration the data
+    /// plane does not run yet, each named.
+    pub fn new(bootstrap: &Bootstrap, options: &RunOptions) -> Result<Proxy, ProxyError> {
+        let clusters = Arc::new(ClusterManager::new(&bootstrap.clusters)?);
+        let mut properties = StaticProperties::default()
+            .with("node.id", bootstrap.node.id.as_bytes().to_vec())
+            .with("node.cluster", bootstrap.node.cluster.as_bytes().to_vec());
+        if let Ok(metadata) = serde_json::to_vec(&bootstrap.node.metadata) {
+            properties = properties.with("node.metadata", metadata);
+        }
+        let shared = SharedServices {
+            metrics: Arc::new(InMemoryMetrics::default()),
+            shared_data: Arc::new(InMemorySharedData::default()),
+            queues: Arc::new(InMemoryQueues::default()),
+            properties: Arc::new(properties),
+        };
+        if !bootstrap.wasm_services.is_empty() {
+            return Err(ProxyError::Invalid {
+                path: "bootstrap_extensions".into(),
+                message:
+                    "envoy.bootstrap.wasm services are parsed but not run by the data plane yet"
+                        .into(),
+            });
+        }
+        let mut listeners = Vec::new();
+        let mut http_stats = Vec::new();
+        for (i, listener) in bootstrap.listeners.iter().enumerate() {
+            match &listener.kind {
+                ListenerKind::Http(manager) => {
+                    let mut filters = Vec::new();
+                    for plugin in &manager.wasm_filters {
+                        filters.push(WasmFilter::load(plugin, clusters.clone(), &shared)?);
+                    }
+                    for filter in &filters {
+                        tracing::info!(target: "polyhost::wasm", plugin = filter.name(), root_id = filter.root_id(), engine = filter.engine_name(), listener = %listener.name, "plugin loaded");
+                    }
+                    let stats = Arc::new(HttpStats::new(&manager.stat_prefix));
+                    http_stats.push(stats.clone());
+                    listeners.push((
+                        listener.name.clone(),
+                        listener.address.to_string(),
+                        WasmHttpProxy::new(manager, filters, clusters.clone(), stats),
+                        manager.codec,
+                    ));
+                }
+                ListenerKind::Tcp(_) => {
+                    return Err(ProxyError::Invalid {
+                        path: format!("static_resources.listeners[{i}]"),
+                        message: format!(
+                            "listener {}: TCP proxying (envoy.filters.network.tcp_proxy) is parsed but not run by the data plane yet",
+                            listener.name
+                        ),
+                    });
+                }
+            }
+        }
+        let quit = Arc::new(Notify::new());
+        let stats = Arc::new(StatsStore::new(
+            http_stats,
+            clusters.clone(),
+            shared.metrics.clone(),
+        ));
+        let admin = bootstrap.admin.as_ref().map(|admin| {
+            (
+                admin.address.to_string(),
+                Admin {
+                    stats,
+                    clusters: clusters.clone(),
+                    listeners: listeners
+                        .iter()
+                        .map(|(name, addr, ..)| (name.clone(), addr.clone()))
+                        .collect(),
+                    started: Instant::now(),
+                    concurrency: options.concurrency,
+                    config_path: options.config_path.clone(),
+                    quit: quit.clone(),
+                },
+            )
+        });
+        Ok(Proxy {
+            listeners,
+            admin,
+            quit,
+        })
+    }
+
+    /// Adds the listeners (and the admin endpoint) to a Pingora server as
+    /// services. Set `work_stealing = false` in the server's configuration
+    /// so each worker owns its plugin VMs.
+    pub fn add_to_server(self, server: &mut Server) {
+        let conf = server.configuration.clone();
+        for (name, address, proxy, codec) in self.listeners {
+            let mut options = HttpServerOptions::default();
+            // Plaintext HTTP/2 (prior knowledge) unless the listener is
+            // HTTP/1 only, as Envoy's AUTO codec sniffs the preface.
+            options.h2c = codec != Codec::Http1;
+            let mut service = ProxyServiceBuilder::new(&conf, proxy)
+                .name(format!("listener {name}"))
+                .server_options(options)
+                .build();
+            service.add_tcp(&address);
+            server.add_service(service);
+        }
+        if let Some((address, admin)) = self.admin {
+            let mut service = Service::new("admin".to_string(), admin);
+            service.add_tcp(&address);
+            server.add_service(service);
+        }
+    }
+
+    /// Signalled when the admin endpoint's `/quitquitquit` is called.
+    pub fn quit_signal(&self) -> Arc<Notify> {
+        self.quit.clone()
+    }
+
+    /// Serves until SIGTERM, SIGINT or `/quitquitquit` (fast shutdown, as
+    /// Envoy exits on them), or SIGQUIT (graceful: in-flight requests get
+    /// the drain time).
+    ///
+    /// # Errors
+    /// The server cannot be set up.
+    pub fn run(self, options: &RunOptions) -> Result<(), ProxyError> {
+        let conf = ServerConf {
+            threads: options.concurrency.max(1),
+            work_stealing: false,
+            grace_period_seconds: Some(0),
+            graceful_shutdown_timeout_seconds: Some(options.drain_time.as_secs()),
+            pid_file: format!("/tmp/polyhost-{}.pid", options.base_id),
+            upgrade_sock: format!("/tmp/polyhost-{}-upgrade.sock", options.base_id),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+        let quit = self.quit_signal();
+        self.add_to_server(&mut server);
+        tracing::info!(target: "polyhost::main", "starting workers");
+        server.run(RunArgs {
+            shutdown_signal: Box::new(QuitOrSignal { quit }),
+        });
+        Ok(())
+    }
+}
+
+/// Waits for a signal or `/quitquitquit`.
+struct QuitOrSignal {
+    quit: Arc<Notify>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for QuitOrSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit_signal)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!(target: "polyhost::main", "cannot watch signals; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        let signal = tokio::select! {
+            _ = term.recv() => ShutdownSignal::FastShutdown,
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = quit_signal.recv() => ShutdownSignal::GracefulTerminate,
+            () = self.quit.notified() => ShutdownSignal::FastShutdown,
+        };
+        if let ShutdownSignal::FastShutdown = signal {
+            // A fast shutdown drains nothing; if a worker runtime does not
+            // wind down promptly, end the process as Envoy does.
+            std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_secs(2));
+                tracing::info!(target: "polyhost::main", "exiting");
+                std::process::exit(0);
+            });
+        }
+        signal
+    }
+}

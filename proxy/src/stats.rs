@@ -1,0 +1,266 @@
+//! Statistics: the proxy's own counters and the plugins' metrics, rendered
+//! as Envoy's admin endpoint renders them (`/stats` text and JSON,
+//! `/stats/prometheus`).
+//!
+//! Counters are atomics updated on the request path; rendering reads them
+//! when the admin endpoint is asked, so nothing on the hot path formats or
+//! locks.
+
+use crate::cluster::ClusterManager;
+use polyhost::services::{InMemoryMetrics, MetricValue};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one HTTP connection manager (`http.<stat_prefix>.*`).
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    /// The connection manager's `stat_prefix`.
+    pub stat_prefix: String,
+    /// `downstream_rq_total`.
+    pub requests: AtomicU64,
+    /// `downstream_rq_1xx` .. `downstream_rq_5xx`, by first digit.
+    pub by_class: [AtomicU64; 5],
+}
+
+impl HttpStats {
+    /// Counters for the manager with `stat_prefix`.
+    pub fn new(stat_prefix: &str) -> HttpStats {
+        HttpStats {
+            stat_prefix: stat_prefix.to_string(),
+            ..HttpStats::default()
+        }
+    }
+
+    /// Counts a response by its status class.
+    pub fn record_status(&self, status: u16) {
+        let class = usize::from(status / 100);
+        if (1..=5).contains(&class) {
+            self.by_class[class - 1].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A metric's value for rendering.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Counter(u64),
+    Gauge(i64),
+    Histogram(Vec<u64>),
+}
+
+/// One stat: name, Prometheus name and labels, value.
+struct Stat {
+    name: String,
+    prom_name: String,
+    labels: Vec<(&'static str, String)>,
+    value: Value,
+}
+
+/// Everything `/stats` shows.
+pub struct StatsStore {
+    http: Vec<Arc<HttpStats>>,
+    clusters: Arc<ClusterManager>,
+    metrics: Arc<InMemoryMetrics>,
+}
+
+impl StatsStore {
+    /// A store over the connection managers' counters, the clusters and the
+    /// plugins' metrics.
+    pub fn new(
+        http: Vec<Arc<HttpStats>>,
+        clusters: Arc<ClusterManager>,
+        metrics: Arc<InMemoryMetrics>,
+    ) -> StatsStore {
+        StatsStore {
+            http,
+            clusters,
+            metrics,
+        }
+    }
+
+    fn collect(&self) -> Vec<Stat> {
+        let mut stats = Vec::new();
+        for http in &self.http {
+            let label = || vec![("envoy_http_conn_manager_prefix", http.stat_prefix.clone())];
+            let mut push = |suffix: &str, v: u64| {
+                stats.push(Stat {
+                    name: format!("http.{}.{suffix}", http.stat_prefix),
+                    prom_name: format!("envoy_http_{suffix}"),
+                    labels: label(),
+                    value: Value::Counter(v),
+                });
+            };
+            push("downstream_rq_total", http.requests.load(Ordering::Relaxed));
+            for (i, count) in http.by_class.iter().enumerate() {
+                push(
+                    &format!("downstream_rq_{}xx", i + 1),
+                    count.load(Ordering::Relaxed),
+                );
+            }
+        }
+        for cluster in self.clusters.all() {
+            let mut push = |suffix: &str, v: &AtomicU64| {
+                stats.push(Stat {
+                    name: format!("cluster.{}.{suffix}", cluster.name),
+                    prom_name: format!("envoy_cluster_{suffix}"),
+                    labels: vec![("envoy_cluster_name", cluster.name.clone())],
+                    value: Value::Counter(v.load(Ordering::Relaxed)),
+                });
+            };
+            push("upstream_cx_connect_fail", &cluster.connect_failures);
+            push("upstream_rq_timeout", &cluster.timeouts);
+            push("upstream_rq_total", &cluster.requests);
+        }
+        for (name, value) in self.metrics.snapshot() {
+            stats.push(Stat {
+                prom_name: prometheus_name(&name),
+                name,
+                labels: Vec::new(),
+                value: match value {
+                    MetricValue::Counter(v) => Value::Counter(v),
+                    MetricValue::Gauge(v) => Value::Gauge(v),
+                    MetricValue::Histogram(v) => Value::Histogram(v),
+                },
+            });
+        }
+        stats.sort_by(|a, b| a.name.cmp(&b.name));
+        stats
+    }
+
+    /// Envoy's `/stats` text: `name: value`, one per line, sorted by name;
+    /// histograms as quantiles.
+    pub fn render_text(&self, filter: Option<&regex::Regex>) -> String {
+        let mut out = String::new();
+        for stat in self.collect() {
+            if filter.is_some_and(|f| !f.is_match(&stat.name)) {
+                continue;
+            }
+            match &stat.value {
+                Value::Counter(v) => writeln!(out, "{}: {v}", stat.name),
+                Value::Gauge(v) => writeln!(out, "{}: {v}", stat.name),
+                Value::Histogram(samples) => {
+                    writeln!(out, "{}: {}", stat.name, quantile_summary(samples))
+                }
+            }
+            .expect("writing to a String cannot fail");
+        }
+        out
+    }
+
+    /// `/stats?format=json`: `{"stats": [{"name": .., "value": ..}, ...]}`.
+    pub fn render_json(&self, filter: Option<&regex::Regex>) -> String {
+        let stats: Vec<serde_json::Value> = self
+            .collect()
+            .into_iter()
+            .filter(|s| filter.is_none_or(|f| f.is_match(&s.name)))
+            .map(|s| match s.value {
+                Value::Counter(v) => serde_json::json!({"name": s.name, "value": v}),
+                Value::Gauge(v) => serde_json::json!({"name": s.name, "value": v}),
+                Value::Histogram(samples) => {
+                    serde_json::json!({"name": s.name, "histogram": samples.len()})
+                }
+            })
+            .collect();
+        serde_json::json!({ "stats": stats }).to_string()
+    }
+
+    /// `/stats/prometheus`: Prometheus text exposition, with Envoy's names
+    /// and labels for the proxy's own stats.
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut typed = std::collections::HashSet::new();
+        let mut stats = self.collect();
+        stats.sort_by(|a, b| a.prom_name.cmp(&b.prom_name));
+        for stat in stats {
+            let kind = match stat.value {
+                Value::Counter(_) => "counter",
+                Value::Gauge(_) => "gauge",
+                Value::Histogram(_) => "summary",
+            };
+            if typed.insert(stat.prom_name.clone()) {
+                writeln!(out, "# TYPE {} {kind}", stat.prom_name).expect("infallible");
+            }
+            let labels = stat
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+                .collect::<Vec<_>>()
+                .join(",");
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{labels}}}")
+            };
+            match &stat.value {
+                Value::Counter(v) => writeln!(out, "{}{labels} {v}", stat.prom_name),
+                Value::Gauge(v) => writeln!(out, "{}{labels} {v}", stat.prom_name),
+                Value::Histogram(samples) => {
+                    let sum: u64 = samples.iter().sum();
+                    writeln!(out, "{}_sum{labels} {sum}", stat.prom_name).and_then(|()| {
+                        writeln!(out, "{}_count{labels} {}", stat.prom_name, samples.len())
+                    })
+                }
+            }
+            .expect("infallible");
+        }
+        out
+    }
+}
+
+/// A plugin metric's name as a Prometheus name: characters outside
+/// `[a-zA-Z0-9_]` become `_`.
+fn prometheus_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Envoy's text form of a histogram: `P0(v,v) P25(v,v) ...`, or
+/// `No recorded values`.
+fn quantile_summary(samples: &[u64]) -> String {
+    if samples.is_empty() {
+        return "No recorded values".to_string();
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let quantiles: [(&str, f64); 10] = [
+        ("P0", 0.0),
+        ("P25", 0.25),
+        ("P50", 0.5),
+        ("P75", 0.75),
+        ("P90", 0.9),
+        ("P95", 0.95),
+        ("P99", 0.99),
+        ("P99.5", 0.995),
+        ("P99.9", 0.999),
+        ("P100", 1.0),
+    ];
+    quantiles
+        .iter()
+        .map(|(label, q)| {
+            let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+            let v = sorted[index.min(sorted.len() - 1)];
+            format!("{label}({v},{v})")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_pick_sorted_samples() {
+        assert_eq!(quantile_summary(&[]), "No recorded values");
+        let s = quantile_summary(&[5, 1, 3]);
+        assert!(s.starts_with("P0(1,1) P25(3,3) P50(3,3)"), "{s}");
+        assert!(s.ends_with("P100(5,5)"), "{s}");
+    }
+
+    #[test]
+    fn prometheus_names_are_sanitised() {
+        assert_eq!(prometheus_name("my.plugin-count"), "my_plugin_count");
+    }
+}

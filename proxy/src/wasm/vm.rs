@@ -1,0 +1,151 @@
+//! A plugin VM with its engine type erased, so the data plane is compiled
+//! once rather than once per engine.
+//!
+//! The engine is chosen per plugin at run time (`vm_config.runtime`);
+//! everything below that choice is monomorphised by [`polyhost::AnyEngine`],
+//! and the data plane talks to the result through [`WorkerVm`]. One dynamic
+//! call per plugin callback is noise next to the callback itself.
+
+use polyhost::{
+    ContextId, Decision, Engine, HeaderMap, HttpCallResult, Plugin, PluginError, StreamEvent,
+    StreamState, Vm,
+};
+use std::time::Instant;
+
+/// Makes VMs of one loaded plugin (shared by every worker thread).
+pub(crate) trait VmFactory: Send + Sync {
+    /// A new VM with its root context started (`proxy_on_vm_start`,
+    /// `proxy_on_configure`).
+    fn new_vm(&self) -> Result<Box<dyn WorkerVm>, PluginError>;
+    /// The engine the plugin runs on.
+    fn engine_name(&self) -> &'static str;
+}
+
+impl<E: Engine> VmFactory for Plugin<E> {
+    fn new_vm(&self) -> Result<Box<dyn WorkerVm>, PluginError> {
+        Ok(Box::new(Plugin::new_vm(self)?))
+    }
+
+    fn engine_name(&self) -> &'static str {
+        self.engine().name()
+    }
+}
+
+/// The part of [`Vm`] the data plane drives, object-safe.
+pub(crate) trait WorkerVm {
+    fn create_http_stream(&mut self) -> Result<ContextId, PluginError>;
+    fn stream(&self, id: ContextId) -> Option<&StreamState>;
+    fn stream_mut(&mut self, id: ContextId) -> Option<&mut StreamState>;
+    fn on_request_headers(
+        &mut self,
+        id: ContextId,
+        headers: HeaderMap,
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError>;
+    fn on_request_body(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError>;
+    fn on_response_headers(
+        &mut self,
+        id: ContextId,
+        headers: HeaderMap,
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError>;
+    fn on_response_body(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError>;
+    fn take_request_body(&mut self, id: ContextId) -> Vec<u8>;
+    fn take_response_body(&mut self, id: ContextId) -> Vec<u8>;
+    fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent>;
+    fn finish_stream(&mut self, id: ContextId) -> Result<StreamState, PluginError>;
+    fn deliver_http_response(
+        &mut self,
+        token: u32,
+        result: HttpCallResult,
+    ) -> Result<(), PluginError>;
+    fn next_tick(&self) -> Option<Instant>;
+    fn tick(&mut self, now: Instant) -> Result<bool, PluginError>;
+    fn deliver_queue_ready(&mut self) -> Result<usize, PluginError>;
+    fn is_failed(&self) -> bool;
+}
+
+impl<E: Engine> WorkerVm for Vm<E> {
+    fn create_http_stream(&mut self) -> Result<ContextId, PluginError> {
+        Vm::create_http_stream(self)
+    }
+    fn stream(&self, id: ContextId) -> Option<&StreamState> {
+        Vm::stream(self, id)
+    }
+    fn stream_mut(&mut self, id: ContextId) -> Option<&mut StreamState> {
+        Vm::stream_mut(self, id)
+    }
+    fn on_request_headers(
+        &mut self,
+        id: ContextId,
+        headers: HeaderMap,
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError> {
+        Vm::on_request_headers(self, id, headers, end_of_stream)
+    }
+    fn on_request_body(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError> {
+        Vm::on_request_body(self, id, chunk, end_of_stream)
+    }
+    fn on_response_headers(
+        &mut self,
+        id: ContextId,
+        headers: HeaderMap,
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError> {
+        Vm::on_response_headers(self, id, headers, end_of_stream)
+    }
+    fn on_response_body(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError> {
+        Vm::on_response_body(self, id, chunk, end_of_stream)
+    }
+    fn take_request_body(&mut self, id: ContextId) -> Vec<u8> {
+        Vm::take_request_body(self, id)
+    }
+    fn take_response_body(&mut self, id: ContextId) -> Vec<u8> {
+        Vm::take_response_body(self, id)
+    }
+    fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent> {
+        Vm::take_events(self, id)
+    }
+    fn finish_stream(&mut self, id: ContextId) -> Result<StreamState, PluginError> {
+        Vm::finish_stream(self, id)
+    }
+    fn deliver_http_response(
+        &mut self,
+        token: u32,
+        result: HttpCallResult,
+    ) -> Result<(), PluginError> {
+        Vm::deliver_http_response(self, token, result)
+    }
+    fn next_tick(&self) -> Option<Instant> {
+        Vm::next_tick(self)
+    }
+    fn tick(&mut self, now: Instant) -> Result<bool, PluginError> {
+        Vm::tick(self, now)
+    }
+    fn deliver_queue_ready(&mut self) -> Result<usize, PluginError> {
+        Vm::deliver_queue_ready(self)
+    }
+    fn is_failed(&self) -> bool {
+        Vm::is_failed(self)
+    }
+}
