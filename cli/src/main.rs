@@ -4,6 +4,7 @@ mod call;
 mod compile;
 mod conformance;
 mod report;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ enum Command {
     Compile(compile::CompileArgs),
     /// List the engines compiled into this build.
     Engines,
+    /// Run the data plane: serve the listeners of an Envoy bootstrap
+    /// (`-c envoy.yaml`) through their proxy-wasm plugins.
+    Run(run::RunArgs),
     /// Run the conformance suite and print the matrix of cases x engines.
     Conformance(conformance::ConformanceArgs),
 }
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Call(args) => call::run(args),
         Command::Compile(args) => compile::run(args),
+        Command::Run(args) => run::run(args),
         Command::Conformance(args) => conformance::run(args),
         Command::Engines => {
             for (i, name) in polyhost::AnyEngine::names().iter().enumerate() {

@@ -1,0 +1,604 @@
+//! Plumbing for the data-plane tests: a real upstream, the real `polyhost
+//! run` process, and a real HTTP client, all on 127.0.0.1.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every engine compiled into this build, by the name `runtime:` takes.
+pub fn engines() -> Vec<&'static str> {
+    polyhost::AnyEngine::names()
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ has a parent")
+        .to_path_buf()
+}
+
+/// A plugin fixture built by `scripts/setup.sh`; panics with the fix if it
+/// is missing.
+pub fn fixture(relative: &str) -> String {
+    let path = root().join("build/plugins").join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing; run scripts/setup.sh",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// The SDK languages whose `hello` plugin is built, as (language, path).
+pub fn hello_plugins() -> Vec<(&'static str, String)> {
+    let mut all = vec![
+        ("rust", fixture("rust-wasip1/hello.wasm")),
+        ("go", fixture("go/hello.wasm")),
+        ("assemblyscript", fixture("assemblyscript/hello.wasm")),
+    ];
+    // The C++ fixtures need clang and wasi-libc; setup builds them on
+    // Debian, so they must be there too.
+    all.push(("cpp", fixture("cpp/hello.wasm")));
+    all
+}
+
+/// A port that was free a moment ago.
+///
+/// Tests run in parallel, so a port is never handed out twice in one run.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port on 127.0.0.1");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// Polls `check` for up to 5 s: counters are updated when a request's log
+/// phase ends, just after the client has its answer.
+pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub version: String,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+}
+
+/// A real HTTP/1.1 and h2c upstream that records every request and answers
+/// `200 upstream ok` with `x-upstream: yes`. `/slow` answers after 3 s.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream address");
+        let record = seen.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                            for (k, v) in &parts.headers {
+                                headers
+                                    .entry(k.as_str().to_string())
+                                    .or_default()
+                                    .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+                            }
+                            let path = parts
+                                .uri
+                                .path_and_query()
+                                .map_or("/".to_string(), |p| p.as_str().to_string());
+                            record.lock().unwrap().push(Seen {
+                                method: parts.method.to_string(),
+                                path: path.clone(),
+                                version: format!("{:?}", parts.version),
+                                headers,
+                                body,
+                            });
+                            if path.starts_with("/slow") {
+                                tokio::time::sleep(Duration::from_secs(3)).await;
+                            }
+                            Ok::<_, std::convert::Infallible>(
+                                Response::builder()
+                                    .status(200)
+                                    .header("x-upstream", "yes")
+                                    .header("content-type", "text/plain")
+                                    .body(Full::new(Bytes::from_static(b"upstream ok\n")))
+                                    .expect("response"),
+                            )
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            _runtime: runtime,
+        }
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The last request received whose path starts with `prefix`.
+    pub fn last(&self, prefix: &str) -> Option<Seen> {
+        self.seen()
+            .into_iter()
+            .rev()
+            .find(|s| s.path.starts_with(prefix))
+    }
+}
+
+/// A running `polyhost run`.
+pub struct Proxy {
+    child: Option<Child>,
+    pub admin: u16,
+    stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// What `polyhost run` printed and how it ended, when it stops by itself.
+pub struct Exit {
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+/// The `polyhost` binary under test.
+pub fn polyhost() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_polyhost"))
+}
+
+/// Writes `config` to a file and runs `polyhost run -c` on it with `args`,
+/// waiting for the process to end (for configurations that must fail).
+pub fn run_expecting_exit(config: &str, args: &[&str]) -> Exit {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let mut child = polyhost()
+        .arg("run")
+        .arg("-c")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn polyhost");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .expect("piped")
+                .read_to_string(&mut stderr)
+                .ok();
+            return Exit {
+                code: status.code(),
+                stderr,
+            };
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("polyhost run did not exit within 60 s for a bad configuration");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Proxy {
+    /// Starts `polyhost run` on `config` (which must have an admin address
+    /// on port `admin`) and waits until `/ready` answers.
+    pub fn start(config: &str, admin: u16, args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("envoy.yaml");
+        std::fs::write(&path, config).expect("write config");
+        if std::env::var_os("POLYHOST_TEST_SHOW_CONFIG").is_some() {
+            eprintln!("{config}");
+        }
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let child = polyhost()
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .args(if args.contains(&"--concurrency") {
+                &[][..]
+            } else {
+                &["--concurrency", "2"][..]
+            })
+            .arg("--base-id")
+            .arg(admin.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn polyhost");
+        let mut proxy = Proxy {
+            child: Some(child),
+            admin,
+            stderr_path,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = get(&format!("http://127.0.0.1:{admin}/ready"), &[])
+                && r.status == 200
+            {
+                break;
+            }
+            if let Some(status) = proxy
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "polyhost run exited ({status}) before it was ready:\n{}",
+                    proxy.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "polyhost run not ready within 60 s:\n{}",
+                proxy.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        proxy
+    }
+
+    /// What the proxy has logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// `GET` on the admin endpoint.
+    pub fn admin(&self, path: &str) -> Reply {
+        get(&format!("http://127.0.0.1:{}{path}", self.admin), &[]).expect("admin endpoint")
+    }
+
+    /// Stops the proxy with `/quitquitquit` and returns its exit code.
+    pub fn quit(mut self) -> Option<i32> {
+        let reply = request(
+            "POST",
+            &format!("http://127.0.0.1:{}/quitquitquit", self.admin),
+            &[],
+            b"",
+            false,
+        )
+        .expect("quitquitquit");
+        assert_eq!(reply.status, 200);
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("polyhost run did not exit within 30 s of /quitquitquit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub version: String,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `GET url` over HTTP/1.1.
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    request("GET", url, headers, b"", false)
+}
+
+/// One request on a new connection, HTTP/1.1 or h2 with prior knowledge.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    h2: bool,
+) -> Result<Reply, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let authority = uri.authority().ok_or("no authority")?.to_string();
+    let mut builder = Request::builder().method(method).uri(uri.clone());
+    if !h2 {
+        builder = builder.header("host", authority.clone());
+    }
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let req = builder
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let stream = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect(authority.as_str()),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        let io = TokioIo::new(stream);
+        let work = async {
+            let response = if h2 {
+                let (mut sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                sender.send_request(req).await.map_err(|e| e.to_string())?
+            } else {
+                let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                sender.send_request(req).await.map_err(|e| e.to_string())?
+            };
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes()
+                .to_vec();
+            let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (k, v) in &parts.headers {
+                headers
+                    .entry(k.as_str().to_string())
+                    .or_default()
+                    .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+            }
+            Ok::<_, String>(Reply {
+                status: parts.status.as_u16(),
+                version: format!("{:?}", parts.version),
+                headers,
+                body,
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(20), work)
+            .await
+            .map_err(|_| "request timed out".to_string())?
+    })
+}
+
+/// An HTTP listener with one Wasm filter in front of a route to the
+/// `upstream` cluster, plus `/direct` answered by `direct_response`.
+pub fn http_listener(name: &str, port: u16, plugins: &[WasmFilterSpec]) -> String {
+    let mut filters = String::new();
+    for p in plugins {
+        filters.push_str(&p.yaml());
+    }
+    format!(
+        r#"
+  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          codec_type: AUTO
+          route_config:
+            name: local_route
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/direct" }}
+                direct_response: {{ status: 201, body: {{ inline_string: "direct answer\n" }} }}
+              - match: {{ prefix: "/rewrite/" }}
+                route: {{ cluster: upstream, prefix_rewrite: "/rewritten/" }}
+              - match: {{ prefix: "/slow" }}
+                route: {{ cluster: upstream, timeout: 0.5s }}
+              - match: {{ prefix: "/dead" }}
+                route: {{ cluster: dead }}
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+{filters}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+    )
+}
+
+/// One `envoy.filters.http.wasm` entry.
+pub struct WasmFilterSpec {
+    pub name: String,
+    pub root_id: String,
+    pub engine: String,
+    pub file: String,
+    pub configuration: String,
+    pub failure_policy: Option<&'static str>,
+}
+
+impl WasmFilterSpec {
+    pub fn new(name: &str, engine: &str, file: &str) -> WasmFilterSpec {
+        WasmFilterSpec {
+            name: name.to_string(),
+            root_id: String::new(),
+            engine: engine.to_string(),
+            file: file.to_string(),
+            configuration: String::new(),
+            failure_policy: None,
+        }
+    }
+
+    fn yaml(&self) -> String {
+        let policy = self
+            .failure_policy
+            .map(|p| format!("                  failure_policy: {p}\n"))
+            .unwrap_or_default();
+        format!(
+            r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+              type_url: type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              value:
+                config:
+                  name: {name}
+                  root_id: "{root_id}"
+                  configuration:
+                    "@type": type.googleapis.com/google.protobuf.StringValue
+                    value: '{configuration}'
+                  vm_config:
+                    runtime: {engine}
+                    code: {{ local: {{ filename: {file} }} }}
+{policy}"#,
+            name = self.name,
+            root_id = self.root_id,
+            configuration = self.configuration,
+            engine = self.engine,
+            file = self.file,
+        )
+    }
+}
+
+/// A whole bootstrap: the listeners, an `upstream` cluster pointing at
+/// `upstream`, a `dead` cluster nothing listens on, and the admin port.
+pub fn bootstrap(listeners: &[String], upstream: SocketAddr, admin: u16) -> String {
+    let dead = free_port();
+    format!(
+        r#"static_resources:
+  listeners:
+{listeners}
+  clusters:
+  - name: upstream
+    connect_timeout: 1s
+    type: STATIC
+    lb_policy: ROUND_ROBIN
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up} }} }} }}
+  - name: bench-cluster
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: bench-cluster
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up} }} }} }}
+  - name: dead
+    connect_timeout: 0.5s
+    type: STATIC
+    load_assignment:
+      cluster_name: dead
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {dead} }} }} }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+"#,
+        listeners = listeners.join(""),
+        up = upstream.port(),
+    )
+}

@@ -1,0 +1,564 @@
+//! `polyhost run` end to end: the real binary serving an Envoy bootstrap on
+//! 127.0.0.1, a real upstream, real HTTP/1.1 and h2 clients. Every test
+//! that involves a plugin runs on every engine compiled in.
+
+mod harness;
+
+use harness::*;
+use std::time::{Duration, Instant};
+
+/// A hand-written plugin for the failure policies: traps in
+/// `proxy_on_request_headers` when the request has an `x-trap` header,
+/// otherwise adds `x-wasm: ok`.
+const TRAP_ON_HEADER: &str = r#"
+(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "x-trap")
+  (data (i32.const 96) "x-wasm")
+  (data (i32.const 128) "ok")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 64) (i32.const 6) (i32.const 1024) (i32.const 1028)))
+      (then unreachable))
+    (drop (call $add (i32.const 0) (i32.const 96) (i32.const 6) (i32.const 128) (i32.const 2)))
+    (i32.const 0)))
+"#;
+
+fn trap_plugin(dir: &std::path::Path) -> String {
+    let path = dir.join("trap_on_header.wasm");
+    std::fs::write(&path, wat::parse_str(TRAP_ON_HEADER).expect("valid wat")).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn hello_plugin_edits_requests_and_responses_in_every_language_on_every_engine() {
+    let upstream = Upstream::start();
+    for engine in engines() {
+        for (language, file) in hello_plugins() {
+            let admin = free_port();
+            let port = free_port();
+            let listener = http_listener(
+                "ingress",
+                port,
+                &[WasmFilterSpec::new("hello", engine, &file)],
+            );
+            let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+            let what = format!("{language} hello on {engine}");
+
+            let reply = get(
+                &format!("http://127.0.0.1:{port}/x?{language}-{engine}"),
+                &[("user-agent", "curl/8"), ("x-remove-me", "1")],
+            )
+            .unwrap_or_else(|e| panic!("{what}: {e}\n{}", proxy.stderr()));
+            assert_eq!(reply.status, 200, "{what}: {}", proxy.stderr());
+            assert_eq!(reply.text(), "upstream ok\n", "{what}");
+            assert_eq!(reply.header("x-powered-by"), Some("polyhost"), "{what}");
+            assert_eq!(reply.header("x-upstream"), Some("yes"), "{what}");
+            let seen = upstream
+                .last(&format!("/x?{language}-{engine}"))
+                .unwrap_or_else(|| panic!("{what}: the upstream saw nothing"));
+            assert_eq!(seen.header("x-hello"), Some("polyhost"), "{what}: {seen:?}");
+            assert_eq!(seen.header("user-agent"), Some("polyhost-hello"), "{what}");
+            assert_eq!(seen.header("x-remove-me"), None, "{what}");
+
+            // A local response: 403 with the plugin's body and header, and
+            // nothing reaches the upstream.
+            let before = upstream.seen().len();
+            let denied = get(&format!("http://127.0.0.1:{port}/admin/{engine}"), &[]).unwrap();
+            assert_eq!(denied.status, 403, "{what}");
+            assert_eq!(denied.text(), "access denied\n", "{what}");
+            assert_eq!(denied.header("x-denied-by"), Some("hello"), "{what}");
+            assert_eq!(
+                upstream.seen().len(),
+                before,
+                "{what}: a denied request went upstream"
+            );
+
+            // The body is buffered and rewritten before it goes upstream.
+            let posted = request(
+                "POST",
+                &format!("http://127.0.0.1:{port}/post/{language}/{engine}"),
+                &[("content-type", "text/plain")],
+                b"say hello, hello",
+                false,
+            )
+            .unwrap();
+            assert_eq!(posted.status, 200, "{what}: {}", proxy.stderr());
+            let seen = upstream
+                .last(&format!("/post/{language}/{engine}"))
+                .expect("posted request");
+            assert_eq!(seen.body, b"say HELLO, HELLO", "{what}");
+            assert_eq!(seen.method, "POST", "{what}");
+            assert_eq!(seen.version, "HTTP/1.1", "{what}");
+
+            // Plugin log lines come out in Envoy's shape.
+            let log = proxy.stderr();
+            assert!(
+                log.lines().any(|l| l.ends_with(&format!(
+                    "[info][wasm] wasm log hello: hello: GET /x?{language}-{engine}"
+                ))),
+                "{what}: no Envoy-shaped plugin log line in:\n{log}"
+            );
+            assert_eq!(proxy.quit(), Some(0), "{what}");
+        }
+    }
+}
+
+#[test]
+fn routes_direct_responses_rewrites_and_h2() {
+    let upstream = Upstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let listener = http_listener(
+        "ingress",
+        port,
+        &[WasmFilterSpec::new(
+            "hello",
+            engines()[0],
+            &fixture("rust-wasip1/hello.wasm"),
+        )],
+    );
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+
+    let direct = get(&format!("http://127.0.0.1:{port}/direct"), &[]).unwrap();
+    assert_eq!(direct.status, 201);
+    assert_eq!(direct.text(), "direct answer\n");
+
+    let rewritten = get(&format!("http://127.0.0.1:{port}/rewrite/a/b"), &[]).unwrap();
+    assert_eq!(rewritten.status, 200);
+    assert!(
+        upstream.last("/rewritten/a/b").is_some(),
+        "{:?}",
+        upstream.seen()
+    );
+
+    // h2 with prior knowledge: the plugin's edits apply the same way.
+    let h2 = request(
+        "GET",
+        &format!("http://127.0.0.1:{port}/over-h2"),
+        &[],
+        b"",
+        true,
+    )
+    .unwrap();
+    assert_eq!(h2.status, 200, "{}", proxy.stderr());
+    assert_eq!(h2.version, "HTTP/2.0");
+    assert_eq!(h2.header("x-powered-by"), Some("polyhost"));
+    let seen = upstream.last("/over-h2").expect("h2 request upstream");
+    assert_eq!(seen.header("x-hello"), Some("polyhost"));
+    assert_eq!(proxy.quit(), Some(0));
+}
+
+#[test]
+fn upstream_failures_answer_503_and_504() {
+    let upstream = Upstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let listener = http_listener("ingress", port, &[]);
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+
+    let refused = get(&format!("http://127.0.0.1:{port}/dead"), &[]).unwrap();
+    assert_eq!(refused.status, 503);
+    assert!(
+        refused.text().contains("connection failure"),
+        "{}",
+        refused.text()
+    );
+
+    let started = Instant::now();
+    let slow = get(&format!("http://127.0.0.1:{port}/slow"), &[]).unwrap();
+    assert_eq!(slow.status, 504);
+    assert_eq!(slow.text(), "upstream request timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the route timeout (0.5 s) was not applied"
+    );
+
+    let expected = [
+        "cluster.dead.upstream_cx_connect_fail: 1",
+        "cluster.upstream.upstream_rq_timeout: 1",
+        "http.ingress.downstream_rq_5xx: 2",
+    ];
+    eventually(|| {
+        let stats = proxy.admin("/stats").text();
+        expected.iter().all(|e| stats.contains(e))
+    });
+    let stats = proxy.admin("/stats").text();
+    assert!(
+        stats.contains("cluster.dead.upstream_cx_connect_fail: 1"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("cluster.upstream.upstream_rq_timeout: 1"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("http.ingress.downstream_rq_5xx: 2"),
+        "{stats}"
+    );
+    let log = proxy.stderr();
+    assert!(log.contains("flags=UF"), "{log}");
+    assert!(log.contains("flags=UT"), "{log}");
+    assert_eq!(proxy.quit(), Some(0));
+}
+
+#[test]
+fn callout_pauses_and_resumes_on_every_engine() {
+    let upstream = Upstream::start();
+    for engine in engines() {
+        for (language, file) in [
+            ("rust", fixture("rust-wasip1/bench_callout.wasm")),
+            ("go", fixture("go/bench_callout.wasm")),
+        ] {
+            let admin = free_port();
+            let port = free_port();
+            let listener = http_listener(
+                "ingress",
+                port,
+                &[WasmFilterSpec::new("callout", engine, &file)],
+            );
+            let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+            let what = format!("{language} bench_callout on {engine}");
+            let reply = get(
+                &format!("http://127.0.0.1:{port}/paused/{language}/{engine}"),
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("{what}: {e}\n{}", proxy.stderr()));
+            assert_eq!(reply.status, 200, "{what}: {}", proxy.stderr());
+            let seen = upstream
+                .last(&format!("/paused/{language}/{engine}"))
+                .expect("resumed request upstream");
+            assert_eq!(seen.header("x-callout-status"), Some("200"), "{what}");
+            // The callout itself went to the cluster as a real request.
+            assert!(
+                upstream
+                    .seen()
+                    .iter()
+                    .any(|s| s.path == "/" && s.header("host") == Some("bench")),
+                "{what}: no callout reached the upstream"
+            );
+            assert_eq!(proxy.quit(), Some(0), "{what}");
+        }
+    }
+}
+
+#[test]
+fn ticks_and_plugin_metrics_show_on_the_admin_endpoint() {
+    let upstream = Upstream::start();
+    for engine in engines() {
+        let admin = free_port();
+        let port = free_port();
+        let listener = http_listener(
+            "ingress",
+            port,
+            &[WasmFilterSpec::new(
+                "ticker",
+                engine,
+                &fixture("rust-wasip1/ticker.wasm"),
+            )],
+        );
+        let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+        // The first request starts the worker's VM, which then ticks every
+        // 10 ms on its own.
+        assert_eq!(
+            get(&format!("http://127.0.0.1:{port}/"), &[])
+                .unwrap()
+                .status,
+            200
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ticks = loop {
+            let stats = proxy.admin("/stats?filter=ticker").text();
+            let ticks: u64 = stats
+                .lines()
+                .find_map(|l| l.strip_prefix("ticker_ticks: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if ticks >= 5 || Instant::now() > deadline {
+                break ticks;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            ticks >= 5,
+            "{engine}: ticker_ticks = {ticks}\n{}",
+            proxy.stderr()
+        );
+        let prom = proxy.admin("/stats/prometheus").text();
+        assert!(
+            prom.contains("# TYPE ticker_ticks counter"),
+            "{engine}: {prom}"
+        );
+        assert!(
+            prom.contains(
+                "envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"ingress\"} 1"
+            ),
+            "{engine}: {prom}"
+        );
+        assert_eq!(proxy.quit(), Some(0));
+    }
+}
+
+#[test]
+fn failure_policies_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = trap_plugin(dir.path());
+    for engine in engines() {
+        for policy in ["FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD"] {
+            let admin = free_port();
+            let port = free_port();
+            let mut spec = WasmFilterSpec::new("trapper", engine, &plugin);
+            spec.failure_policy = Some(policy);
+            let listener = http_listener("ingress", port, &[spec]);
+            let proxy = Proxy::start(
+                &bootstrap(&[listener], upstream.addr, admin),
+                admin,
+                &["--concurrency", "1"],
+            );
+            let what = format!("{policy} on {engine}");
+            let url = format!("http://127.0.0.1:{port}/policy/{policy}/{engine}");
+            let healthy = get(&url, &[]).unwrap();
+            assert_eq!(healthy.status, 200, "{what}");
+            assert_eq!(
+                upstream
+                    .last(&format!("/policy/{policy}/{engine}"))
+                    .unwrap()
+                    .header("x-wasm"),
+                Some("ok")
+            );
+
+            let trapped = get(&format!("{url}/trap"), &[("x-trap", "1")]).unwrap();
+            let after = get(&format!("{url}/after"), &[]).unwrap();
+            match policy {
+                "FAIL_CLOSED" => {
+                    assert_eq!(trapped.status, 503, "{what}");
+                    // The VM stays failed: Envoy keeps answering 503.
+                    assert_eq!(after.status, 503, "{what}");
+                }
+                "FAIL_OPEN" => {
+                    assert_eq!(trapped.status, 200, "{what}");
+                    let seen = upstream
+                        .last(&format!("/policy/{policy}/{engine}/trap"))
+                        .unwrap();
+                    assert_eq!(seen.header("x-wasm"), None, "{what}: unfiltered");
+                    assert_eq!(after.status, 200, "{what}");
+                }
+                _ => {
+                    assert_eq!(trapped.status, 503, "{what}");
+                    // A fresh VM serves the next request, filtered.
+                    assert_eq!(after.status, 200, "{what}: {}", proxy.stderr());
+                    let seen = upstream
+                        .last(&format!("/policy/{policy}/{engine}/after"))
+                        .unwrap();
+                    assert_eq!(seen.header("x-wasm"), Some("ok"), "{what}");
+                }
+            }
+            let log = proxy.stderr();
+            assert!(
+                log.contains("trapper"),
+                "{what}: the failure log names no plugin:\n{log}"
+            );
+            assert_eq!(proxy.quit(), Some(0), "{what}");
+        }
+    }
+}
+
+#[test]
+fn admin_endpoints_answer_as_envoy_does() {
+    let upstream = Upstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let listener = http_listener("ingress", port, &[]);
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+    assert_eq!(proxy.admin("/ready").text(), "LIVE\n");
+    assert_eq!(
+        proxy.admin("/listeners").text(),
+        format!("ingress::127.0.0.1:{port}\n")
+    );
+    let clusters = proxy.admin("/clusters").text();
+    assert!(
+        clusters.contains(&format!(
+            "upstream::{}::health_flags::healthy",
+            upstream.addr
+        )),
+        "{clusters}"
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&proxy.admin("/server_info").body).unwrap();
+    assert_eq!(info["state"], "LIVE");
+    assert_eq!(info["command_line_options"]["concurrency"], 2);
+    assert_eq!(
+        proxy.admin("/quitquitquit").status,
+        405,
+        "GET must not stop the proxy"
+    );
+    assert_eq!(proxy.admin("/nope").status, 404);
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{port}/"), &[])
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(proxy.quit(), Some(0));
+}
+
+#[test]
+fn configuration_errors_are_one_clear_line_and_a_failed_exit() {
+    let upstream = Upstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let good = http_listener("ingress", port, &[]);
+
+    let lua = good.replace(
+        "          - name: envoy.filters.http.router",
+        "          - name: envoy.filters.http.lua\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua\n          - name: envoy.filters.http.router",
+    );
+    let exit = run_expecting_exit(&bootstrap(&[lua], upstream.addr, admin), &[]);
+    assert_ne!(exit.code, Some(0));
+    assert!(
+        exit.stderr.contains("envoy.filters.http.lua"),
+        "{}",
+        exit.stderr
+    );
+    assert!(exit.stderr.contains("http_filters[0]"), "{}", exit.stderr);
+
+    for engine in engines() {
+        let missing = http_listener(
+            "ingress",
+            port,
+            &[WasmFilterSpec::new(
+                "ghost",
+                engine,
+                "/nonexistent/ghost.wasm",
+            )],
+        );
+        let exit = run_expecting_exit(&bootstrap(&[missing], upstream.addr, admin), &[]);
+        assert_ne!(exit.code, Some(0), "{engine}");
+        assert!(exit.stderr.contains("ghost"), "{engine}: {}", exit.stderr);
+        assert!(
+            exit.stderr.contains("/nonexistent/ghost.wasm"),
+            "{engine}: {}",
+            exit.stderr
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.wasm");
+        std::fs::write(&junk, b"\0asm\x01\0\0\0garbage").unwrap();
+        let bad = http_listener(
+            "ingress",
+            port,
+            &[WasmFilterSpec::new(
+                "junk",
+                engine,
+                &junk.display().to_string(),
+            )],
+        );
+        let exit = run_expecting_exit(&bootstrap(&[bad], upstream.addr, admin), &[]);
+        assert_ne!(exit.code, Some(0), "{engine}");
+        assert!(
+            exit.stderr.contains("wasm plugin junk"),
+            "{engine}: {}",
+            exit.stderr
+        );
+        assert!(
+            !exit.stderr.contains("panicked"),
+            "{engine}: {}",
+            exit.stderr
+        );
+
+        let refusing = http_listener(
+            "ingress",
+            port,
+            &[WasmFilterSpec::new(
+                "picky",
+                engine,
+                &fixture("rust-wasip1/bad_config.wasm"),
+            )],
+        );
+        let exit = run_expecting_exit(&bootstrap(&[refusing], upstream.addr, admin), &[]);
+        assert_ne!(exit.code, Some(0), "{engine}");
+        assert!(
+            exit.stderr.contains("wasm plugin picky"),
+            "{engine}: {}",
+            exit.stderr
+        );
+        assert!(
+            exit.stderr.contains("proxy_on_configure"),
+            "{engine}: {}",
+            exit.stderr
+        );
+    }
+
+    let exit = run_expecting_exit(
+        &bootstrap(std::slice::from_ref(&good), upstream.addr, admin),
+        &["--log-level", "loud"],
+    );
+    assert_ne!(exit.code, Some(0));
+    assert!(
+        exit.stderr.contains("unknown log level `loud`"),
+        "{}",
+        exit.stderr
+    );
+    let exit = run_expecting_exit(
+        &bootstrap(&[good], upstream.addr, admin),
+        &["--hot-restart-version"],
+    );
+    assert_ne!(exit.code, Some(0));
+}
+
+#[test]
+fn sequential_load_ends_without_errors() {
+    // A short form of scripts/load-test.sh: bounded, loopback only.
+    let upstream = Upstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let listener = http_listener(
+        "ingress",
+        port,
+        &[WasmFilterSpec::new(
+            "hello",
+            engines()[0],
+            &fixture("rust-wasip1/hello.wasm"),
+        )],
+    );
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut errors = 0;
+                for i in 0..100 {
+                    match get(&format!("http://127.0.0.1:{port}/load/{t}/{i}"), &[]) {
+                        Ok(r)
+                            if r.status == 200 && r.header("x-powered-by") == Some("polyhost") => {}
+                        _ => errors += 1,
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    let errors: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(errors, 0, "{}", proxy.stderr());
+    eventually(|| {
+        proxy
+            .admin("/stats")
+            .text()
+            .contains("http.ingress.downstream_rq_2xx: 400")
+    });
+    let stats = proxy.admin("/stats").text();
+    assert!(
+        stats.contains("http.ingress.downstream_rq_2xx: 400"),
+        "{stats}"
+    );
+    assert_eq!(proxy.quit(), Some(0));
+}
