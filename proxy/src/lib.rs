@@ -73,6 +73,7 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod error;
+mod files;
 pub mod http;
 pub mod log;
 pub mod server;

@@ -83,23 +83,41 @@ pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
+/// Headers by name, every value kept in order.
+pub type Headers = BTreeMap<String, Vec<String>>;
+
+fn collect_headers(map: &hyper::HeaderMap) -> Headers {
+    let mut headers = Headers::new();
+    for (k, v) in map {
+        headers
+            .entry(k.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    headers
+}
+
+fn first_value<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.first())
+        .map(String::as_str)
+}
+
 /// One request as the upstream received it.
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: String,
     pub path: String,
     pub version: String,
-    pub headers: BTreeMap<String, Vec<String>>,
+    pub headers: Headers,
     pub body: Vec<u8>,
 }
 
 impl Seen {
     /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.first())
-            .map(String::as_str)
+        first_value(&self.headers, name)
     }
 }
 
@@ -140,13 +158,7 @@ impl Upstream {
                                 .await
                                 .map(|b| b.to_bytes().to_vec())
                                 .unwrap_or_default();
-                            let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                            for (k, v) in &parts.headers {
-                                headers
-                                    .entry(k.as_str().to_string())
-                                    .or_default()
-                                    .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
-                            }
+                            let headers = collect_headers(&parts.headers);
                             let path = parts
                                 .uri
                                 .path_and_query()
@@ -368,17 +380,14 @@ impl Drop for Proxy {
 pub struct Reply {
     pub status: u16,
     pub version: String,
-    pub headers: BTreeMap<String, Vec<String>>,
+    pub headers: Headers,
     pub body: Vec<u8>,
 }
 
 impl Reply {
     /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.first())
-            .map(String::as_str)
+        first_value(&self.headers, name)
     }
 
     /// The body as text.
@@ -447,13 +456,7 @@ pub fn request(
                 .map_err(|e| e.to_string())?
                 .to_bytes()
                 .to_vec();
-            let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for (k, v) in &parts.headers {
-                headers
-                    .entry(k.as_str().to_string())
-                    .or_default()
-                    .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
-            }
+            let headers = collect_headers(&parts.headers);
             Ok::<_, String>(Reply {
                 status: parts.status.as_u16(),
                 version: format!("{:?}", parts.version),
@@ -465,6 +468,17 @@ pub fn request(
             .await
             .map_err(|_| "request timed out".to_string())?
     })
+}
+
+/// Starts `polyhost run` with one listener (see [`http_listener`]) running
+/// `plugins` in front of `upstream`; returns the proxy and the listener's
+/// port.
+pub fn serve(upstream: &Upstream, plugins: &[WasmFilterSpec], args: &[&str]) -> (Proxy, u16) {
+    let admin = free_port();
+    let port = free_port();
+    let listener = http_listener("ingress", port, plugins);
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, args);
+    (proxy, port)
 }
 
 /// An HTTP listener with one Wasm filter in front of a route to the

@@ -44,14 +44,11 @@ fn hello_plugin_edits_requests_and_responses_in_every_language_on_every_engine()
     let upstream = Upstream::start();
     for engine in engines() {
         for (language, file) in hello_plugins() {
-            let admin = free_port();
-            let port = free_port();
-            let listener = http_listener(
-                "ingress",
-                port,
+            let (proxy, port) = serve(
+                &upstream,
                 &[WasmFilterSpec::new("hello", engine, &file)],
+                &[],
             );
-            let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
             let what = format!("{language} hello on {engine}");
 
             let reply = get(
@@ -116,18 +113,15 @@ fn hello_plugin_edits_requests_and_responses_in_every_language_on_every_engine()
 #[test]
 fn routes_direct_responses_rewrites_and_h2() {
     let upstream = Upstream::start();
-    let admin = free_port();
-    let port = free_port();
-    let listener = http_listener(
-        "ingress",
-        port,
+    let (proxy, port) = serve(
+        &upstream,
         &[WasmFilterSpec::new(
             "hello",
             engines()[0],
             &fixture("rust-wasip1/hello.wasm"),
         )],
+        &[],
     );
-    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
 
     let direct = get(&format!("http://127.0.0.1:{port}/direct"), &[]).unwrap();
     assert_eq!(direct.status, 201);
@@ -161,10 +155,7 @@ fn routes_direct_responses_rewrites_and_h2() {
 #[test]
 fn upstream_failures_answer_503_and_504() {
     let upstream = Upstream::start();
-    let admin = free_port();
-    let port = free_port();
-    let listener = http_listener("ingress", port, &[]);
-    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+    let (proxy, port) = serve(&upstream, &[], &[]);
 
     let refused = get(&format!("http://127.0.0.1:{port}/dead"), &[]).unwrap();
     assert_eq!(refused.status, 503);
@@ -219,14 +210,11 @@ fn callout_pauses_and_resumes_on_every_engine() {
             ("rust", fixture("rust-wasip1/bench_callout.wasm")),
             ("go", fixture("go/bench_callout.wasm")),
         ] {
-            let admin = free_port();
-            let port = free_port();
-            let listener = http_listener(
-                "ingress",
-                port,
+            let (proxy, port) = serve(
+                &upstream,
                 &[WasmFilterSpec::new("callout", engine, &file)],
+                &[],
             );
-            let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
             let what = format!("{language} bench_callout on {engine}");
             let reply = get(
                 &format!("http://127.0.0.1:{port}/paused/{language}/{engine}"),
@@ -255,18 +243,15 @@ fn callout_pauses_and_resumes_on_every_engine() {
 fn ticks_and_plugin_metrics_show_on_the_admin_endpoint() {
     let upstream = Upstream::start();
     for engine in engines() {
-        let admin = free_port();
-        let port = free_port();
-        let listener = http_listener(
-            "ingress",
-            port,
+        let (proxy, port) = serve(
+            &upstream,
             &[WasmFilterSpec::new(
                 "ticker",
                 engine,
                 &fixture("rust-wasip1/ticker.wasm"),
             )],
+            &[],
         );
-        let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
         // The first request starts the worker's VM, which then ticks every
         // 10 ms on its own.
         assert_eq!(
@@ -315,16 +300,9 @@ fn failure_policies_on_every_engine() {
     let plugin = trap_plugin(dir.path());
     for engine in engines() {
         for policy in ["FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD"] {
-            let admin = free_port();
-            let port = free_port();
             let mut spec = WasmFilterSpec::new("trapper", engine, &plugin);
             spec.failure_policy = Some(policy);
-            let listener = http_listener("ingress", port, &[spec]);
-            let proxy = Proxy::start(
-                &bootstrap(&[listener], upstream.addr, admin),
-                admin,
-                &["--concurrency", "1"],
-            );
+            let (proxy, port) = serve(&upstream, &[spec], &["--concurrency", "1"]);
             let what = format!("{policy} on {engine}");
             let url = format!("http://127.0.0.1:{port}/policy/{policy}/{engine}");
             let healthy = get(&url, &[]).unwrap();
@@ -376,10 +354,7 @@ fn failure_policies_on_every_engine() {
 #[test]
 fn admin_endpoints_answer_as_envoy_does() {
     let upstream = Upstream::start();
-    let admin = free_port();
-    let port = free_port();
-    let listener = http_listener("ingress", port, &[]);
-    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+    let (proxy, port) = serve(&upstream, &[], &[]);
     assert_eq!(proxy.admin("/ready").text(), "LIVE\n");
     assert_eq!(
         proxy.admin("/listeners").text(),
@@ -520,18 +495,15 @@ fn configuration_errors_are_one_clear_line_and_a_failed_exit() {
 fn sequential_load_ends_without_errors() {
     // A short form of scripts/load-test.sh: bounded, loopback only.
     let upstream = Upstream::start();
-    let admin = free_port();
-    let port = free_port();
-    let listener = http_listener(
-        "ingress",
-        port,
+    let (proxy, port) = serve(
+        &upstream,
         &[WasmFilterSpec::new(
             "hello",
             engines()[0],
             &fixture("rust-wasip1/hello.wasm"),
         )],
+        &[],
     );
-    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
     let threads: Vec<_> = (0..4)
         .map(|t| {
             std::thread::spawn(move || {

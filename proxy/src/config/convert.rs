@@ -130,6 +130,20 @@ fn type_name_of(url: &str, at: &At) -> Result<String, ConfigError> {
     }
 }
 
+/// A filter's `typed_config`, or an empty one when absent (Envoy allows
+/// that for filters recognised by name, such as the router).
+fn filter_typed_config(typed_config: Option<Value>, filter_at: &At) -> Result<Any, ConfigError> {
+    let at = filter_at.field("typed_config");
+    match typed_config {
+        Some(v) => unpack_any(v, &at),
+        None => Ok(Any {
+            type_name: None,
+            value: Value::Object(Map::new()),
+            at,
+        }),
+    }
+}
+
 /// Opens a `typed_config`, seeing through `TypedStruct` wrappers.
 fn unpack_any(value: Value, at: &At) -> Result<Any, ConfigError> {
     let Value::Object(mut fields) = value else {
@@ -435,14 +449,7 @@ fn network_filters(
                 ),
             ));
         }
-        let any = match f.typed_config {
-            Some(v) => unpack_any(v, &f_at.field("typed_config"))?,
-            None => Any {
-                type_name: None,
-                value: Value::Object(Map::new()),
-                at: f_at.field("typed_config"),
-            },
-        };
+        let any = filter_typed_config(f.typed_config, &f_at)?;
         let label = filter_label(&f.name, &any);
         let Some(ext) = identify(&f.name, any.type_name.as_deref()) else {
             return Err(unsupported(
@@ -577,14 +584,7 @@ fn http_filters(filters: List<raw::Filter>, at: &At) -> Result<Vec<WasmPlugin>, 
                 ),
             ));
         }
-        let any = match f.typed_config {
-            Some(v) => unpack_any(v, &f_at.field("typed_config"))?,
-            None => Any {
-                type_name: None,
-                value: Value::Object(Map::new()),
-                at: f_at.field("typed_config"),
-            },
-        };
+        let any = filter_typed_config(f.typed_config, &f_at)?;
         let label = filter_label(&f.name, &any);
         match identify(&f.name, any.type_name.as_deref()) {
             Some(Extension::HttpWasm) => {

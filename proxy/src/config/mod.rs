@@ -58,8 +58,8 @@ mod values;
 #[cfg(test)]
 mod tests;
 
+use crate::files::{BoundedReadError, read_at_most};
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use model::{
@@ -112,27 +112,15 @@ pub fn load(path: &Path) -> Result<Bootstrap, ConfigError> {
 }
 
 fn read_bounded(path: &Path) -> Result<String, ConfigError> {
-    let io = |e: std::io::Error| ConfigError::new(ErrorKind::Io, &At::root(), e.to_string());
-    let too_big = || {
-        ConfigError::new(
-            ErrorKind::Io,
-            &At::root(),
-            format!("the file is larger than {MAX_CONFIG_BYTES} bytes"),
-        )
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    if file.metadata().map_err(io)?.len() > MAX_CONFIG_BYTES {
-        return Err(too_big());
-    }
-    // The size check above can be wrong for pipes and files still growing,
-    // so the read itself is bounded too.
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(too_big());
-    }
+    let bytes = read_at_most(path, MAX_CONFIG_BYTES).map_err(|e| {
+        let message = match e {
+            BoundedReadError::Io(e) => e.to_string(),
+            BoundedReadError::TooLarge => {
+                format!("the file is larger than {MAX_CONFIG_BYTES} bytes")
+            }
+        };
+        ConfigError::new(ErrorKind::Io, &At::root(), message)
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         ConfigError::new(
             ErrorKind::Syntax,

@@ -30,11 +30,11 @@ pub(crate) struct FilterStream {
     pub(crate) buffered: usize,
 }
 
-/// What the proxy does next, after a step of the chain.
+/// What the proxy does with a body chunk after the chain has seen it.
 #[derive(Debug)]
-pub(crate) enum ChainOutcome<T> {
-    /// Carry on with this value (edited headers, body bytes).
-    Continue(T),
+pub(crate) enum BodyOutcome {
+    /// Send these bytes on (possibly edited, possibly empty).
+    Continue(Vec<u8>),
     /// Answer the client with this response.
     Respond(LocalResponse),
     /// Hold the data: a body callback paused to buffer.
@@ -169,79 +169,68 @@ async fn wait_for_resume(
     }
 }
 
-/// Runs request headers through every filter in order.
-pub(crate) async fn request_headers(
-    streams: &mut [FilterStream],
-    mut headers: HeaderMap,
-    end_of_stream: bool,
-) -> ChainOutcome<HeaderMap> {
-    for stream in streams.iter_mut() {
-        let input = headers.clone();
-        let decision = match run(stream, |vm, id| {
-            vm.on_request_headers(id, input, end_of_stream)
-        }) {
-            Ok(Some(d)) => d,
-            Ok(None) => continue,
-            Err(reply) => return ChainOutcome::Respond(reply),
-        };
-        match decision {
-            Decision::Continue => {}
-            Decision::LocalResponse(reply) => return ChainOutcome::Respond(reply),
-            Decision::Pause => match wait_for_resume(stream, StreamType::HttpRequest).await {
-                Ok(None) => {}
-                Ok(Some(reply)) | Err(reply) => return ChainOutcome::Respond(reply),
-            },
-        }
-        if let Ok(Some(edited)) = run(stream, |vm, id| {
-            Ok(vm.stream(id).map(|s| s.request_headers.clone()))
-        }) && let Some(edited) = edited
-        {
-            headers = edited;
-        }
-    }
-    ChainOutcome::Continue(headers)
-}
-
-/// Runs response headers through every filter in reverse order.
-pub(crate) async fn response_headers(
-    streams: &mut [FilterStream],
-    mut headers: HeaderMap,
-    end_of_stream: bool,
-) -> ChainOutcome<HeaderMap> {
-    for stream in streams.iter_mut().rev() {
-        let input = headers.clone();
-        let decision = match run(stream, |vm, id| {
-            vm.on_response_headers(id, input, end_of_stream)
-        }) {
-            Ok(Some(d)) => d,
-            Ok(None) => continue,
-            Err(reply) => return ChainOutcome::Respond(reply),
-        };
-        match decision {
-            Decision::Continue => {}
-            Decision::LocalResponse(reply) => return ChainOutcome::Respond(reply),
-            Decision::Pause => match wait_for_resume(stream, StreamType::HttpResponse).await {
-                Ok(None) => {}
-                Ok(Some(reply)) | Err(reply) => return ChainOutcome::Respond(reply),
-            },
-        }
-        if let Ok(Some(edited)) = run(stream, |vm, id| {
-            Ok(vm.stream(id).map(|s| s.response_headers.clone()))
-        }) && let Some(edited) = edited
-        {
-            headers = edited;
-        }
-    }
-    ChainOutcome::Continue(headers)
-}
-
-/// Which body a chunk belongs to.
+/// Which half of the exchange a step of the chain is about.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodySide {
-    /// The request body, filters in order.
+pub(crate) enum Side {
+    /// The request: filters in chain order.
     Request,
-    /// The response body, filters in reverse order.
+    /// The response: filters in reverse order.
     Response,
+}
+
+impl Side {
+    /// The `i`-th of `n` filters in this side's order.
+    fn nth(self, i: usize, n: usize) -> usize {
+        match self {
+            Side::Request => i,
+            Side::Response => n - 1 - i,
+        }
+    }
+}
+
+/// Runs request or response headers through every filter, in the side's
+/// order; returns the headers as the last filter left them, or the local
+/// reply a filter (or its failure policy) asked for.
+pub(crate) async fn headers(
+    streams: &mut [FilterStream],
+    side: Side,
+    mut headers: HeaderMap,
+    end_of_stream: bool,
+) -> Result<HeaderMap, LocalResponse> {
+    let n = streams.len();
+    for i in 0..n {
+        let stream = &mut streams[side.nth(i, n)];
+        let input = headers.clone();
+        let Some(decision) = run(stream, |vm, id| match side {
+            Side::Request => vm.on_request_headers(id, input, end_of_stream),
+            Side::Response => vm.on_response_headers(id, input, end_of_stream),
+        })?
+        else {
+            continue;
+        };
+        match decision {
+            Decision::Continue => {}
+            Decision::LocalResponse(reply) => return Err(reply),
+            Decision::Pause => {
+                let stream_type = match side {
+                    Side::Request => StreamType::HttpRequest,
+                    Side::Response => StreamType::HttpResponse,
+                };
+                if let Some(reply) = wait_for_resume(stream, stream_type).await? {
+                    return Err(reply);
+                }
+            }
+        }
+        if let Ok(Some(Some(edited))) = run(stream, |vm, id| {
+            Ok(vm.stream(id).map(|s| match side {
+                Side::Request => s.request_headers.clone(),
+                Side::Response => s.response_headers.clone(),
+            }))
+        }) {
+            headers = edited;
+        }
+    }
+    Ok(headers)
 }
 
 /// Runs a body chunk through the chain. A filter that pauses holds the
@@ -249,36 +238,33 @@ pub(crate) enum BodySide {
 /// whole buffer on the next chunk); at end of stream it is asked again.
 pub(crate) fn body(
     streams: &mut [FilterStream],
-    side: BodySide,
+    side: Side,
     chunk: Vec<u8>,
     end_of_stream: bool,
-) -> ChainOutcome<Vec<u8>> {
+) -> BodyOutcome {
     let mut data = chunk;
-    let order: Vec<usize> = match side {
-        BodySide::Request => (0..streams.len()).collect(),
-        BodySide::Response => (0..streams.len()).rev().collect(),
-    };
-    for i in order {
-        let stream = &mut streams[i];
+    let n = streams.len();
+    for i in 0..n {
+        let stream = &mut streams[side.nth(i, n)];
         let input = std::mem::take(&mut data);
         let len = input.len();
         let outcome = run(stream, |vm, id| {
             let decision = match side {
-                BodySide::Request => vm.on_request_body(id, &input, end_of_stream)?,
-                BodySide::Response => vm.on_response_body(id, &input, end_of_stream)?,
+                Side::Request => vm.on_request_body(id, &input, end_of_stream)?,
+                Side::Response => vm.on_response_body(id, &input, end_of_stream)?,
             };
             let out = match decision {
                 Decision::Continue => Some(match side {
-                    BodySide::Request => vm.take_request_body(id),
-                    BodySide::Response => vm.take_response_body(id),
+                    Side::Request => vm.take_request_body(id),
+                    Side::Response => vm.take_response_body(id),
                 }),
                 Decision::Pause if end_of_stream => {
                     // Nothing more will arrive to resume it; Envoy would
                     // wait for proxy_continue_stream, which a body callback
                     // cannot get here, so pass the buffer on.
                     Some(match side {
-                        BodySide::Request => vm.take_request_body(id),
-                        BodySide::Response => vm.take_response_body(id),
+                        Side::Request => vm.take_request_body(id),
+                        Side::Response => vm.take_response_body(id),
                     })
                 }
                 Decision::Pause => None,
@@ -295,8 +281,8 @@ pub(crate) fn body(
             Ok(Some(Ok(None))) => {
                 stream.buffered += len;
                 if stream.buffered > BODY_BUFFER_LIMIT {
-                    let status = if side == BodySide::Request { 413 } else { 500 };
-                    return ChainOutcome::Respond(LocalResponse {
+                    let status = if side == Side::Request { 413 } else { 500 };
+                    return BodyOutcome::Respond(LocalResponse {
                         status,
                         details: "buffer limit exceeded".into(),
                         body: Vec::new(),
@@ -304,12 +290,12 @@ pub(crate) fn body(
                         grpc_status: None,
                     });
                 }
-                return ChainOutcome::Hold;
+                return BodyOutcome::Hold;
             }
-            Ok(Some(Err(reply))) | Err(reply) => return ChainOutcome::Respond(reply),
+            Ok(Some(Err(reply))) | Err(reply) => return BodyOutcome::Respond(reply),
         }
     }
-    ChainOutcome::Continue(data)
+    BodyOutcome::Continue(data)
 }
 
 /// Ends every filter's context (`proxy_on_log`, `proxy_on_done`,

@@ -20,7 +20,7 @@ use crate::stats::HttpStats;
 use crate::wasm::WasmFilter;
 use async_trait::async_trait;
 use bytes::Bytes;
-use filter_chain::{BodySide, ChainOutcome, FilterStream};
+use filter_chain::{BodyOutcome, FilterStream, Side};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -137,14 +137,19 @@ impl ProxyHttp for WasmHttpProxy {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         normalize_absolute_form(session.req_header_mut())?;
         let headers = request_header_map(session);
-        let tentative = self.route(&headers);
-        let properties =
-            connection_properties(session, tentative.as_ref(), &self.route_config_name);
+        // The properties plugins may read; a listener without Wasm filters
+        // skips the work.
+        let properties = if self.filters.is_empty() {
+            Vec::new()
+        } else {
+            let tentative = self.route(&headers);
+            connection_properties(session, tentative.as_ref(), &self.route_config_name)
+        };
         for filter in &self.filters {
             match filter_chain::start(filter, &properties) {
                 Ok(stream) => ctx.streams.push(stream),
                 Err(reply) => {
-                    send_local(session, ctx, reply).await?;
+                    send_local(session, reply).await?;
                     return Ok(true);
                 }
             }
@@ -153,23 +158,24 @@ impl ProxyHttp for WasmHttpProxy {
         let headers = if ctx.streams.is_empty() {
             headers
         } else {
-            match filter_chain::request_headers(&mut ctx.streams, headers, end_of_stream).await {
-                ChainOutcome::Continue(edited) => {
+            match filter_chain::headers(&mut ctx.streams, Side::Request, headers, end_of_stream)
+                .await
+            {
+                Ok(edited) => {
                     apply_request_headers(session.req_header_mut(), &edited)?;
                     edited
                 }
-                ChainOutcome::Respond(reply) => {
-                    send_local(session, ctx, reply).await?;
+                Err(reply) => {
+                    send_local(session, reply).await?;
                     return Ok(true);
                 }
-                ChainOutcome::Hold => unreachable!("headers are never held"),
             }
         };
         // Envoy clears the route cache when a plugin edits headers; routing
         // after the chain sees the edits.
         let Some(route) = self.route(&headers) else {
             ctx.response_flags = "NR";
-            send_local(session, ctx, simple_reply(404, "route_not_found")).await?;
+            send_local(session, simple_reply(404, "route_not_found")).await?;
             return Ok(true);
         };
         if let RouteAction::DirectResponse { status, body } = &route.action {
@@ -181,12 +187,12 @@ impl ProxyHttp for WasmHttpProxy {
                 grpc_status: None,
             };
             ctx.route = Some(route);
-            send_local(session, ctx, reply).await?;
+            send_local(session, reply).await?;
             return Ok(true);
         }
         if route.cluster.is_none() {
             ctx.response_flags = "NC";
-            send_local(session, ctx, simple_reply(503, "cluster_not_found")).await?;
+            send_local(session, simple_reply(503, "cluster_not_found")).await?;
             return Ok(true);
         }
         ctx.route = Some(route);
@@ -265,11 +271,11 @@ impl ProxyHttp for WasmHttpProxy {
             return Ok(());
         }
         let chunk = body.take().map(|b| b.to_vec()).unwrap_or_default();
-        match filter_chain::body(&mut ctx.streams, BodySide::Request, chunk, end_of_stream) {
-            ChainOutcome::Continue(data) => *body = Some(Bytes::from(data)),
-            ChainOutcome::Hold => *body = None,
-            ChainOutcome::Respond(reply) => {
-                send_local(session, ctx, reply).await?;
+        match filter_chain::body(&mut ctx.streams, Side::Request, chunk, end_of_stream) {
+            BodyOutcome::Continue(data) => *body = Some(Bytes::from(data)),
+            BodyOutcome::Hold => *body = None,
+            BodyOutcome::Respond(reply) => {
+                send_local(session, reply).await?;
                 return Err(Error::explain(HTTPStatus(0), "answered by a plugin"));
             }
         }
@@ -286,15 +292,14 @@ impl ProxyHttp for WasmHttpProxy {
             return Ok(());
         }
         let headers = response_header_map(upstream_response);
-        match filter_chain::response_headers(&mut ctx.streams, headers, false).await {
-            ChainOutcome::Continue(edited) => apply_response_headers(upstream_response, &edited)?,
-            ChainOutcome::Respond(reply) => {
+        match filter_chain::headers(&mut ctx.streams, Side::Response, headers, false).await {
+            Ok(edited) => apply_response_headers(upstream_response, &edited)?,
+            Err(reply) => {
                 // The upstream's headers are already in hand but not sent:
                 // replace them, and the body, with the plugin's answer.
                 *upstream_response = local_response_header(&reply)?;
                 ctx.replacement_body = Some(Bytes::from(reply.body));
             }
-            ChainOutcome::Hold => unreachable!("headers are never held"),
         }
         Ok(())
     }
@@ -314,10 +319,10 @@ impl ProxyHttp for WasmHttpProxy {
             return Ok(None);
         }
         let chunk = body.take().map(|b| b.to_vec()).unwrap_or_default();
-        match filter_chain::body(&mut ctx.streams, BodySide::Response, chunk, end_of_stream) {
-            ChainOutcome::Continue(data) => *body = Some(Bytes::from(data)),
-            ChainOutcome::Hold => *body = None,
-            ChainOutcome::Respond(reply) => {
+        match filter_chain::body(&mut ctx.streams, Side::Response, chunk, end_of_stream) {
+            BodyOutcome::Continue(data) => *body = Some(Bytes::from(data)),
+            BodyOutcome::Hold => *body = None,
+            BodyOutcome::Respond(reply) => {
                 // Headers have gone out; all that can change is the rest of
                 // the body.
                 tracing::warn!(target: "polyhost::wasm", status = reply.status, "a plugin answered locally after the response headers were sent; ending the body");
@@ -379,10 +384,9 @@ impl ProxyHttp for WasmHttpProxy {
             },
         };
         if code > 0 && session.response_written().is_none() {
-            let reply = simple_reply(code, body);
-            let mut reply = reply;
+            let mut reply = simple_reply(code, "upstream_failure");
             reply.body = body.as_bytes().to_vec();
-            if let Err(err) = send_local(session, ctx, reply).await {
+            if let Err(err) = send_local(session, reply).await {
                 tracing::debug!(target: "polyhost::http", error = %err, "cannot send the error response");
             }
         }
@@ -414,11 +418,7 @@ fn simple_reply(status: u16, details: &str) -> LocalResponse {
 
 /// Sends a local reply (a plugin's `proxy_send_local_response`, a
 /// `direct_response`, or an error) to the client.
-async fn send_local(
-    session: &mut Session,
-    _ctx: &mut RequestContext,
-    reply: LocalResponse,
-) -> Result<()> {
+async fn send_local(session: &mut Session, reply: LocalResponse) -> Result<()> {
     let mut header = local_response_header(&reply)?;
     header.insert_header("content-length", reply.body.len().to_string())?;
     let empty = reply.body.is_empty();

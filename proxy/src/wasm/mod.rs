@@ -22,6 +22,7 @@ pub(crate) use vm::WorkerVm;
 use crate::cluster::ClusterManager;
 use crate::config::{FailurePolicy, WasmCode, WasmPlugin};
 use crate::error::ProxyError;
+use crate::files::{BoundedReadError, read_at_most};
 use callouts::WorkerCallouts;
 use polyhost::services::{InMemoryMetrics, InMemoryQueues, InMemorySharedData, PropertyProvider};
 use polyhost::{AnyEngine, Engine, EngineConfig, EngineVisitor, HostServices, Plugin};
@@ -333,21 +334,14 @@ fn plugin_label(config: &WasmPlugin) -> String {
 }
 
 fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_WASM_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_WASM_FILE_BYTES {
-        return Err(format!(
+    read_at_most(path, MAX_WASM_FILE_BYTES).map_err(|e| match e {
+        BoundedReadError::Io(e) => format!("cannot read {}: {e}", path.display()),
+        BoundedReadError::TooLarge => format!(
             "{} is larger than {} MiB",
             path.display(),
             MAX_WASM_FILE_BYTES >> 20
-        ));
-    }
-    Ok(bytes)
+        ),
+    })
 }
 
 /// Loads a plugin on the engine chosen at run time.
