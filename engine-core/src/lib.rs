@@ -245,6 +245,14 @@ pub struct EngineConfig {
     /// (each documents its bound): wasmtime checks epochs, wasmi and wasmer
     /// count fuel and look at the clock.
     pub call_timeout: Option<Duration>,
+    /// Wall-clock limit on each start-up call of an instance while it is
+    /// starting ([`Instance::set_starting`]): the module's start section,
+    /// `_initialize` or `main`, and the root context's creation, VM start and
+    /// configuration. Language runtimes (Go's above all, on an interpreter)
+    /// do far more work once at start-up than in any later callback, so they
+    /// get this longer limit. Applies only when `call_timeout` is set, and
+    /// never less than it. Default [`DEFAULT_STARTUP_TIMEOUT`].
+    pub startup_timeout: Duration,
     /// Fuel (roughly, instructions) one call into the guest may spend; `None`
     /// means unlimited.
     pub fuel_per_call: Option<u64>,
@@ -262,11 +270,22 @@ pub struct EngineConfig {
 /// plugin stalls one worker for a moment, not forever.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(100);
 
+/// The default [`EngineConfig::startup_timeout`]: ten times the call
+/// default, enough for a Go runtime's initialisation on an interpreter.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl EngineConfig {
     /// `call_timeout` from a number of milliseconds where 0 means no limit,
     /// as command lines and configuration files spell it.
     pub fn timeout_from_millis(ms: u64) -> Option<Duration> {
         (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// The limit on one call while an instance is starting: the longer of
+    /// `call_timeout` and `startup_timeout`, or none when calls are
+    /// unlimited.
+    pub fn startup_call_timeout(&self) -> Option<Duration> {
+        self.call_timeout.map(|t| t.max(self.startup_timeout))
     }
 }
 
@@ -275,6 +294,7 @@ impl Default for EngineConfig {
         EngineConfig {
             max_memory_bytes: 1 << 30,
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             fuel_per_call: None,
             pooled_instances: None,
         }
@@ -533,6 +553,13 @@ pub trait Instance<D>: HostContext<Data = D> + Send {
     /// # Errors
     /// [`ErrorKind::MissingExport`] or [`ErrorKind::SignatureMismatch`].
     fn set_allocator(&mut self, name: &str) -> Result<()>;
+
+    /// Marks the instance as starting (`true`) or serving (`false`): while
+    /// starting, each top-level call is limited by
+    /// [`EngineConfig::startup_call_timeout`] instead of
+    /// [`EngineConfig::call_timeout`]. A new instance is serving; its start
+    /// section always runs under the start-up limit.
+    fn set_starting(&mut self, starting: bool);
 }
 
 /// A WebAssembly runtime.

@@ -18,8 +18,13 @@ pub struct WasmerInstance<D: 'static> {
     /// The metering globals and the points of each top-level call (the
     /// fuel budget, or unlimited when only a deadline meters).
     fuel: Option<(FuelGlobals, u64)>,
-    /// [`EngineConfig::call_timeout`](polyhost_engine_core::EngineConfig).
+    /// The time limit of the next top-level call: the serving or the
+    /// start-up one, as [`Instance::set_starting`] last chose.
     timeout: Option<std::time::Duration>,
+    /// [`EngineConfig::call_timeout`](polyhost_engine_core::EngineConfig).
+    serving_timeout: Option<std::time::Duration>,
+    /// [`EngineConfig::startup_call_timeout`](polyhost_engine_core::EngineConfig).
+    startup_timeout: Option<std::time::Duration>,
     engine_name: &'static str,
 }
 
@@ -209,6 +214,8 @@ impl<D: Send + 'static> WasmerInstance<D> {
             instance,
             fuel,
             timeout: config.call_timeout,
+            serving_timeout: config.call_timeout,
+            startup_timeout: config.startup_call_timeout(),
             engine_name: name,
         })
     }
@@ -427,6 +434,14 @@ impl<D: Send + 'static> Instance<D> for WasmerInstance<D> {
                 )),
             })
             .collect()
+    }
+
+    fn set_starting(&mut self, starting: bool) {
+        self.timeout = if starting {
+            self.startup_timeout
+        } else {
+            self.serving_timeout
+        };
     }
 
     fn set_allocator(&mut self, name: &str) -> Result<()> {

@@ -54,7 +54,7 @@ impl<D: Send + 'static> WasmiInstance<D> {
                 memory: None,
                 allocator: None,
                 limits,
-                meter: Meter::new(cfg.call_timeout, cfg.fuel_per_call),
+                meter: Meter::new(cfg),
             },
         );
         store.limiter(|d| &mut d.limits);
@@ -71,6 +71,7 @@ impl<D: Send + 'static> WasmiInstance<D> {
             })?;
         let memory = instance.get_memory(&store, "memory");
         store.data_mut().memory = memory;
+        store.data_mut().meter.set_starting(false);
         Ok(WasmiInstance { store, instance })
     }
 
@@ -253,6 +254,10 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
                 )),
             })
             .collect()
+    }
+
+    fn set_starting(&mut self, starting: bool) {
+        self.store.data_mut().meter.set_starting(starting);
     }
 
     fn set_allocator(&mut self, name: &str) -> Result<()> {

@@ -41,8 +41,12 @@ pub(crate) const START_FUEL: u64 = 1_000_000_000;
 pub(crate) struct Meter {
     /// Whether the engine meters fuel at all (a deadline or fuel is set).
     pub(crate) on: bool,
-    /// [`EngineConfig::call_timeout`](polyhost_engine_core::EngineConfig).
+    /// The time limit of the next top-level call: one of the two below.
     pub(crate) timeout: Option<Duration>,
+    /// [`EngineConfig::call_timeout`](polyhost_engine_core::EngineConfig).
+    serving_timeout: Option<Duration>,
+    /// [`EngineConfig::startup_call_timeout`](polyhost_engine_core::EngineConfig).
+    startup_timeout: Option<Duration>,
     /// [`EngineConfig::fuel_per_call`](polyhost_engine_core::EngineConfig).
     pub(crate) fuel_per_call: Option<u64>,
     /// The running call's deadline.
@@ -53,14 +57,26 @@ pub(crate) struct Meter {
 }
 
 impl Meter {
-    pub(crate) fn new(timeout: Option<Duration>, fuel_per_call: Option<u64>) -> Self {
+    /// A meter for a starting instance (its start section runs first).
+    pub(crate) fn new(config: &polyhost_engine_core::EngineConfig) -> Self {
         Meter {
-            on: timeout.is_some() || fuel_per_call.is_some(),
-            timeout,
-            fuel_per_call,
+            on: config.call_timeout.is_some() || config.fuel_per_call.is_some(),
+            timeout: config.startup_call_timeout(),
+            serving_timeout: config.call_timeout,
+            startup_timeout: config.startup_call_timeout(),
+            fuel_per_call: config.fuel_per_call,
             deadline: None,
             budget: None,
         }
+    }
+
+    /// Chooses the start-up or the serving time limit for the next calls.
+    pub(crate) fn set_starting(&mut self, starting: bool) {
+        self.timeout = if starting {
+            self.startup_timeout
+        } else {
+            self.serving_timeout
+        };
     }
 }
 

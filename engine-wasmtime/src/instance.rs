@@ -11,8 +11,20 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap, TypedFunc, Val, WasmBacktrace};
 pub struct WasmtimeInstance<D: 'static> {
     store: Store<StoreData<D>>,
     instance: wasmtime::Instance,
+    /// Epoch ticks the next top-level call may run for (serving or
+    /// starting, as [`Instance::set_starting`] last chose).
     deadline_ticks: Option<u64>,
     fuel_per_call: Option<u64>,
+    /// The limits of a serving and of a starting instance.
+    serving: CallLimit,
+    starting: CallLimit,
+}
+
+/// One call's time limit, as epoch ticks and as the duration errors name.
+#[derive(Clone, Copy)]
+struct CallLimit {
+    ticks: Option<u64>,
+    timeout: Option<std::time::Duration>,
 }
 
 /// A typed export handle; one variant per callback shape so calls go
@@ -99,14 +111,22 @@ impl<D: Send + 'static> WasmtimeInstance<D> {
                 allocator: None,
                 limits,
                 engine_name: name,
-                call_timeout: cfg.call_timeout,
+                call_timeout: cfg.startup_call_timeout(),
                 deadline: None,
             },
         );
         store.limiter(|d| &mut d.limits);
-        let deadline_ticks = engine.inner.deadline_ticks;
+        let serving = CallLimit {
+            ticks: engine.inner.deadline_ticks,
+            timeout: cfg.call_timeout,
+        };
+        let starting = CallLimit {
+            ticks: engine.inner.startup_ticks,
+            timeout: cfg.startup_call_timeout(),
+        };
         let fuel_per_call = cfg.fuel_per_call;
-        arm(&mut store, deadline_ticks, fuel_per_call, name)?;
+        // The start section runs under the start-up limit.
+        arm(&mut store, starting.ticks, fuel_per_call, name)?;
         let instance = pre.instantiate(&mut store).map_err(|e| {
             // Only a trap in the start section is the guest's doing; anything
             // else (no free pooled slot, a resource limit) is instantiation.
@@ -118,11 +138,14 @@ impl<D: Send + 'static> WasmtimeInstance<D> {
         })?;
         let memory = instance.get_memory(&mut store, "memory");
         store.data_mut().memory = memory;
+        store.data_mut().call_timeout = serving.timeout;
         Ok(WasmtimeInstance {
             store,
             instance,
-            deadline_ticks,
+            deadline_ticks: serving.ticks,
             fuel_per_call,
+            serving,
+            starting,
         })
     }
 
@@ -335,6 +358,16 @@ impl<D: Send + 'static> Instance<D> for WasmtimeInstance<D> {
                 )),
             })
             .collect()
+    }
+
+    fn set_starting(&mut self, starting: bool) {
+        let limit = if starting {
+            self.starting
+        } else {
+            self.serving
+        };
+        self.deadline_ticks = limit.ticks;
+        self.store.data_mut().call_timeout = limit.timeout;
     }
 
     fn set_allocator(&mut self, name: &str) -> Result<()> {

@@ -86,6 +86,8 @@ struct Inner {
     config: EngineConfig,
     /// Epoch ticks one call may run for, when a call timeout is set.
     deadline_ticks: Option<u64>,
+    /// Epoch ticks one call may run for while an instance is starting.
+    startup_ticks: Option<u64>,
     /// Stops the epoch ticker thread when the engine is dropped.
     ticker_stop: Arc<AtomicBool>,
 }
@@ -149,17 +151,21 @@ impl WasmtimeEngine {
         let engine = wasmtime::Engine::new(&wt)
             .map_err(|e| Error::new(ErrorKind::Other, name, format!("{e:#}")))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
+        // Round up, plus one tick because the first tick may come at once.
+        let ticks =
+            |timeout: std::time::Duration| (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 2;
         let deadline_ticks = config.call_timeout.map(|timeout| {
             spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
-            // Round up, plus one tick because the first tick may come at once.
-            (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 2
+            ticks(timeout)
         });
+        let startup_ticks = config.startup_call_timeout().map(ticks);
         Ok(WasmtimeEngine {
             inner: Arc::new(Inner {
                 engine,
                 variant,
                 config: config.clone(),
                 deadline_ticks,
+                startup_ticks,
                 ticker_stop,
             }),
         })

@@ -58,6 +58,9 @@ impl<E: Engine> Vm<E> {
         let state = HostState::new(shared.info.clone(), shared.services.clone());
         let mut instance = shared.engine.instantiate(&shared.pre, state).map_err(err)?;
         instance.set_allocator(shared.allocator).map_err(err)?;
+        // Runtime initialisation and the root context's start get the
+        // engine's longer start-up limit; every later callback the call one.
+        instance.set_starting(true);
         let abi = shared.info.abi;
         let mut callbacks = Vec::with_capacity(Callback::ALL.len());
         for cb in Callback::ALL {
@@ -74,6 +77,7 @@ impl<E: Engine> Vm<E> {
             failed: None,
         };
         vm.initialize()?;
+        vm.instance.set_starting(false);
         Ok(vm)
     }
 

@@ -14,6 +14,7 @@ engine_config_tests!(
     deadline_inside_the_allocator_is_interrupted,
     allocator_reentry_is_capped_and_reported_once,
     wasi_sleep_ends_at_the_deadline,
+    start_up_has_its_own_longer_limit,
 );
 
 /// Generous: the point is that the call returns at all; the per-engine
@@ -202,4 +203,48 @@ fn wasi_sleep_ends_at_the_deadline<E: Engine>(
     assert!(took < RETURNS_WITHIN, "took {took:?}");
     // sched_yield and a 1 ms sleep within the deadline both succeed.
     next_vm_serves(&plugin);
+}
+
+fn start_up_has_its_own_longer_limit<E: Engine>(
+    make: impl Fn(&EngineConfig) -> polyhost::engine_core::Result<E>,
+) {
+    // proxy_on_vm_start spins for 300 ms: over the 100 ms callback deadline,
+    // within the 1 s start-up limit, so the VM starts.
+    let engine = make(&EngineConfig::default()).unwrap();
+    let plugin = load(&engine, "slow_start", "slow-start");
+    let started = Instant::now();
+    next_vm_serves(&plugin);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // The start-up limit holds too: proxy_on_configure loops forever when
+    // given a configuration, and is stopped at the start-up limit.
+    let config = PluginConfig {
+        configuration: "loop".into(),
+        ..PluginConfig::named("slow-start")
+    };
+    let looping = Plugin::load(
+        &engine,
+        &fixture("wat", "slow_start"),
+        config,
+        Services::new().host,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let err = looping.new_vm().err().expect("a looping start fails");
+    assert_eq!(err.kind(), PluginErrorKind::Interrupted, "{err}");
+    assert_eq!(err.callback(), Some("proxy_on_configure"));
+    assert!(err.to_string().contains("deadline of 1"), "{err}");
+    assert!(started.elapsed() < RETURNS_WITHIN);
+
+    // A start-up limit below the time the plugin needs stops its start.
+    let engine = make(&EngineConfig {
+        startup_timeout: Duration::from_millis(150),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let plugin = load(&engine, "slow_start", "slow-start");
+    let err = plugin.new_vm().err().expect("a start over the limit fails");
+    assert_eq!(err.kind(), PluginErrorKind::Interrupted, "{err}");
+    assert_eq!(err.callback(), Some("proxy_on_vm_start"));
+    assert!(err.to_string().contains("deadline of 150 ms"), "{err}");
 }
