@@ -14,6 +14,8 @@ pub enum PluginErrorKind {
     MissingAbiVersion,
     /// Neither `malloc` nor `proxy_on_memory_allocate` is exported.
     MissingAllocator,
+    /// The module exports no linear memory named `memory`.
+    MissingMemory,
     /// An export the host calls has the wrong type.
     BadExport,
     /// The module imports something the host does not provide.
@@ -42,6 +44,7 @@ impl PluginErrorKind {
             PluginErrorKind::InvalidModule => "invalid WebAssembly module",
             PluginErrorKind::MissingAbiVersion => "missing or unknown proxy-wasm ABI version",
             PluginErrorKind::MissingAllocator => "missing memory allocator",
+            PluginErrorKind::MissingMemory => "missing exported memory",
             PluginErrorKind::BadExport => "export has the wrong signature",
             PluginErrorKind::UnknownImport => "imports a function the host does not provide",
             PluginErrorKind::Instantiate => "cannot instantiate",
@@ -120,6 +123,13 @@ impl PluginError {
         }
         err.inner.source = Some(e);
         err
+    }
+
+    /// Wraps an engine error about plugin `plugin`, classified as
+    /// [`Plugin::load`](crate::Plugin::load) does, for embedders that compile
+    /// by other means (a module cache) and want the same error.
+    pub fn from_engine(plugin: &str, e: polyhost_engine_core::Error) -> Self {
+        Self::engine(plugin.into(), e)
     }
 
     pub(crate) fn with_kind(mut self, kind: PluginErrorKind) -> Self {

@@ -30,7 +30,7 @@ mod wasi;
 
 pub use error::{PluginError, PluginErrorKind};
 pub use headers::{HeaderMap, MAX_MAP_PAIRS, MAX_SERIALIZED_MAP_BYTES};
-pub use plugin::{Plugin, PluginConfig};
+pub use plugin::{Plugin, PluginConfig, check_binary};
 pub use pool::{PoolError, PooledVm, ReturnPolicy, VmPool};
 pub use services::HostServices;
 pub use state::{HostState, LocalResponse, LogLine, PluginInfo, StreamEvent, StreamState};

@@ -57,6 +57,60 @@ impl PluginConfig {
     }
 }
 
+/// The magic number every WebAssembly binary module starts with.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+/// Checks that `wasm` is a WebAssembly *binary* before any engine sees it,
+/// so every engine gives the same answer for the same file: some runtimes
+/// accept the text format and others do not, and their messages for
+/// arbitrary bytes all differ. [`Plugin::load`] calls it; call it yourself
+/// before compiling by other means (a module cache) to get the same error.
+///
+/// # Errors
+/// [`PluginErrorKind::InvalidModule`] naming `plugin`, saying whether the
+/// bytes look like WebAssembly text (and how to compile it) or are
+/// something else.
+pub fn check_binary(plugin: &str, wasm: &[u8]) -> Result<(), PluginError> {
+    if wasm.starts_with(WASM_MAGIC) {
+        return Ok(());
+    }
+    let message = if wasm.is_empty() {
+        "the module is empty".to_string()
+    } else if looks_like_text(wasm) {
+        "this is WebAssembly text, not a binary module; compile it with `wat2wasm` or `wasm-tools parse`".to_string()
+    } else {
+        format!(
+            "not a WebAssembly binary: it starts with {:02x?}, not the magic bytes `\\0asm`",
+            &wasm[..wasm.len().min(4)]
+        )
+    };
+    Err(PluginError::new(
+        plugin.into(),
+        PluginErrorKind::InvalidModule,
+        message,
+    ))
+}
+
+/// Text modules start with `(` after whitespace and `;;` / `(; ;)`
+/// comments; only the beginning is looked at, so a huge file costs nothing.
+fn looks_like_text(bytes: &[u8]) -> bool {
+    let mut rest = &bytes[..bytes.len().min(4096)];
+    loop {
+        rest = rest.trim_ascii_start();
+        if let Some(line) = rest.strip_prefix(b";;") {
+            let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+            rest = &line[end..];
+        } else if let Some(block) = rest.strip_prefix(b"(;") {
+            match block.windows(2).position(|w| w == b";)") {
+                Some(end) => rest = &block[end + 2..],
+                None => return true,
+            }
+        } else {
+            return rest.first() == Some(&b'(') || (rest.is_empty() && bytes.len() > 4096);
+        }
+    }
+}
+
 pub(crate) struct Shared<E: Engine> {
     pub engine: E,
     pub info: Arc<PluginInfo>,
@@ -84,14 +138,16 @@ impl<E: Engine> Plugin<E> {
     ///
     /// # Errors
     /// [`PluginErrorKind::InvalidModule`], [`PluginErrorKind::MissingAbiVersion`],
-    /// [`PluginErrorKind::MissingAllocator`], [`PluginErrorKind::BadExport`] or
-    /// [`PluginErrorKind::UnknownImport`], each naming the plugin.
+    /// [`PluginErrorKind::MissingMemory`], [`PluginErrorKind::MissingAllocator`],
+    /// [`PluginErrorKind::BadExport`] or [`PluginErrorKind::UnknownImport`],
+    /// each naming the plugin.
     pub fn load(
         engine: &E,
         wasm: &[u8],
         config: PluginConfig,
         services: HostServices,
     ) -> Result<Self, PluginError> {
+        check_binary(&config.name, wasm)?;
         let name: Arc<str> = config.name.as_str().into();
         let module = engine
             .compile(wasm)
@@ -111,6 +167,22 @@ impl<E: Engine> Plugin<E> {
     ) -> Result<Self, PluginError> {
         let name: Arc<str> = config.name.as_str().into();
         let exports = engine.exports(&module);
+        // The marker is a function in every SDK; a global (or table, or
+        // memory) of that name is a malformed module, refused the same way
+        // on every engine rather than taken as a plugin.
+        if let Some(marker) = exports
+            .iter()
+            .find(|e| e.name.starts_with("proxy_abi_version_") && e.func.is_none())
+        {
+            return Err(PluginError::new(
+                name,
+                PluginErrorKind::BadExport,
+                format!(
+                    "export `{}` is not a function; the proxy-wasm ABI marker must be an exported function",
+                    marker.name
+                ),
+            ));
+        }
         let abi = AbiVersion::detect(exports.iter().map(|e| e.name.as_str())).ok_or_else(|| {
             PluginError::new(
                 name.clone(),
@@ -118,6 +190,19 @@ impl<E: Engine> Plugin<E> {
                 "the module exports none of proxy_abi_version_0_1_0, proxy_abi_version_0_2_0, proxy_abi_version_0_2_1 or proxy_abi_version_0_2_100",
             )
         })?;
+        // Every host call passes data through the guest's memory; without an
+        // exported `memory` the plugin could load and then fail on its first
+        // call (differently per engine), so it is refused here.
+        if !exports
+            .iter()
+            .any(|e| e.name == "memory" && e.func.is_none())
+        {
+            return Err(PluginError::new(
+                name,
+                PluginErrorKind::MissingMemory,
+                "the module exports no linear memory named `memory`",
+            ));
+        }
         // The reference host prefers `malloc`, then `proxy_on_memory_allocate`.
         let alloc_type = FuncType::i32s(1, 1);
         let allocator = ["malloc", "proxy_on_memory_allocate"]

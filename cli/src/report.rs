@@ -44,6 +44,9 @@ fn hint(e: &PluginError) -> Option<&'static str> {
     use polyhost::PluginErrorKind as K;
     Some(match e.kind() {
         K::InvalidModule => "is this a .wasm file? text-format modules need `wat2wasm` first",
+        K::MissingMemory => {
+            "proxy-wasm plugins export their linear memory as `memory`; SDK builds do"
+        }
         K::MissingAbiVersion => {
             "build the plugin with a proxy-wasm SDK; it must export proxy_abi_version_0_2_1 (or 0_2_0 / 0_1_0)"
         }

@@ -7,6 +7,7 @@
 
 use crate::config::{Cluster, Discovery};
 use crate::error::ProxyError;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
@@ -23,6 +24,9 @@ use std::time::Duration;
 /// Largest callout response body kept; a larger answer is a failure, so an
 /// upstream cannot make the host buffer without bound.
 const MAX_CALLOUT_BODY_BYTES: usize = 16 << 20;
+
+/// A set of clusters resolved for a reload, not yet installed.
+pub(crate) struct PreparedClusters(HashMap<String, Arc<UpstreamCluster>>);
 
 /// One cluster, ready to pick endpoints from.
 #[derive(Debug)]
@@ -110,16 +114,18 @@ impl UpstreamCluster {
     }
 }
 
-/// Every cluster of the configuration, and a client for callouts.
+/// Every cluster of the configuration, and a client for callouts. The set
+/// of clusters is replaced as a whole on a reload ([`ClusterManager::replace`]);
+/// a request holds on to the cluster it picked, so it finishes on it.
 pub struct ClusterManager {
-    clusters: HashMap<String, Arc<UpstreamCluster>>,
+    clusters: ArcSwap<HashMap<String, Arc<UpstreamCluster>>>,
     connector: Connector,
 }
 
 impl std::fmt::Debug for ClusterManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterManager")
-            .field("clusters", &self.clusters.keys().collect::<Vec<_>>())
+            .field("clusters", &self.clusters.load().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -130,27 +136,61 @@ impl ClusterManager {
     /// # Errors
     /// A name that does not resolve, or a STATIC endpoint that is not an IP.
     pub fn new(clusters: &[Cluster]) -> Result<ClusterManager, ProxyError> {
-        let mut map = HashMap::new();
-        for cluster in clusters {
-            map.insert(
-                cluster.name.clone(),
-                Arc::new(UpstreamCluster::from_config(cluster)?),
-            );
-        }
         Ok(ClusterManager {
-            clusters: map,
+            clusters: ArcSwap::from_pointee(Self::build(clusters, &HashMap::new())?),
             connector: Connector::new(None),
         })
     }
 
+    /// Resolves `clusters`; a cluster that keeps its name keeps its
+    /// counters, as Envoy's stats survive a configuration update.
+    fn build(
+        clusters: &[Cluster],
+        previous: &HashMap<String, Arc<UpstreamCluster>>,
+    ) -> Result<HashMap<String, Arc<UpstreamCluster>>, ProxyError> {
+        let mut map = HashMap::new();
+        for cluster in clusters {
+            let built = UpstreamCluster::from_config(cluster)?;
+            if let Some(old) = previous.get(&cluster.name) {
+                for (new, old) in [
+                    (&built.requests, &old.requests),
+                    (&built.connect_failures, &old.connect_failures),
+                    (&built.timeouts, &old.timeouts),
+                ] {
+                    new.store(old.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            }
+            map.insert(cluster.name.clone(), Arc::new(built));
+        }
+        Ok(map)
+    }
+
+    /// Resolves a new set of clusters without installing it: a reload
+    /// builds everything first and installs nothing if any part fails.
+    ///
+    /// # Errors
+    /// As [`ClusterManager::new`].
+    pub(crate) fn prepare(&self, clusters: &[Cluster]) -> Result<PreparedClusters, ProxyError> {
+        Ok(PreparedClusters(Self::build(
+            clusters,
+            &self.clusters.load(),
+        )?))
+    }
+
+    /// Installs clusters made by [`ClusterManager::prepare`]; requests
+    /// already routed finish on the clusters they picked.
+    pub(crate) fn replace(&self, prepared: PreparedClusters) {
+        self.clusters.store(Arc::new(prepared.0));
+    }
+
     /// The cluster called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<UpstreamCluster>> {
-        self.clusters.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<UpstreamCluster>> {
+        self.clusters.load().get(name).cloned()
     }
 
     /// Every cluster, sorted by name.
-    pub fn all(&self) -> Vec<&Arc<UpstreamCluster>> {
-        let mut all: Vec<_> = self.clusters.values().collect();
+    pub fn all(&self) -> Vec<Arc<UpstreamCluster>> {
+        let mut all: Vec<_> = self.clusters.load().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -163,7 +203,7 @@ impl ClusterManager {
         };
         cluster.requests.fetch_add(1, Ordering::Relaxed);
         let timeout = call.timeout;
-        match tokio::time::timeout(timeout, self.send(cluster, call)).await {
+        match tokio::time::timeout(timeout, self.send(&cluster, call)).await {
             Ok(Some(result)) => result,
             Ok(None) => HttpCallResult::Failure,
             Err(_) => {

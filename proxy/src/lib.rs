@@ -76,6 +76,7 @@ pub mod error;
 mod files;
 pub mod http;
 pub mod log;
+pub mod reload;
 pub mod server;
 pub mod stats;
 pub mod wasm;

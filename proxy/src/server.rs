@@ -6,8 +6,9 @@ use crate::cluster::ClusterManager;
 use crate::config::{Bootstrap, Codec, ListenerKind};
 use crate::error::ProxyError;
 use crate::http::WasmHttpProxy;
+use crate::reload::{BuiltListener, FilterSet, Reloader, build_listeners};
 use crate::stats::{HttpStats, StatsStore};
-use crate::wasm::{SharedServices, WasmFilter};
+use crate::wasm::SharedServices;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::proxy::ProxyServiceBuilder;
@@ -15,6 +16,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use polyhost::services::{InMemoryMetrics, InMemoryQueues, InMemorySharedData, StaticProperties};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -51,6 +53,7 @@ pub struct Proxy {
     listeners: Vec<(String, String, WasmHttpProxy, Codec)>,
     admin: Option<(String, Admin)>,
     quit: Arc<Notify>,
+    reloader: Arc<Reloader>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -97,38 +100,52 @@ impl Proxy {
                         .into(),
             });
         }
+        let mut filters = FilterSet::default();
+        let built = build_listeners(
+            bootstrap,
+            &clusters,
+            &shared,
+            &FilterSet::default(),
+            &mut filters,
+        )?;
         let mut listeners = Vec::new();
         let mut http_stats = Vec::new();
-        for (i, listener) in bootstrap.listeners.iter().enumerate() {
-            match &listener.kind {
-                ListenerKind::Http(manager) => {
-                    let mut filters = Vec::new();
-                    for plugin in &manager.wasm_filters {
-                        filters.push(WasmFilter::load(plugin, clusters.clone(), &shared)?);
-                    }
-                    for filter in &filters {
-                        tracing::info!(target: "polyhost::wasm", plugin = filter.name(), root_id = filter.root_id(), engine = filter.engine_name(), listener = %listener.name, "plugin loaded");
-                    }
-                    let stats = Arc::new(HttpStats::new(&manager.stat_prefix));
-                    http_stats.push(stats.clone());
-                    listeners.push((
-                        listener.name.clone(),
-                        listener.address.to_string(),
-                        WasmHttpProxy::new(manager, filters, clusters.clone(), stats),
-                        manager.codec,
-                    ));
-                }
-                ListenerKind::Tcp(_) => {
-                    return Err(ProxyError::Invalid {
-                        path: format!("static_resources.listeners[{i}]"),
-                        message: format!(
-                            "listener {}: TCP proxying (envoy.filters.network.tcp_proxy) is parsed but not run by the data plane yet",
-                            listener.name
-                        ),
-                    });
-                }
+        let mut tables = Vec::new();
+        for BuiltListener {
+            listener,
+            stat_prefix,
+            table,
+        } in built
+        {
+            for filter in table.filters() {
+                tracing::info!(target: "polyhost::wasm", plugin = filter.name(), root_id = filter.root_id(), engine = filter.engine_name(), listener = %listener.name, "plugin loaded");
             }
+            let stats = Arc::new(HttpStats::new(&stat_prefix));
+            http_stats.push(stats.clone());
+            let proxy = WasmHttpProxy::new(&stat_prefix, table, stats);
+            tables.push((
+                listener.name.clone(),
+                listener.address,
+                proxy.table_handle(),
+            ));
+            let codec = match &listener.kind {
+                ListenerKind::Http(manager) => manager.codec,
+                ListenerKind::Tcp(_) => Codec::Auto,
+            };
+            listeners.push((
+                listener.name.clone(),
+                listener.address.to_string(),
+                proxy,
+                codec,
+            ));
         }
+        let reloader = Arc::new(Reloader::new(
+            clusters.clone(),
+            shared.clone(),
+            tables,
+            bootstrap.admin.as_ref().map(|a| a.address),
+            filters,
+        ));
         let quit = Arc::new(Notify::new());
         let stats = Arc::new(StatsStore::new(
             http_stats,
@@ -156,7 +173,13 @@ impl Proxy {
             listeners,
             admin,
             quit,
+            reloader,
         })
+    }
+
+    /// Swaps a new configuration in while serving (what SIGHUP does).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// Adds the listeners (and the admin endpoint) to a Pingora server as
@@ -207,37 +230,74 @@ impl Proxy {
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
         let quit = self.quit_signal();
+        let reload = (!options.config_path.is_empty())
+            .then(|| (PathBuf::from(&options.config_path), self.reloader()));
         self.add_to_server(&mut server);
         tracing::info!(target: "polyhost::main", "starting workers");
         server.run(RunArgs {
-            shutdown_signal: Box::new(QuitOrSignal { quit }),
+            shutdown_signal: Box::new(QuitOrSignal { quit, reload }),
         });
         Ok(())
     }
 }
 
-/// Waits for a signal or `/quitquitquit`.
+/// Waits for a signal or `/quitquitquit`, reloading the configuration on
+/// SIGHUP meanwhile.
 struct QuitOrSignal {
     quit: Arc<Notify>,
+    /// The configuration file and where to install it again.
+    reload: Option<(PathBuf, Arc<Reloader>)>,
+}
+
+impl QuitOrSignal {
+    /// Re-reads the configuration file and swaps it in; on any error the
+    /// running configuration stays and the log says why.
+    async fn reload(&self) {
+        let Some((path, reloader)) = self.reload.clone() else {
+            tracing::warn!(target: "polyhost::main", "SIGHUP: no configuration file to reload");
+            return;
+        };
+        // Loading plugins compiles them: keep it off the signal task.
+        let outcome = tokio::task::spawn_blocking(move || {
+            let bootstrap = crate::config::load(&path)?;
+            reloader.reload(&bootstrap)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(fresh)) => {
+                tracing::info!(target: "polyhost::main", plugins_loaded = fresh, "SIGHUP: configuration reloaded")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(target: "polyhost::main", error = %e, "SIGHUP: the new configuration was not loaded; the previous one keeps serving")
+            }
+            Err(e) => {
+                tracing::error!(target: "polyhost::main", error = %e, "SIGHUP: reloading failed; the previous configuration keeps serving")
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for QuitOrSignal {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut quit_signal)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut quit_signal), Ok(mut hangup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
             signal(SignalKind::quit()),
+            signal(SignalKind::hangup()),
         ) else {
             tracing::error!(target: "polyhost::main", "cannot watch signals; stopping");
             return ShutdownSignal::FastShutdown;
         };
-        let signal = tokio::select! {
-            _ = term.recv() => ShutdownSignal::FastShutdown,
-            _ = int.recv() => ShutdownSignal::FastShutdown,
-            _ = quit_signal.recv() => ShutdownSignal::GracefulTerminate,
-            () = self.quit.notified() => ShutdownSignal::FastShutdown,
+        let signal = loop {
+            tokio::select! {
+                _ = term.recv() => break ShutdownSignal::FastShutdown,
+                _ = int.recv() => break ShutdownSignal::FastShutdown,
+                _ = quit_signal.recv() => break ShutdownSignal::GracefulTerminate,
+                () = self.quit.notified() => break ShutdownSignal::FastShutdown,
+                _ = hangup.recv() => self.reload().await,
+            }
         };
         if let ShutdownSignal::FastShutdown = signal {
             // A fast shutdown drains nothing; if a worker runtime does not

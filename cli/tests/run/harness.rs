@@ -173,6 +173,9 @@ impl Upstream {
                             if path.starts_with("/slow") {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
                             }
+                            if path.starts_with("/linger") {
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
                             Ok::<_, std::convert::Infallible>(
                                 Response::builder()
                                     .status(200)
@@ -214,6 +217,7 @@ impl Upstream {
 pub struct Proxy {
     child: Option<Child>,
     pub admin: u16,
+    config_path: PathBuf,
     stderr_path: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -300,6 +304,7 @@ impl Proxy {
         let mut proxy = Proxy {
             child: Some(child),
             admin,
+            config_path: path,
             stderr_path,
             _dir: dir,
         };
@@ -328,6 +333,38 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(50));
         }
         proxy
+    }
+
+    /// Rewrites the configuration file with `config` and sends SIGHUP, then
+    /// waits until the proxy logs the outcome (`reloaded` or `not loaded`)
+    /// for the `n`-th time, and returns that log line.
+    pub fn reload(&self, config: &str, n: usize) -> String {
+        std::fs::write(&self.config_path, config).expect("rewrite config");
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
+        let outcome = |log: String| {
+            log.lines()
+                .filter(|l| l.contains("SIGHUP:"))
+                .nth(n - 1)
+                .map(str::to_string)
+        };
+        // Generous: a reload compiles the plugins it loads anew.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = outcome(self.stderr()) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload outcome logged within 30 s:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// What the proxy has logged so far.

@@ -492,6 +492,92 @@ fn configuration_errors_are_one_clear_line_and_a_failed_exit() {
 }
 
 #[test]
+fn sighup_reloads_without_dropping_requests_on_every_engine() {
+    let upstream = Upstream::start();
+    let (_, hello) = hello_plugins()
+        .into_iter()
+        .find(|(language, _)| *language == "rust")
+        .expect("the Rust hello plugin");
+    for engine in engines() {
+        let admin = free_port();
+        let port = free_port();
+        let with_plugin = bootstrap(
+            &[http_listener(
+                "ingress",
+                port,
+                &[WasmFilterSpec::new("hello", engine, &hello)],
+            )],
+            upstream.addr,
+            admin,
+        );
+        let proxy = Proxy::start(&with_plugin, admin, &[]);
+        let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+        let what = |step: &str| format!("{engine}: {step}\n{}", proxy.stderr());
+
+        // 1. Only a route changes: the unchanged plugin is kept, not loaded
+        // again, and the new direct response is served.
+        let line = proxy.reload(&with_plugin.replace("direct answer", "reloaded answer"), 1);
+        assert!(line.contains("configuration reloaded"), "{}", what(&line));
+        assert!(line.contains("plugins_loaded=0"), "{}", what(&line));
+        let direct = get(&url("/direct"), &[]).unwrap();
+        assert_eq!(direct.text(), "reloaded answer\n", "{}", what("direct"));
+        get(&url("/kept"), &[]).unwrap();
+        let seen = upstream.last("/kept").expect("forwarded");
+        assert_eq!(seen.header("x-hello"), Some("polyhost"), "{}", what("kept"));
+
+        // 2. The plugin is removed while a request that went through it is
+        // still waiting for the upstream: that request finishes on the old
+        // chain (its response still passes the plugin), the next one runs
+        // without the plugin.
+        let in_flight = {
+            let url = url("/linger");
+            std::thread::spawn(move || get(&url, &[]))
+        };
+        assert!(
+            eventually(|| upstream.last("/linger").is_some()),
+            "{}",
+            what("the lingering request never reached the upstream")
+        );
+        let without_plugin =
+            bootstrap(&[http_listener("ingress", port, &[])], upstream.addr, admin);
+        let line = proxy.reload(&without_plugin, 2);
+        assert!(line.contains("configuration reloaded"), "{}", what(&line));
+        let lingered = in_flight
+            .join()
+            .unwrap()
+            .expect("the in-flight request is answered");
+        assert_eq!(lingered.status, 200, "{}", what("in flight"));
+        assert_eq!(
+            lingered.header("x-powered-by"),
+            Some("polyhost"),
+            "{}",
+            what("the in-flight request left the old plugin chain")
+        );
+        get(&url("/after"), &[]).unwrap();
+        let seen = upstream.last("/after").expect("forwarded");
+        assert_eq!(seen.header("x-hello"), None, "{}", what("plugin removed"));
+
+        // 3. A configuration that cannot load changes nothing: the error is
+        // logged and the previous configuration keeps serving.
+        let broken = with_plugin.replace(&hello, "/nonexistent/plugin.wasm");
+        let line = proxy.reload(&broken, 3);
+        assert!(line.contains("not loaded"), "{}", what(&line));
+        assert!(line.contains("/nonexistent/plugin.wasm"), "{}", what(&line));
+        get(&url("/still"), &[]).unwrap();
+        let seen = upstream.last("/still").expect("forwarded");
+        assert_eq!(seen.header("x-hello"), None, "{}", what("old config kept"));
+
+        // 4. Moving a listener needs a restart, and says so.
+        let moved = without_plugin.replace(&format!("port_value: {port}"), "port_value: 1");
+        let line = proxy.reload(&moved, 4);
+        assert!(line.contains("needs a restart"), "{}", what(&line));
+        assert_eq!(get(&url("/direct"), &[]).unwrap().status, 201);
+
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
+#[test]
 fn sequential_load_ends_without_errors() {
     // A short form of scripts/load-test.sh: bounded, loopback only.
     let upstream = Upstream::start();

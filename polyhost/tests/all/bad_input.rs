@@ -1,7 +1,7 @@
 //! Bad plugins get typed errors that name the plugin; the host never panics.
 
 use crate::harness::{
-    Services, engine_config_tests, engine_if_capable, request, wat_module, wat_plugin,
+    Services, engine_config_tests, engine_if_capable, fixture, request, wat_module, wat_plugin,
 };
 use polyhost::engine_core::{ErrorKind, HostContext, Instance, Result as EngineResult, Value};
 use polyhost::{Engine, EngineConfig, HeaderMap, PeerType, Plugin, PluginConfig, PluginErrorKind};
@@ -9,6 +9,9 @@ use std::time::Duration;
 
 engine_config_tests!(
     invalid_wasm_is_rejected,
+    text_and_non_wasm_get_one_answer_on_every_engine,
+    marker_that_is_not_a_function_is_rejected,
+    module_without_memory_is_rejected,
     missing_marker_is_rejected,
     missing_allocator_is_rejected,
     unknown_import_is_named,
@@ -57,6 +60,107 @@ fn invalid_wasm_is_rejected<E: Engine>(make: impl Fn(&EngineConfig) -> EngineRes
         b"not wasm at all",
         PluginErrorKind::InvalidModule,
         "invalid WebAssembly",
+    );
+}
+
+/// Loads `wasm` as plugin `broken-plugin` and returns the whole error text,
+/// which must be the same on every engine: the checks that produce these
+/// errors run before (or instead of) any engine-specific compilation.
+fn load_error_text<E: Engine>(engine: &E, wasm: &[u8], kind: PluginErrorKind) -> String {
+    let err = load(engine, wasm, "broken-plugin")
+        .err()
+        .unwrap_or_else(|| panic!("{} loaded a module it must refuse", engine.name()));
+    assert_eq!(err.kind(), kind, "{err}");
+    assert_eq!(err.plugin(), "broken-plugin");
+    // No engine name in the text: nothing engine-specific went into it.
+    assert!(err.engine_error().is_none(), "{err}");
+    err.to_string()
+}
+
+fn text_and_non_wasm_get_one_answer_on_every_engine<E: Engine>(
+    make: impl Fn(&EngineConfig) -> EngineResult<E>,
+) {
+    let engine = make(&EngineConfig::default()).unwrap();
+    let text_answer = "plugin `broken-plugin` invalid WebAssembly module: this is WebAssembly text, not a binary module; compile it with `wat2wasm` or `wasm-tools parse`";
+    // The committed source of a fixture, which starts with `;;` comments
+    // (wasmer and wasmi used to compile text; wasmtime did not).
+    let source = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugins/wat/no_callbacks.wat"
+    ))
+    .unwrap();
+    assert_eq!(
+        load_error_text(&engine, &source, PluginErrorKind::InvalidModule),
+        text_answer
+    );
+    for text in [
+        "(module)".as_bytes(),
+        b"  \n\t(module (memory (export \"memory\") 1))",
+        b"(; block comment ;) (module)",
+    ] {
+        assert_eq!(
+            load_error_text(&engine, text, PluginErrorKind::InvalidModule),
+            text_answer
+        );
+    }
+    assert_eq!(
+        load_error_text(&engine, b"", PluginErrorKind::InvalidModule),
+        "plugin `broken-plugin` invalid WebAssembly module: the module is empty"
+    );
+    assert_eq!(
+        load_error_text(&engine, b"\x7fELF\x02\x01", PluginErrorKind::InvalidModule),
+        "plugin `broken-plugin` invalid WebAssembly module: not a WebAssembly binary: it starts with [7f, 45, 4c, 46], not the magic bytes `\\0asm`"
+    );
+    // The same module as a binary loads, so the refusal is about the format.
+    assert!(load(&engine, &fixture("wat", "no_callbacks"), "good").is_ok());
+}
+
+fn marker_that_is_not_a_function_is_rejected<E: Engine>(
+    make: impl Fn(&EngineConfig) -> EngineResult<E>,
+) {
+    let engine = make(&EngineConfig::default()).unwrap();
+    assert_eq!(
+        load_error_text(
+            &engine,
+            &fixture("wat", "global_marker"),
+            PluginErrorKind::BadExport
+        ),
+        "plugin `broken-plugin` export has the wrong signature: export `proxy_abi_version_0_2_1` is not a function; the proxy-wasm ABI marker must be an exported function"
+    );
+    // A global marker next to a real one is refused too: the module is
+    // malformed whichever marker a host would pick.
+    let wasm = wat_module(
+        "proxy_abi_version_0_2_0",
+        "",
+        r#"(global (export "proxy_abi_version_0_1_0") i32 (i32.const 0))"#,
+    );
+    assert!(
+        load_error_text(&engine, &wasm, PluginErrorKind::BadExport)
+            .contains("export `proxy_abi_version_0_1_0` is not a function")
+    );
+}
+
+fn module_without_memory_is_rejected<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    let engine = make(&EngineConfig::default()).unwrap();
+    let answer = "plugin `broken-plugin` missing exported memory: the module exports no linear memory named `memory`";
+    assert_eq!(
+        load_error_text(
+            &engine,
+            &fixture("wat", "no_memory"),
+            PluginErrorKind::MissingMemory
+        ),
+        answer
+    );
+    // A memory under another name is not the plugin's memory either.
+    let wasm = wat::parse_str(
+        r#"(module (memory (export "heap") 1)
+            (func (export "proxy_abi_version_0_2_1"))
+            (func (export "malloc") (param i32) (result i32) (i32.const 4096)))"#,
+    )
+    .unwrap();
+    assert_eq!(
+        load_error_text(&engine, &wasm, PluginErrorKind::MissingMemory),
+        answer
     );
 }
 

@@ -18,6 +18,7 @@ use crate::cluster::{ClusterManager, UpstreamCluster};
 use crate::config::{self, PathMatch, RouteAction, VirtualHost};
 use crate::stats::HttpStats;
 use crate::wasm::WasmFilter;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use filter_chain::{BodyOutcome, FilterStream, Side};
@@ -38,39 +39,45 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A Pingora [`ProxyHttp`] that runs a chain of proxy-wasm HTTP plugins on
 /// each request and routes it as an Envoy HTTP connection manager would.
+///
+/// The routes and the filter chain form one [`RouteTable`] that a reload
+/// replaces as a whole ([`WasmHttpProxy::table_handle`]); each request takes
+/// the table current when it starts and finishes on it.
 pub struct WasmHttpProxy {
     stat_prefix: String,
+    table: Arc<ArcSwap<RouteTable>>,
+    stats: Arc<HttpStats>,
+}
+
+/// What one `http_connection_manager` runs: its routes and its Wasm filter
+/// chain, with the clusters the routes name.
+pub struct RouteTable {
     route_config_name: String,
     virtual_hosts: Vec<VirtualHost>,
     filters: Vec<WasmFilter>,
     clusters: Arc<ClusterManager>,
-    stats: Arc<HttpStats>,
 }
 
-impl WasmHttpProxy {
-    /// A proxy for one `http_connection_manager`, with its Wasm filters
-    /// already loaded (in chain order) and the clusters its routes name.
+impl RouteTable {
+    /// The routes of `manager` with its Wasm filters already loaded (in
+    /// chain order) and the clusters its routes name.
     pub fn new(
         manager: &config::HttpConnectionManager,
         filters: Vec<WasmFilter>,
         clusters: Arc<ClusterManager>,
-        stats: Arc<HttpStats>,
-    ) -> WasmHttpProxy {
-        WasmHttpProxy {
-            stat_prefix: manager.stat_prefix.clone(),
+    ) -> RouteTable {
+        RouteTable {
             route_config_name: manager.route_config_name.clone(),
             virtual_hosts: manager.virtual_hosts.clone(),
             filters,
             clusters,
-            stats,
         }
     }
 
-    /// The `stat_prefix` of the connection manager.
-    pub fn stat_prefix(&self) -> &str {
-        &self.stat_prefix
+    /// The Wasm filters, in chain order.
+    pub fn filters(&self) -> &[WasmFilter] {
+        &self.filters
     }
-
     /// Finds the route for the request as the plugins left it.
     fn route(&self, headers: &HeaderMap) -> Option<RouteTarget> {
         let authority = headers
@@ -90,10 +97,32 @@ impl WasmHttpProxy {
                 PathMatch::Regex(_) => None,
             },
             cluster: match &route.action {
-                RouteAction::Cluster { cluster, .. } => self.clusters.get(cluster).cloned(),
+                RouteAction::Cluster { cluster, .. } => self.clusters.get(cluster),
                 RouteAction::DirectResponse { .. } => None,
             },
         })
+    }
+}
+
+impl WasmHttpProxy {
+    /// A proxy for one `http_connection_manager` serving `table`.
+    pub fn new(stat_prefix: &str, table: RouteTable, stats: Arc<HttpStats>) -> WasmHttpProxy {
+        WasmHttpProxy {
+            stat_prefix: stat_prefix.to_string(),
+            table: Arc::new(ArcSwap::from_pointee(table)),
+            stats,
+        }
+    }
+
+    /// The `stat_prefix` of the connection manager.
+    pub fn stat_prefix(&self) -> &str {
+        &self.stat_prefix
+    }
+
+    /// Where the current [`RouteTable`] is kept: storing a new one there
+    /// serves every later request with it.
+    pub fn table_handle(&self) -> Arc<ArcSwap<RouteTable>> {
+        self.table.clone()
     }
 }
 
@@ -108,6 +137,9 @@ pub struct RouteTarget {
 
 /// Per-request state.
 pub struct RequestContext {
+    /// The routes and filters this request runs with, even if a reload
+    /// replaces them meanwhile.
+    table: Arc<RouteTable>,
     streams: Vec<FilterStream>,
     route: Option<RouteTarget>,
     /// A response-phase local reply replaces the upstream body with this.
@@ -122,6 +154,7 @@ impl ProxyHttp for WasmHttpProxy {
 
     fn new_ctx(&self) -> RequestContext {
         RequestContext {
+            table: self.table.load_full(),
             streams: Vec::new(),
             route: None,
             replacement_body: None,
@@ -139,13 +172,14 @@ impl ProxyHttp for WasmHttpProxy {
         let headers = request_header_map(session);
         // The properties plugins may read; a listener without Wasm filters
         // skips the work.
-        let properties = if self.filters.is_empty() {
+        let table = ctx.table.clone();
+        let properties = if table.filters.is_empty() {
             Vec::new()
         } else {
-            let tentative = self.route(&headers);
-            connection_properties(session, tentative.as_ref(), &self.route_config_name)
+            let tentative = table.route(&headers);
+            connection_properties(session, tentative.as_ref(), &table.route_config_name)
         };
-        for filter in &self.filters {
+        for filter in &table.filters {
             match filter_chain::start(filter, &properties) {
                 Ok(stream) => ctx.streams.push(stream),
                 Err(reply) => {
@@ -173,7 +207,7 @@ impl ProxyHttp for WasmHttpProxy {
         };
         // Envoy clears the route cache when a plugin edits headers; routing
         // after the chain sees the edits.
-        let Some(route) = self.route(&headers) else {
+        let Some(route) = table.route(&headers) else {
             ctx.response_flags = "NR";
             send_local(session, simple_reply(404, "route_not_found")).await?;
             return Ok(true);

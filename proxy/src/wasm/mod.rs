@@ -27,10 +27,12 @@ use callouts::WorkerCallouts;
 use polyhost::services::{InMemoryMetrics, InMemoryQueues, InMemorySharedData, PropertyProvider};
 use polyhost::{AnyEngine, Engine, EngineConfig, EngineVisitor, HostServices, Plugin};
 use polyhost::{PluginConfig, PluginError};
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::Notify;
 use vm::VmFactory;
 
@@ -65,6 +67,9 @@ pub struct WasmFilter {
 
 struct FilterInner {
     key: u64,
+    /// Set when a reload replaced this filter: its tick loops end, and
+    /// workers drop its VMs once the last request using it is done.
+    retired: AtomicBool,
     name: String,
     root_id: String,
     policy: FailurePolicy,
@@ -144,6 +149,7 @@ impl WasmFilter {
         Ok(WasmFilter {
             inner: Arc::new(FilterInner {
                 key: NEXT_FILTER_KEY.fetch_add(1, Ordering::Relaxed),
+                retired: AtomicBool::new(false),
                 name: config.name.clone(),
                 root_id: config.root_id.clone(),
                 policy: config.failure_policy,
@@ -151,6 +157,17 @@ impl WasmFilter {
                 clusters,
             }),
         })
+    }
+
+    /// Marks the filter as replaced by a reload: its tick loops stop, and
+    /// each worker drops its VM of it once no request uses it any more.
+    pub fn retire(&self) {
+        self.inner.retired.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether both are the same loaded filter (not just equal configs).
+    pub fn same_as(&self, other: &WasmFilter) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The plugin's `name`.
@@ -186,7 +203,10 @@ impl WasmFilter {
     ) -> Result<R, VmUnavailable> {
         let result = SLOTS.with(|slots| {
             let mut slots = slots.borrow_mut();
-            let slot = slots.entry(self.inner.key).or_insert_with(Slot::empty);
+            sweep_dropped_filters(&mut slots);
+            let slot = slots
+                .entry(self.inner.key)
+                .or_insert_with(|| Slot::empty(&self.inner));
             if slot.vm.as_ref().is_some_and(|vm| vm.is_failed())
                 && self.inner.policy == FailurePolicy::FailReload
             {
@@ -234,7 +254,7 @@ impl WasmFilter {
             slots
                 .borrow_mut()
                 .entry(self.inner.key)
-                .or_insert_with(Slot::empty)
+                .or_insert_with(|| Slot::empty(&self.inner))
                 .wake
                 .clone()
         })
@@ -254,6 +274,9 @@ impl WasmFilter {
         tokio::spawn(async move {
             while let Ok(Some(due)) = filter.with_vm_quiet(|vm| vm.next_tick()) {
                 tokio::time::sleep_until(due.into()).await;
+                if filter.inner.retired.load(Ordering::Relaxed) {
+                    break;
+                }
                 // Queue notifications are delivered with the ticks: the
                 // consumer VM of a worker runs only on that worker.
                 match filter.with_vm(|vm| {
@@ -298,6 +321,9 @@ pub(crate) struct VmUnavailable;
 
 /// One plugin's VM on one worker thread.
 struct Slot {
+    /// The filter the VM belongs to; once it is gone (replaced by a reload
+    /// and no request uses it), the slot is dropped.
+    owner: Weak<FilterInner>,
     vm: Option<Box<dyn WorkerVm>>,
     /// Starting a VM failed and the policy does not retry.
     create_failed: bool,
@@ -308,8 +334,9 @@ struct Slot {
 }
 
 impl Slot {
-    fn empty() -> Slot {
+    fn empty(owner: &Arc<FilterInner>) -> Slot {
         Slot {
+            owner: Arc::downgrade(owner),
             vm: None,
             create_failed: false,
             ticking: false,
@@ -321,6 +348,28 @@ impl Slot {
 thread_local! {
     /// This worker's VMs, by filter key.
     static SLOTS: RefCell<HashMap<u64, Slot>> = RefCell::new(HashMap::new());
+    /// [`DROPPED_FILTERS`] when this worker last swept its slots.
+    static SWEPT_AT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts filters dropped after a reload, so each worker knows when it has
+/// VMs of dropped filters to free (a thread's slots can only be touched from
+/// that thread).
+static DROPPED_FILTERS: AtomicU64 = AtomicU64::new(0);
+
+impl Drop for FilterInner {
+    fn drop(&mut self) {
+        DROPPED_FILTERS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Frees this worker's VMs of filters that no longer exist.
+fn sweep_dropped_filters(slots: &mut HashMap<u64, Slot>) {
+    let dropped = DROPPED_FILTERS.load(Ordering::Relaxed);
+    if SWEPT_AT.get() != dropped {
+        SWEPT_AT.set(dropped);
+        slots.retain(|_, slot| slot.owner.strong_count() > 0);
+    }
 }
 
 /// "name (root_id)" or just the name, for errors.

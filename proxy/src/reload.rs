@@ -1,0 +1,266 @@
+//! Reloading the configuration while serving (SIGHUP, or
+//! [`Reloader::reload`] for embedders).
+//!
+//! A reload builds everything the new configuration needs first (clusters
+//! resolved, every new or changed plugin loaded and started once) and
+//! installs nothing if any part fails: the old configuration keeps serving
+//! and the error says why. When it succeeds, the clusters and each
+//! listener's [`RouteTable`] are swapped at once; requests in flight finish
+//! on the routes, filters and VMs they started with.
+//!
+//! A plugin whose configuration and code are unchanged keeps its VMs (and
+//! their state), as Envoy keeps a VM whose code and VM configuration did not
+//! change. A replaced plugin is retired: its tick loops end and each worker
+//! frees its VM once the last request using it is done.
+//!
+//! Listeners are bound when the server starts, so a reload may change what
+//! listeners do but not which listeners exist or where they listen; such a
+//! configuration is refused with a message saying a restart is needed.
+
+use crate::cluster::ClusterManager;
+use crate::config::{Bootstrap, Listener, ListenerKind, WasmCode, WasmPlugin};
+use crate::error::ProxyError;
+use crate::files::read_at_most;
+use crate::http::RouteTable;
+use crate::wasm::{SharedServices, WasmFilter};
+use arc_swap::ArcSwap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+/// Largest plugin file hashed to tell whether a plugin changed (the same
+/// bound as loading it).
+const MAX_HASHED_FILE_BYTES: u64 = 256 << 20;
+
+/// A plugin loaded for the configuration, with what it was loaded from.
+#[derive(Clone)]
+struct LoadedFilter {
+    config: WasmPlugin,
+    /// A hash of the module's bytes; `None` when the file could not be read
+    /// (the plugin is then reloaded, and loading reports the error).
+    code: Option<u64>,
+    filter: WasmFilter,
+}
+
+/// The plugins of one configuration.
+#[derive(Clone, Default)]
+pub(crate) struct FilterSet {
+    loaded: Vec<LoadedFilter>,
+}
+
+impl FilterSet {
+    /// The filter for `plugin`: the one `previous` loaded if its
+    /// configuration and code are unchanged, else a newly loaded one.
+    fn get_or_load(
+        &mut self,
+        previous: &FilterSet,
+        plugin: &WasmPlugin,
+        clusters: &Arc<ClusterManager>,
+        shared: &SharedServices,
+    ) -> Result<WasmFilter, ProxyError> {
+        let code = code_hash(&plugin.code);
+        let reused = previous
+            .loaded
+            .iter()
+            .find(|old| code.is_some() && old.code == code && old.config == *plugin);
+        let filter = match reused {
+            Some(old) => old.filter.clone(),
+            None => WasmFilter::load(plugin, clusters.clone(), shared)?,
+        };
+        self.loaded.push(LoadedFilter {
+            config: plugin.clone(),
+            code,
+            filter: filter.clone(),
+        });
+        Ok(filter)
+    }
+
+    fn contains(&self, filter: &WasmFilter) -> bool {
+        self.loaded.iter().any(|l| l.filter.same_as(filter))
+    }
+}
+
+fn code_hash(code: &WasmCode) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    match code {
+        WasmCode::Inline(bytes) => bytes.hash(&mut hasher),
+        WasmCode::File(path) => read_at_most(path, MAX_HASHED_FILE_BYTES)
+            .ok()?
+            .hash(&mut hasher),
+    }
+    Some(hasher.finish())
+}
+
+/// One HTTP listener's routes and filters, built from a configuration.
+pub(crate) struct BuiltListener {
+    pub(crate) listener: Listener,
+    pub(crate) stat_prefix: String,
+    pub(crate) table: RouteTable,
+}
+
+/// Builds every listener's [`RouteTable`], loading the plugins `previous`
+/// does not already have into `loaded`.
+///
+/// # Errors
+/// A plugin that does not load, or a TCP listener (not run yet).
+pub(crate) fn build_listeners(
+    bootstrap: &Bootstrap,
+    clusters: &Arc<ClusterManager>,
+    shared: &SharedServices,
+    previous: &FilterSet,
+    loaded: &mut FilterSet,
+) -> Result<Vec<BuiltListener>, ProxyError> {
+    let mut built = Vec::new();
+    for (i, listener) in bootstrap.listeners.iter().enumerate() {
+        match &listener.kind {
+            ListenerKind::Http(manager) => {
+                let mut filters = Vec::new();
+                for plugin in &manager.wasm_filters {
+                    filters.push(loaded.get_or_load(previous, plugin, clusters, shared)?);
+                }
+                built.push(BuiltListener {
+                    listener: listener.clone(),
+                    stat_prefix: manager.stat_prefix.clone(),
+                    table: RouteTable::new(manager, filters, clusters.clone()),
+                });
+            }
+            ListenerKind::Tcp(_) => {
+                return Err(ProxyError::Invalid {
+                    path: format!("static_resources.listeners[{i}]"),
+                    message: format!(
+                        "listener {}: TCP proxying (envoy.filters.network.tcp_proxy) is parsed but not run by the data plane yet",
+                        listener.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(built)
+}
+
+/// Swaps a new configuration into a running proxy. Get it from
+/// [`crate::Proxy::reloader`].
+pub struct Reloader {
+    clusters: Arc<ClusterManager>,
+    shared: SharedServices,
+    /// Each listener's name, address and the handle of its route table.
+    tables: Vec<(String, std::net::SocketAddr, Arc<ArcSwap<RouteTable>>)>,
+    admin: Option<std::net::SocketAddr>,
+    /// The plugins serving now; a reload serializes on it.
+    current: Mutex<FilterSet>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field(
+                "listeners",
+                &self
+                    .tables
+                    .iter()
+                    .map(|(n, a, _)| (n, a))
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        clusters: Arc<ClusterManager>,
+        shared: SharedServices,
+        tables: Vec<(String, std::net::SocketAddr, Arc<ArcSwap<RouteTable>>)>,
+        admin: Option<std::net::SocketAddr>,
+        current: FilterSet,
+    ) -> Reloader {
+        Reloader {
+            clusters,
+            shared,
+            tables,
+            admin,
+            current: Mutex::new(current),
+        }
+    }
+
+    /// Serves `bootstrap` from now on: new requests use its routes,
+    /// clusters and plugins; requests in flight finish on the old ones.
+    /// Returns how many plugins were loaded anew (unchanged ones keep their
+    /// VMs).
+    ///
+    /// # Errors
+    /// Anything that would stop the proxy starting with `bootstrap`, or a
+    /// change to the set of listeners or their addresses (those need a
+    /// restart). Nothing is changed then.
+    pub fn reload(&self, bootstrap: &Bootstrap) -> Result<usize, ProxyError> {
+        self.check_same_sockets(bootstrap)?;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let prepared = self.clusters.prepare(&bootstrap.clusters)?;
+        let mut loaded = FilterSet::default();
+        let built = build_listeners(
+            bootstrap,
+            &self.clusters,
+            &self.shared,
+            &current,
+            &mut loaded,
+        )?;
+        // Everything is ready: install it all at once.
+        self.clusters.replace(prepared);
+        for listener in built {
+            if let Some((.., handle)) = self
+                .tables
+                .iter()
+                .find(|(name, ..)| *name == listener.listener.name)
+            {
+                handle.store(Arc::new(listener.table));
+            }
+        }
+        let fresh = loaded
+            .loaded
+            .iter()
+            .filter(|l| !current.contains(&l.filter))
+            .count();
+        for old in &current.loaded {
+            if !loaded.contains(&old.filter) {
+                old.filter.retire();
+            }
+        }
+        *current = loaded;
+        Ok(fresh)
+    }
+
+    fn check_same_sockets(&self, bootstrap: &Bootstrap) -> Result<(), ProxyError> {
+        let restart = |what: String| ProxyError::Invalid {
+            path: "static_resources.listeners".into(),
+            message: format!("{what}; listeners are bound at start-up, so this needs a restart"),
+        };
+        for listener in &bootstrap.listeners {
+            match self.tables.iter().find(|(name, ..)| *name == listener.name) {
+                None => return Err(restart(format!("listener {} is new", listener.name))),
+                Some((_, address, _)) if *address != listener.address => {
+                    return Err(restart(format!(
+                        "listener {} moved from {address} to {}",
+                        listener.name, listener.address
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some((name, ..)) = self
+            .tables
+            .iter()
+            .find(|(name, ..)| !bootstrap.listeners.iter().any(|l| l.name == *name))
+        {
+            return Err(restart(format!("listener {name} was removed")));
+        }
+        let admin = bootstrap.admin.as_ref().map(|a| a.address);
+        if admin != self.admin {
+            return Err(ProxyError::Invalid {
+                path: "admin.address".into(),
+                message:
+                    "the admin address changed; it is bound at start-up, so this needs a restart"
+                        .into(),
+            });
+        }
+        Ok(())
+    }
+}
