@@ -3,6 +3,7 @@
 mod call;
 mod compile;
 mod conformance;
+mod files;
 mod report;
 mod run;
 

@@ -141,6 +141,7 @@ impl WasmFilter {
                 wasm: &wasm,
                 config: plugin_config,
                 services,
+                precompiled: config.allow_precompiled,
             })
             .map_err(|e| fail(e.to_string()))?;
         // The reference host starts the plugin once on the main thread
@@ -398,12 +399,49 @@ struct Loader<'a> {
     wasm: &'a [u8],
     config: PluginConfig,
     services: HostServices,
+    /// `vm_config.allow_precompiled`: load through the module cache in the
+    /// platform cache directory (`~/.cache/polyhost` on Linux), the one
+    /// `polyhost compile` fills.
+    precompiled: bool,
 }
 
 impl EngineVisitor for Loader<'_> {
     type Output = Result<Box<dyn VmFactory>, PluginError>;
     fn visit<E: Engine>(self, engine: E) -> Self::Output {
-        let plugin = Plugin::load(&engine, self.wasm, self.config, self.services)?;
+        let module = if self.precompiled {
+            polyhost::check_binary(&self.config.name, self.wasm)?;
+            cached_module(&engine, self.wasm, &self.config.name)?
+        } else {
+            None
+        };
+        let plugin = match module {
+            Some(module) => Plugin::from_module(&engine, module, self.config, self.services)?,
+            None => Plugin::load(&engine, self.wasm, self.config, self.services)?,
+        };
         Ok(Box::new(plugin))
+    }
+}
+
+/// The module from the cache, compiling and storing it on a miss. The cache
+/// only saves start-up time, so when it cannot be used (no cache directory,
+/// a folder others can write, a full disk) the plugin is compiled in memory
+/// and a warning names the reason; `None` says so.
+fn cached_module<E: Engine>(
+    engine: &E,
+    wasm: &[u8],
+    plugin: &str,
+) -> Result<Option<E::Module>, PluginError> {
+    use polyhost::cache::{CacheError, ModuleCache};
+    let loaded = ModuleCache::at_default_location().and_then(|cache| cache.load(engine, wasm));
+    match loaded {
+        Ok(loaded) => {
+            tracing::debug!(target: "polyhost::wasm", plugin, outcome = ?loaded.outcome, "module cache");
+            Ok(Some(loaded.module))
+        }
+        Err(CacheError::Engine(e)) => Err(PluginError::from_engine(plugin, e)),
+        Err(e) => {
+            tracing::warn!(target: "polyhost::wasm", plugin, "not using the module cache: {e}");
+            Ok(None)
+        }
     }
 }
