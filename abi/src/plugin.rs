@@ -1,6 +1,7 @@
 //! Loading a plugin: validation, ABI detection and pre-linking.
 
 use crate::error::{PluginError, PluginErrorKind};
+use crate::limits::HostLimits;
 use crate::services::HostServices;
 use crate::state::{HostState, PluginInfo};
 use crate::types::{AbiVersion, LogLevel};
@@ -30,6 +31,10 @@ pub struct PluginConfig {
     pub env: Vec<(String, String)>,
     /// Lowest plugin log level kept (default `trace`: everything).
     pub log_level: LogLevel,
+    /// What the host keeps for each VM of the plugin at most (header bytes,
+    /// bodies, log lines, WASI writes); see [`HostLimits`].
+    #[serde(default)]
+    pub limits: HostLimits,
 }
 
 impl Default for PluginConfig {
@@ -43,6 +48,7 @@ impl Default for PluginConfig {
             allowed_env: Vec::new(),
             env: Vec::new(),
             log_level: LogLevel::Trace,
+            limits: HostLimits::default(),
         }
     }
 }
@@ -261,6 +267,7 @@ impl<E: Engine> Plugin<E> {
             environment,
             log_level: config.log_level,
             abi,
+            limits: config.limits,
         };
         tracing::debug!(plugin = %info.name, abi = abi.as_str(), engine = engine.name(), "plugin loaded");
         Ok(Plugin {

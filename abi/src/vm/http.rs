@@ -37,7 +37,9 @@ impl<E: Engine> Vm<E> {
 
     /// Turns a callback's return value and the stream's state into a decision.
     pub(super) fn decide(&mut self, id: ContextId, ret: Option<i32>) -> Decision {
-        if let Some(local) = self.stream_mut(id).and_then(|s| s.local_response.clone()) {
+        if !self.encoding_local_reply
+            && let Some(local) = self.stream_mut(id).and_then(|s| s.local_response.clone())
+        {
             return Decision::LocalResponse(local);
         }
         match ret.map(Action::from_raw) {
@@ -191,6 +193,58 @@ impl<E: Engine> Vm<E> {
         self.trailers(Side::Response, id, trailers)
     }
 
+    /// Runs a local reply through the stream's response callbacks, as
+    /// Envoy's encoder path does for `proxy_send_local_response`, a direct
+    /// response or an error it generates: `proxy_on_response_headers` with
+    /// [`LocalResponse::response_headers`], then `proxy_on_response_body`
+    /// with the body, if any. Returns the reply as the plugin left it (its
+    /// header and body edits, a changed `:status`).
+    ///
+    /// While the reply is being encoded the plugin can no longer pause or
+    /// replace it: as in Envoy, a second local reply is ignored, and a
+    /// paused callback is continued.
+    ///
+    /// # Errors
+    /// An unknown stream, a trap, or a failed VM.
+    pub fn encode_local_response(
+        &mut self,
+        id: ContextId,
+        reply: LocalResponse,
+    ) -> Result<LocalResponse, PluginError> {
+        self.encoding_local_reply = true;
+        let result = self.encode_local_response_inner(id, reply);
+        self.encoding_local_reply = false;
+        result
+    }
+
+    fn encode_local_response_inner(
+        &mut self,
+        id: ContextId,
+        mut reply: LocalResponse,
+    ) -> Result<LocalResponse, PluginError> {
+        let has_body = !reply.body.is_empty();
+        self.on_response_headers(id, reply.response_headers(), !has_body)?;
+        let mut headers = self
+            .stream_mut(id)
+            .map(|s| s.response_headers.clone())
+            .unwrap_or_default();
+        if has_body {
+            let body = std::mem::take(&mut reply.body);
+            self.on_response_body(id, &body, true)?;
+            reply.body = self.take_response_body(id);
+        }
+        if let Some(status) = headers.get_str(":status").and_then(|s| s.parse().ok()) {
+            reply.status = status;
+        }
+        if let Some(grpc) = headers.get_str("grpc-status").and_then(|s| s.parse().ok()) {
+            reply.grpc_status = Some(grpc);
+        }
+        headers.remove(":status");
+        headers.remove("grpc-status");
+        reply.headers = headers;
+        Ok(reply)
+    }
+
     /// Takes the buffered request body (to forward it after `Continue`).
     pub fn take_request_body(&mut self, id: ContextId) -> Vec<u8> {
         self.stream_mut(id)
@@ -208,5 +262,28 @@ impl<E: Engine> Vm<E> {
     /// The engine's name.
     pub fn engine_name(&self) -> &'static str {
         self.instance.engine_name()
+    }
+}
+
+impl LocalResponse {
+    /// The headers a local reply goes out with, as Envoy builds them:
+    /// `:status`, the plugin's own headers, `content-type: text/plain` for a
+    /// body when the plugin set no content type, and `grpc-status` when the
+    /// plugin gave one.
+    pub fn response_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.add(":status", self.status.to_string());
+        for (name, value) in self.headers.iter() {
+            if !name.starts_with(b":") {
+                headers.add(name, value);
+            }
+        }
+        if !self.body.is_empty() && headers.get("content-type").is_none() {
+            headers.add("content-type", "text/plain");
+        }
+        if let Some(grpc) = self.grpc_status {
+            headers.replace("grpc-status", grpc.to_string());
+        }
+        headers
     }
 }

@@ -49,6 +49,10 @@ pub struct Vm<E: Engine> {
     callbacks: Vec<Option<Func<E>>>,
     next_context: u32,
     failed: Option<String>,
+    /// A local reply is passing through the response callbacks
+    /// ([`Vm::encode_local_response`]): a reply the plugin sent earlier is
+    /// not a new decision.
+    encoding_local_reply: bool,
 }
 
 impl<E: Engine> Vm<E> {
@@ -75,6 +79,7 @@ impl<E: Engine> Vm<E> {
             callbacks,
             next_context: ROOT_CONTEXT + 1,
             failed: None,
+            encoding_local_reply: false,
         };
         vm.initialize()?;
         vm.instance.set_starting(false);

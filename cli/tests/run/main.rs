@@ -74,6 +74,14 @@ fn hello_plugin_edits_requests_and_responses_in_every_language_on_every_engine()
             assert_eq!(denied.status, 403, "{what}");
             assert_eq!(denied.text(), "access denied\n", "{what}");
             assert_eq!(denied.header("x-denied-by"), Some("hello"), "{what}");
+            // As in Envoy, a local reply goes through the encoder path: the
+            // plugin's own response callback sees and edits its 403, and a
+            // direct response too.
+            assert_eq!(denied.header("x-powered-by"), Some("polyhost"), "{what}");
+            let direct = get(&format!("http://127.0.0.1:{port}/direct"), &[]).unwrap();
+            assert_eq!(direct.status, 201, "{what}");
+            assert_eq!(direct.header("x-powered-by"), Some("polyhost"), "{what}");
+            assert_eq!(direct.header("content-type"), Some("text/plain"), "{what}");
             assert_eq!(
                 upstream.seen().len(),
                 before,

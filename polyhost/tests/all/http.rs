@@ -110,6 +110,18 @@ fn hello_denies_with_local_response<E: Engine>(engine: E) {
             assert_eq!(r.body, b"access denied\n");
             assert_eq!(r.headers.get_str("x-denied-by"), Some("hello"));
             assert_eq!(r.grpc_status, None);
+            // As Envoy's encoder path does, the reply goes through the
+            // plugin's own response callbacks, which add their header; the
+            // reply it sent earlier is not taken as a new decision.
+            let encoded = vm.encode_local_response(id, r).unwrap();
+            assert_eq!(encoded.status, 403);
+            assert_eq!(encoded.body, b"access denied\n");
+            assert_eq!(encoded.headers.get_str("x-denied-by"), Some("hello"));
+            assert_eq!(encoded.headers.get_str("x-powered-by"), Some("polyhost"));
+            assert_eq!(encoded.headers.get_str("content-type"), Some("text/plain"));
+            assert_eq!(encoded.headers.get(":status"), None);
+            let seen = &vm.stream(id).unwrap().response_headers;
+            assert_eq!(seen.get_str(":status"), Some("403"));
         }
         other => panic!("expected a local response, got {other:?}"),
     }

@@ -5,6 +5,7 @@
 mod harness;
 
 mod bad_input;
+mod budgets;
 mod cache;
 mod callouts;
 mod engine_contract;

@@ -298,6 +298,28 @@ pub(crate) fn body(
     BodyOutcome::Continue(data)
 }
 
+/// Runs a local reply (a plugin's, a direct response, or one the proxy
+/// makes) through the response callbacks of every filter, in response
+/// order, as Envoy sends local replies through its encoder filters: a
+/// plugin sees, and may edit, the reply it or another filter sent. A filter
+/// that fails meanwhile makes the reply its policy's answer.
+pub(crate) fn encode_local(
+    streams: &mut [FilterStream],
+    mut reply: LocalResponse,
+) -> LocalResponse {
+    let n = streams.len();
+    for i in 0..n {
+        let stream = &mut streams[Side::Response.nth(i, n)];
+        let input = reply.clone();
+        match run(stream, |vm, id| vm.encode_local_response(id, input)) {
+            Ok(Some(encoded)) => reply = encoded,
+            Ok(None) => {}
+            Err(failed) => return failed,
+        }
+    }
+    reply
+}
+
 /// Ends every filter's context (`proxy_on_log`, `proxy_on_done`,
 /// `proxy_on_delete`).
 pub(crate) fn finish(streams: &mut [FilterStream]) {

@@ -183,7 +183,8 @@ impl ProxyHttp for WasmHttpProxy {
             match filter_chain::start(filter, &properties) {
                 Ok(stream) => ctx.streams.push(stream),
                 Err(reply) => {
-                    send_local(session, reply).await?;
+                    send_local(session, filter_chain::encode_local(&mut ctx.streams, reply))
+                        .await?;
                     return Ok(true);
                 }
             }
@@ -200,7 +201,8 @@ impl ProxyHttp for WasmHttpProxy {
                     edited
                 }
                 Err(reply) => {
-                    send_local(session, reply).await?;
+                    send_local(session, filter_chain::encode_local(&mut ctx.streams, reply))
+                        .await?;
                     return Ok(true);
                 }
             }
@@ -209,7 +211,11 @@ impl ProxyHttp for WasmHttpProxy {
         // after the chain sees the edits.
         let Some(route) = table.route(&headers) else {
             ctx.response_flags = "NR";
-            send_local(session, simple_reply(404, "route_not_found")).await?;
+            send_local(
+                session,
+                filter_chain::encode_local(&mut ctx.streams, simple_reply(404, "route_not_found")),
+            )
+            .await?;
             return Ok(true);
         };
         if let RouteAction::DirectResponse { status, body } = &route.action {
@@ -221,12 +227,19 @@ impl ProxyHttp for WasmHttpProxy {
                 grpc_status: None,
             };
             ctx.route = Some(route);
-            send_local(session, reply).await?;
+            send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await?;
             return Ok(true);
         }
         if route.cluster.is_none() {
             ctx.response_flags = "NC";
-            send_local(session, simple_reply(503, "cluster_not_found")).await?;
+            send_local(
+                session,
+                filter_chain::encode_local(
+                    &mut ctx.streams,
+                    simple_reply(503, "cluster_not_found"),
+                ),
+            )
+            .await?;
             return Ok(true);
         }
         ctx.route = Some(route);
@@ -309,7 +322,7 @@ impl ProxyHttp for WasmHttpProxy {
             BodyOutcome::Continue(data) => *body = Some(Bytes::from(data)),
             BodyOutcome::Hold => *body = None,
             BodyOutcome::Respond(reply) => {
-                send_local(session, reply).await?;
+                send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await?;
                 return Err(Error::explain(HTTPStatus(0), "answered by a plugin"));
             }
         }
@@ -420,7 +433,9 @@ impl ProxyHttp for WasmHttpProxy {
         if code > 0 && session.response_written().is_none() {
             let mut reply = simple_reply(code, "upstream_failure");
             reply.body = body.as_bytes().to_vec();
-            if let Err(err) = send_local(session, reply).await {
+            if let Err(err) =
+                send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await
+            {
                 tracing::debug!(target: "polyhost::http", error = %err, "cannot send the error response");
             }
         }
@@ -470,14 +485,11 @@ async fn send_local(session: &mut Session, reply: LocalResponse) -> Result<()> {
 fn local_response_header(reply: &LocalResponse) -> Result<ResponseHeader> {
     let status = u16::try_from(reply.status).unwrap_or(500);
     let mut header = ResponseHeader::build(status, None)?;
-    for (name, value) in reply.headers.iter() {
+    for (name, value) in reply.response_headers().iter() {
         if name.starts_with(b":") {
             continue;
         }
         header.append_header(String::from_utf8_lossy(name).into_owned(), value)?;
-    }
-    if let Some(grpc) = reply.grpc_status {
-        header.insert_header("grpc-status", grpc.to_string())?;
     }
     Ok(header)
 }

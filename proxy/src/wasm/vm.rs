@@ -7,8 +7,8 @@
 //! call per plugin callback is noise next to the callback itself.
 
 use polyhost::{
-    ContextId, Decision, Engine, HeaderMap, HttpCallResult, Plugin, PluginError, StreamEvent,
-    StreamState, Vm,
+    ContextId, Decision, Engine, HeaderMap, HttpCallResult, LocalResponse, Plugin, PluginError,
+    StreamEvent, StreamState, Vm,
 };
 use std::time::Instant;
 
@@ -62,6 +62,11 @@ pub(crate) trait WorkerVm {
     ) -> Result<Decision, PluginError>;
     fn take_request_body(&mut self, id: ContextId) -> Vec<u8>;
     fn take_response_body(&mut self, id: ContextId) -> Vec<u8>;
+    fn encode_local_response(
+        &mut self,
+        id: ContextId,
+        reply: LocalResponse,
+    ) -> Result<LocalResponse, PluginError>;
     fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent>;
     fn finish_stream(&mut self, id: ContextId) -> Result<StreamState, PluginError>;
     fn deliver_http_response(
@@ -122,6 +127,13 @@ impl<E: Engine> WorkerVm for Vm<E> {
     }
     fn take_response_body(&mut self, id: ContextId) -> Vec<u8> {
         Vm::take_response_body(self, id)
+    }
+    fn encode_local_response(
+        &mut self,
+        id: ContextId,
+        reply: LocalResponse,
+    ) -> Result<LocalResponse, PluginError> {
+        Vm::encode_local_response(self, id, reply)
     }
     fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent> {
         Vm::take_events(self, id)
