@@ -13,9 +13,33 @@ pub const MAX_MAP_PAIRS: usize = 1024;
 /// Names are stored lower-cased (as Envoy stores them) and compared
 /// ASCII-case-insensitively; values are raw bytes. HTTP/2 pseudo-headers
 /// (`:path`, `:method`, ...) are ordinary entries.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The map keeps its serialized size as it changes, so the size and the
+/// limits are integer reads, not a walk over the entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderMap {
     entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `serialize().len()`, kept up to date by every change.
+    serialized_len: usize,
+}
+
+impl Default for HeaderMap {
+    fn default() -> Self {
+        HeaderMap {
+            entries: Vec::new(),
+            serialized_len: EMPTY_MAP_BYTES,
+        }
+    }
+}
+
+/// The serialized size of a map with no entries (its `u32` count).
+const EMPTY_MAP_BYTES: usize = 4;
+
+/// Serialized bytes of one entry: two `u32` lengths, then the name and the
+/// value, each followed by a NUL byte.
+#[inline]
+pub(crate) fn entry_bytes(key_len: usize, value_len: usize) -> usize {
+    key_len.saturating_add(value_len).saturating_add(10)
 }
 
 fn lower(key: &[u8]) -> Vec<u8> {
@@ -52,28 +76,82 @@ impl HeaderMap {
         self.get(key).and_then(|v| std::str::from_utf8(v).ok())
     }
 
+    /// Size of [`HeaderMap::serialize`]'s output, without serializing.
+    #[inline]
+    pub fn serialized_len(&self) -> usize {
+        self.serialized_len
+    }
+
     /// Appends an entry, keeping existing entries of the same name.
+    ///
+    /// This is the embedder's call and is not limited; plugins' changes go
+    /// through the checked paths of the host functions.
     pub fn add(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.serialized_len += entry_bytes(key.len(), value.len());
+        self.entries.push((lower(key), value.to_vec()));
+    }
+
+    /// Serialized bytes of every entry named `key` (what
+    /// [`HeaderMap::replace`] or [`HeaderMap::remove`] would drop).
+    pub(crate) fn bytes_of(&self, key: &[u8]) -> usize {
         self.entries
-            .push((lower(key.as_ref()), value.as_ref().to_vec()));
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(k, v)| entry_bytes(k.len(), v.len()))
+            .sum()
+    }
+
+    /// Whether the map would stay within the reference host's limits
+    /// ([`MAX_MAP_PAIRS`], [`MAX_SERIALIZED_MAP_BYTES`]) after dropping
+    /// `dropped` bytes in `dropped_pairs` entries and adding one entry of
+    /// `key_len` and `value_len` bytes. Checked before the guest's bytes are
+    /// copied, so an oversized value is never allocated.
+    pub(crate) fn fits(
+        &self,
+        dropped_pairs: usize,
+        dropped: usize,
+        key_len: usize,
+        value_len: usize,
+    ) -> bool {
+        let pairs = self.entries.len() - dropped_pairs + 1;
+        let bytes = (self.serialized_len - dropped).saturating_add(entry_bytes(key_len, value_len));
+        pairs <= MAX_MAP_PAIRS && bytes <= MAX_SERIALIZED_MAP_BYTES
+    }
+
+    /// How many entries are named `key`.
+    pub(crate) fn count_of(&self, key: &[u8]) -> usize {
+        self.entries
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .count()
+    }
+
+    /// The longest value in the map.
+    pub(crate) fn longest_value(&self) -> usize {
+        self.entries.iter().map(|(_, v)| v.len()).max().unwrap_or(0)
     }
 
     /// Sets `key` to `value`: the first entry of that name is replaced in
     /// place and any further ones are removed; a missing name is appended.
     pub fn replace(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let key = key.as_ref();
+        let (key, value) = (key.as_ref(), value.as_ref());
         let mut seen = false;
+        let mut size = self.serialized_len;
         self.entries.retain_mut(|(k, v)| {
             if !k.eq_ignore_ascii_case(key) {
                 return true;
             }
+            size -= entry_bytes(k.len(), v.len());
             if seen {
                 return false;
             }
             seen = true;
-            *v = value.as_ref().to_vec();
+            *v = value.to_vec();
+            size += entry_bytes(k.len(), v.len());
             true
         });
+        self.serialized_len = size;
         if !seen {
             self.add(key, value);
         }
@@ -82,7 +160,15 @@ impl HeaderMap {
     /// Removes every entry named `key`.
     pub fn remove(&mut self, key: impl AsRef<[u8]>) {
         let key = key.as_ref();
-        self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        let mut size = self.serialized_len;
+        self.entries.retain(|(k, v)| {
+            let keep = !k.eq_ignore_ascii_case(key);
+            if !keep {
+                size -= entry_bytes(k.len(), v.len());
+            }
+            keep
+        });
+        self.serialized_len = size;
     }
 
     /// Iterates over `(name, value)` pairs in order.
@@ -107,12 +193,7 @@ impl HeaderMap {
     /// Serializes in the proxy-wasm format: `u32 N`, `N x (u32 key_len,
     /// u32 value_len)`, then each key and value followed by a NUL byte.
     pub fn serialize(&self) -> Vec<u8> {
-        let data: usize = self
-            .entries
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum();
-        let mut out = Vec::with_capacity(4 + self.entries.len() * 8 + data);
+        let mut out = Vec::with_capacity(self.serialized_len);
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for (k, v) in &self.entries {
             out.extend_from_slice(&(k.len() as u32).to_le_bytes());
@@ -165,7 +246,11 @@ impl HeaderMap {
         if data_at != bytes.len() {
             return Err(Status::ParseFailure);
         }
-        Ok(HeaderMap { entries })
+        // Every byte was consumed, so the input is exactly the serialized form.
+        Ok(HeaderMap {
+            entries,
+            serialized_len: bytes.len().max(EMPTY_MAP_BYTES),
+        })
     }
 }
 
@@ -219,6 +304,31 @@ mod tests {
         assert_eq!(map.get_str("c"), Some("4"));
         map.remove("a");
         assert_eq!(map.len(), 2);
+    }
+
+    #[test]
+    fn the_kept_size_is_the_serialized_size() {
+        let mut map = HeaderMap::new();
+        let check = |map: &HeaderMap| assert_eq!(map.serialized_len(), map.serialize().len());
+        check(&map);
+        map.add("A", "1");
+        map.add("a", "22");
+        map.add("b", "333");
+        check(&map);
+        assert_eq!(map.bytes_of(b"A"), entry_bytes(1, 1) + entry_bytes(1, 2));
+        assert_eq!(map.count_of(b"a"), 2);
+        map.replace("a", "4444");
+        check(&map);
+        map.replace("new", "");
+        check(&map);
+        map.remove("b");
+        check(&map);
+        let back = HeaderMap::deserialize(&map.serialize()).unwrap();
+        check(&back);
+        assert_eq!(back, map);
+        assert_eq!(HeaderMap::deserialize(&[]).unwrap(), HeaderMap::new());
+        assert!(map.fits(0, 0, 10, 10));
+        assert!(!map.fits(0, 0, 1, MAX_SERIALIZED_MAP_BYTES));
     }
 
     #[test]

@@ -20,6 +20,7 @@
 mod error;
 mod headers;
 mod host;
+pub mod limits;
 mod plugin;
 pub mod pool;
 pub mod services;
@@ -30,6 +31,7 @@ mod wasi;
 
 pub use error::{PluginError, PluginErrorKind};
 pub use headers::{HeaderMap, MAX_MAP_PAIRS, MAX_SERIALIZED_MAP_BYTES};
+pub use limits::{HostLimits, Limit};
 pub use plugin::{Plugin, PluginConfig, check_binary};
 pub use pool::{PoolError, PooledVm, ReturnPolicy, VmPool};
 pub use services::HostServices;

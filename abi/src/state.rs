@@ -1,6 +1,7 @@
 //! The host data attached to every plugin instance.
 
 use crate::headers::HeaderMap;
+use crate::limits::{Budget, HostLimits, Limit, StreamCharge};
 use crate::services::HostServices;
 use crate::types::{AbiVersion, BufferType, LogLevel, MapType, StreamType};
 use crossbeam::queue::SegQueue;
@@ -27,6 +28,8 @@ pub struct PluginInfo {
     pub log_level: LogLevel,
     /// The ABI the plugin was built against.
     pub abi: AbiVersion,
+    /// What the host keeps for each VM at most (see [`HostLimits`]).
+    pub limits: HostLimits,
 }
 
 /// One line a plugin logged.
@@ -95,6 +98,9 @@ pub struct StreamState {
     pub events: Vec<StreamEvent>,
     /// Properties the plugin set on this stream.
     pub properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// What the plugin's changes to this stream hold against the VM's
+    /// budget; given back when this state is dropped.
+    pub(crate) charge: StreamCharge,
 }
 
 impl StreamState {
@@ -108,14 +114,25 @@ impl StreamState {
         })
     }
 
-    pub(crate) fn map_mut(&mut self, t: MapType) -> Option<&mut HeaderMap> {
-        Some(match t {
+    /// Map `t`, mutably, with the stream's charge borrowed alongside.
+    pub(crate) fn map_and_charge(
+        &mut self,
+        t: MapType,
+    ) -> Option<(&mut HeaderMap, &mut StreamCharge)> {
+        let map = match t {
             MapType::RequestHeaders => &mut self.request_headers,
             MapType::RequestTrailers => &mut self.request_trailers,
             MapType::ResponseHeaders => &mut self.response_headers,
             MapType::ResponseTrailers => &mut self.response_trailers,
             _ => return None,
-        })
+        };
+        Some((map, &mut self.charge))
+    }
+
+    /// Bytes this stream holds against the VM's budget
+    /// ([`HostLimits::max_vm_bytes`]).
+    pub fn charged_bytes(&self) -> usize {
+        self.charge.bytes()
     }
 
     pub(crate) fn buffer_mut(&mut self, t: BufferType) -> Option<&mut Vec<u8>> {
@@ -201,6 +218,9 @@ pub struct HostState {
     /// (innermost) allocator failure, which outer levels report instead of
     /// wrapping it again, or a WASI wait cut short by the deadline.
     pub(crate) trap_cause: Option<TrapCause>,
+    /// Bytes held for the plugin and the limits reported (see
+    /// [`crate::limits`]).
+    pub(crate) budget: Budget,
 }
 
 /// Why a host call trapped the guest.
@@ -214,6 +234,7 @@ pub(crate) struct TrapCause {
 
 impl HostState {
     pub(crate) fn new(plugin: Arc<PluginInfo>, services: HostServices) -> Self {
+        let plugin_limits = plugin.limits;
         HostState {
             plugin,
             services,
@@ -234,6 +255,7 @@ impl HostState {
             stdio_partial: [Vec::new(), Vec::new()],
             allocator_depth: 0,
             trap_cause: None,
+            budget: Budget::new(plugin_limits),
         }
     }
 
@@ -246,10 +268,67 @@ impl HostState {
         self.streams.get_mut(&self.effective)
     }
 
+    /// Keeps a log line: the most recent [`LOG_CAPACITY`] lines are kept,
+    /// and their bytes count against the VM's budget, oldest evicted first
+    /// to make room. A line that does not fit even then is not kept (it was
+    /// still emitted through `tracing`).
     pub(crate) fn push_log(&mut self, line: LogLine) {
-        if self.logs.len() == LOG_CAPACITY {
-            self.logs.remove(0);
+        // The embedder may have taken the lines (`Vm::take_logs`).
+        if self.logs.is_empty() {
+            self.budget.log_bytes = 0;
         }
+        let size = line.message.len();
+        let mut evict = usize::from(self.logs.len() == LOG_CAPACITY);
+        let mut freed: usize = self.logs[..evict].iter().map(|l| l.message.len()).sum();
+        while !self.budget.fits(size.saturating_sub(freed)) && evict < self.logs.len() {
+            freed += self.logs[evict].message.len();
+            evict += 1;
+        }
+        if !self.budget.fits(size.saturating_sub(freed)) {
+            let detail = format!(
+                "a log line of {size} bytes does not fit in what is left of the VM's {} bytes",
+                self.budget.limits.max_vm_bytes
+            );
+            self.refused(Limit::VmBytes, &detail);
+            return;
+        }
+        self.logs.drain(..evict);
+        self.budget.log_bytes = (self.budget.log_bytes + size).saturating_sub(freed);
         self.logs.push(line);
+    }
+
+    /// Counts a refusal of `limit` and reports the first of its kind.
+    pub(crate) fn refused(&mut self, limit: Limit, detail: &str) {
+        self.budget.refused(&self.plugin.name, limit, detail);
+    }
+
+    /// The limits this VM runs under.
+    pub fn limits(&self) -> &HostLimits {
+        &self.budget.limits
+    }
+
+    /// Bytes the host holds for this VM because of the plugin, as counted
+    /// against [`HostLimits::max_vm_bytes`].
+    pub fn held_bytes(&self) -> usize {
+        // Exact, unlike the hot-path count: lines the embedder took and
+        // callouts answered since are not held any more.
+        let mut held = self.budget.held();
+        if self.logs.is_empty() {
+            held -= self.budget.log_bytes;
+        }
+        held - self
+            .budget
+            .stale_callout_bytes(|token| self.callouts.contains_key(&token))
+    }
+
+    /// How many calls `limit` refused (or cut) in this VM.
+    pub fn limit_refusals(&self, limit: Limit) -> u64 {
+        self.budget.refusals(limit)
+    }
+
+    /// The warnings logged when a limit was first hit, one per kind of
+    /// limit, in order.
+    pub fn limit_warnings(&self) -> &[String] {
+        self.budget.warnings()
     }
 }

@@ -5,13 +5,14 @@
 //! every one of these names to link. There is no file system, no socket,
 //! and nothing that can block the host thread past the callback's deadline
 //! ([`EngineConfig::call_timeout`](polyhost_engine_core::EngineConfig)).
-//! Errnos are WASI's (`BADF` 8, `FAULT` 21, `INVAL` 28, `NOSYS` 52,
-//! `NOTSUP` 58, `SPIPE` 70); a guest pointer outside linear memory answers
-//! `FAULT`.
+//! What the host keeps from these calls counts against the VM's budgets
+//! ([`crate::limits`]). Errnos are WASI's (`BADF` 8, `FAULT` 21, `INVAL`
+//! 28, `NOSYS` 52, `NOTSUP` 58, `SPIPE` 70); a guest pointer outside linear
+//! memory answers `FAULT`.
 //!
 //! | function | behaviour |
 //! |---|---|
-//! | `fd_write` | fd 1: info log lines, fd 2: error log lines (split at `\n`; a partial line is logged when the callback ends); other fds `BADF` |
+//! | `fd_write` | fd 1: info log lines, fd 2: error log lines (split at `\n`; a partial line is logged when the callback ends, or once it reaches [`max_log_line_bytes`](crate::HostLimits::max_log_line_bytes)); a line over that limit is kept cut. More than [`max_fd_write_iovecs`](crate::HostLimits::max_fd_write_iovecs) iovecs (1024) is `INVAL` and writes nothing; more than [`max_fd_write_bytes`](crate::HostLimits::max_fd_write_bytes) (1 MiB) is a short write of that many bytes (`nwritten` says so; only those bytes are copied). Other fds `BADF` |
 //! | `fd_read` | fd 0: end of file (0 bytes); fds 1, 2 `NOTSUP`; others `BADF` |
 //! | `fd_fdstat_get` | fds 0..=2: a character device, readable (0) or writable (1, 2); others `BADF` |
 //! | `fd_fdstat_set_flags`, `fd_close` | fds 0..=2: success, nothing changes; others `BADF` |
@@ -25,14 +26,15 @@
 //! | `environ_sizes_get`, `environ_get` | only the variables the operator allowed (`PluginConfig::allowed_env`, `env`) |
 //! | `args_sizes_get`, `args_get` | no arguments |
 //! | `sched_yield` | success at once; the host thread is not given up (it belongs to the proxy, and the plugin's turn ends when its callback returns) |
-//! | `proc_exit` | records the code and traps, ending the callback; the VM fails, except `proc_exit(0)` from a command module's `_start`, which is a normal end of initialisation |
+//! | `proc_exit` | never exits the host process: records the code and traps, ending the callback with a `Trap` error that names the plugin, the callback and `proc_exit(code)`; the VM fails and the next one starts clean. `proc_exit(0)` from a command module's `_start` is a normal end of initialisation |
 //! | `proc_raise` | `NOSYS` |
 //! | `poll_oneoff` | clock subscriptions: the host thread sleeps until the earliest one is due, **unless that is past the callback's deadline: then it does not sleep at all and traps at once**, and the callback fails as `Interrupted`, naming the deadline (waiting first would only delay the same outcome). Descriptor subscriptions complete at once with `NOTSUP`, unknown clocks with `INVAL`; `nsubscriptions` 0 is `INVAL`. With the deadline turned off, a clock wait sleeps as asked. |
 
-use crate::host::context::emit;
+use crate::host::context::{cut_line, emit};
 use crate::host::{Fail, Ret, read};
+use crate::limits::Limit;
 use crate::state::{HostState, TrapCause};
-use crate::types::LogLevel;
+use crate::types::{LogLevel, Status};
 use polyhost_engine_core::{ErrorKind, HostContext, HostLinker, HostResult, HostTrap};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -73,13 +75,47 @@ fn fd_write<C: HostContext<Data = HostState>>(
         2 => LogLevel::Error,
         _ => return Ok(BADF),
     };
+    let limits = cx.data().budget.limits;
+    let count = iovs_len as u32;
+    if count > limits.max_fd_write_iovecs {
+        cx.data_mut().refused(
+            Limit::FdWriteIovecs,
+            &format!(
+                "fd_write of {count} iovecs (the most is {})",
+                limits.max_fd_write_iovecs
+            ),
+        );
+        return Ok(INVAL);
+    }
     errno((|| {
+        // At most `max_fd_write_bytes` are taken: a short write, which
+        // callers of write(2) already loop over. Only what is taken is
+        // copied, so iovecs that all point at one huge region cost the
+        // host no more than the limit.
         let mut text = Vec::new();
-        for i in 0..iovs_len as u32 {
-            let at = (iovs as u32).wrapping_add(i * 8);
+        let mut wanted: u64 = 0;
+        let memory = cx.memory_size() as u64;
+        for i in 0..count {
+            let at = (iovs as u32).wrapping_add(i.wrapping_mul(8));
             let ptr = cx.read_u32(at)?;
             let len = cx.read_u32(at.wrapping_add(4))?;
-            text.extend(cx.read_vec(ptr, len)?);
+            if u64::from(ptr) + u64::from(len) > memory {
+                return Err(Status::InvalidMemoryAccess.into());
+            }
+            wanted += u64::from(len);
+            let take = (limits.max_fd_write_bytes - text.len()).min(len as usize);
+            if take > 0 {
+                text.extend(cx.read_vec(ptr, take as u32)?);
+            }
+        }
+        if wanted > text.len() as u64 {
+            cx.data_mut().refused(
+                Limit::FdWriteBytes,
+                &format!(
+                    "fd_write of {wanted} bytes (the most one call takes is {}; it took that many)",
+                    limits.max_fd_write_bytes
+                ),
+            );
         }
         cx.write_u32(nwritten as u32, text.len() as u32)?;
         // Programs write a line in several pieces (Go's panic output does);
@@ -90,9 +126,19 @@ fn fd_write<C: HostContext<Data = HostState>>(
         let mut lines = Vec::new();
         while let Some(end) = partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = partial.drain(..=end).collect();
-            lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+            lines.push(line[..end].to_vec());
+        }
+        // A line that never ends is logged (cut) once it reaches the limit,
+        // so the unfinished part stays bounded too.
+        if partial.len() > limits.max_log_line_bytes {
+            lines.push(std::mem::take(partial));
         }
         for line in lines {
+            let line = if line.len() > limits.max_log_line_bytes {
+                cut_line(state, &line[..limits.max_log_line_bytes], line.len())
+            } else {
+                String::from_utf8_lossy(&line).into_owned()
+            };
             emit(state, level, line);
         }
         Ok(())
@@ -323,8 +369,12 @@ fn register_module<L: HostLinker<HostState>>(
     })?;
     l.i32_2(m, "args_get", |_cx, _argv, _buf| Ok(SUCCESS))?;
     l.void_1(m, "proc_exit", |cx, code| {
+        // The plugin's exit ends its callback, never the host process.
         cx.data_mut().exit_code = Some(code);
-        Err(HostTrap(format!("plugin called proc_exit({code})")))
+        Err(HostTrap(format!(
+            "the plugin called WASI proc_exit({code}), which ends the callback as a trap \
+             (the host process does not exit)"
+        )))
     })?;
     l.i32_1(m, "proc_raise", |_cx, _sig| Ok(NOSYS))?;
     l.i32_0(m, "sched_yield", |_cx| Ok(SUCCESS))?;

@@ -1,7 +1,9 @@
 //! HTTP and gRPC callouts.
 
-use super::{Ret, put_u32, read, read_string};
+use super::headers::check_value_len;
+use super::{Ret, in_bounds, over_limit, put_u32, read, read_string};
 use crate::headers::HeaderMap;
+use crate::limits::Limit;
 use crate::services::{CalloutRequest, GrpcCallout, GrpcStreamOpen, HttpCallout};
 use crate::state::{CalloutKind, HostState};
 use crate::types::Status;
@@ -17,11 +19,36 @@ fn new_token(state: &mut HostState, kind: CalloutKind) -> u32 {
     token
 }
 
+/// Refuses a callout request of `bytes` that does not fit in the VM's
+/// budget (checked before the guest's bytes are copied). Requests count
+/// until their answer, since the dispatcher may hold them until then.
+fn check_callout(state: &mut HostState, bytes: usize) -> Ret {
+    let HostState {
+        budget, callouts, ..
+    } = state;
+    if budget.fits_callout(bytes, |token| callouts.contains_key(&token)) {
+        return Ok(());
+    }
+    let detail = format!(
+        "a callout request of {bytes} bytes, with {} of the VM's {} bytes held",
+        budget.held(),
+        budget.limits.max_vm_bytes
+    );
+    Err(over_limit(state, Limit::VmBytes, detail))
+}
+
+/// Guest lengths as host sizes, summed.
+fn total(lens: &[i32]) -> usize {
+    lens.iter().map(|l| *l as u32 as usize).sum()
+}
+
 /// Dispatches `make(token)` and writes the token, or forgets it on refusal.
+/// The request's `bytes` count against the budget until the answer.
 fn dispatch<C: HostContext<Data = HostState>>(
     cx: &mut C,
     kind: CalloutKind,
     ptoken: i32,
+    bytes: usize,
     make: impl FnOnce(u32) -> CalloutRequest,
 ) -> Ret {
     let state = cx.data_mut();
@@ -30,6 +57,7 @@ fn dispatch<C: HostContext<Data = HostState>>(
         state.callouts.remove(&token);
         return Err(status.into());
     }
+    state.budget.charge_callout(token, bytes);
     put_u32(cx, ptoken, token)
 }
 
@@ -48,10 +76,27 @@ pub(super) fn http_call<C: HostContext<Data = HostState>>(
     timeout_ms: i32,
     ptoken: i32,
 ) -> Ret {
+    // The request goes to the embedder's dispatcher, not into this VM's
+    // state, so only its body and values are bounded here.
+    in_bounds(cx, &[(up, ul), (hp, hl), (bp, bl), (tp, tl)])?;
+    let max_body = cx.data().budget.limits.max_body_bytes;
+    if bl as u32 as usize > max_body {
+        let detail = format!(
+            "an HTTP callout body of {} bytes (the most is {max_body})",
+            bl as u32
+        );
+        return Err(over_limit(cx.data_mut(), Limit::Body, detail));
+    }
+    let bytes = total(&[ul, hl, bl, tl]);
+    check_callout(cx.data_mut(), bytes)?;
     let upstream = read_string(cx, up, ul)?;
     let headers = HeaderMap::deserialize(&read(cx, hp, hl)?)?;
     let body = read(cx, bp, bl)?;
     let trailers = HeaderMap::deserialize(&read(cx, tp, tl)?)?;
+    check_value_len(
+        cx.data_mut(),
+        headers.longest_value().max(trailers.longest_value()),
+    )?;
     // Envoy refuses a callout it could not route.
     if [":method", ":path", ":authority"]
         .iter()
@@ -61,7 +106,7 @@ pub(super) fn http_call<C: HostContext<Data = HostState>>(
     }
     let plugin = cx.data().plugin.name.clone();
     let timeout = Duration::from_millis(u64::from(timeout_ms as u32));
-    dispatch(cx, CalloutKind::Http, ptoken, |token| {
+    dispatch(cx, CalloutKind::Http, ptoken, bytes, |token| {
         CalloutRequest::Http(HttpCallout {
             plugin,
             token,
@@ -81,6 +126,16 @@ pub(super) struct GrpcArgs {
     pub service: (i32, i32),
     pub method: (i32, i32),
     pub metadata: (i32, i32),
+}
+
+impl GrpcArgs {
+    fn ranges(&self) -> [(i32, i32); 4] {
+        [self.upstream, self.service, self.method, self.metadata]
+    }
+
+    fn bytes(&self) -> usize {
+        total(&self.ranges().map(|(_, len)| len))
+    }
 }
 
 struct GrpcTarget {
@@ -111,10 +166,15 @@ pub(super) fn grpc_call<C: HostContext<Data = HostState>>(
     timeout_ms: i32,
     ptoken: i32,
 ) -> Ret {
+    in_bounds(cx, &args.ranges())?;
+    in_bounds(cx, &[(msgp, msgl)])?;
+    let bytes = args.bytes() + total(&[msgl]);
+    check_callout(cx.data_mut(), bytes)?;
     let t = read_grpc(cx, &args)?;
+    check_value_len(cx.data_mut(), t.metadata.longest_value())?;
     let message = read(cx, msgp, msgl)?;
     let plugin = cx.data().plugin.name.clone();
-    dispatch(cx, CalloutKind::GrpcCall, ptoken, |token| {
+    dispatch(cx, CalloutKind::GrpcCall, ptoken, bytes, |token| {
         CalloutRequest::Grpc(GrpcCallout {
             plugin,
             token,
@@ -134,9 +194,13 @@ pub(super) fn grpc_stream<C: HostContext<Data = HostState>>(
     args: GrpcArgs,
     ptoken: i32,
 ) -> Ret {
+    in_bounds(cx, &args.ranges())?;
+    let bytes = args.bytes();
+    check_callout(cx.data_mut(), bytes)?;
     let t = read_grpc(cx, &args)?;
+    check_value_len(cx.data_mut(), t.metadata.longest_value())?;
     let plugin = cx.data().plugin.name.clone();
-    dispatch(cx, CalloutKind::GrpcStream, ptoken, |token| {
+    dispatch(cx, CalloutKind::GrpcStream, ptoken, bytes, |token| {
         CalloutRequest::GrpcStream(GrpcStreamOpen {
             plugin,
             token,
@@ -165,8 +229,14 @@ pub(super) fn grpc_send<C: HostContext<Data = HostState>>(
 ) -> Ret {
     let token = token as u32;
     known(cx.data(), token, &[CalloutKind::GrpcStream])?;
+    // A message must fit in the budget, but is not counted after: a stream
+    // may carry any number of them over its life, and the dispatcher sends
+    // each on its way.
+    in_bounds(cx, &[(p, n)])?;
+    let bytes = total(&[n]);
+    check_callout(cx.data_mut(), bytes)?;
     let message = read(cx, p, n)?;
-    let state = cx.data();
+    let state = cx.data_mut();
     let request = CalloutRequest::GrpcSend {
         plugin: state.plugin.name.clone(),
         token,

@@ -1,6 +1,7 @@
 //! Context, logging, time and configuration calls.
 
-use super::{Ret, give, put_u32, read};
+use super::{Ret, give, in_bounds, put_u32, read};
+use crate::limits::Limit;
 use crate::state::{HostState, LogLine, ShutdownPhase};
 use crate::types::{LogLevel, Status};
 use polyhost_engine_core::HostContext;
@@ -60,7 +61,25 @@ pub(crate) fn emit(state: &mut HostState, level: LogLevel, message: String) {
     state.push_log(LogLine { level, message });
 }
 
-/// `proxy_log(level, ptr, len)`.
+/// A log line cut to `limit` bytes, marked with how much was cut.
+/// `total` is the line's full length; only `head` was read.
+pub(crate) fn cut_line(state: &mut HostState, head: &[u8], total: usize) -> String {
+    let limit = state.budget.limits.max_log_line_bytes;
+    state.refused(
+        Limit::LogLine,
+        &format!("a log line of {total} bytes (the most kept is {limit}; longer lines are cut)"),
+    );
+    format!(
+        "{} [... {} bytes cut]",
+        String::from_utf8_lossy(head),
+        total - head.len()
+    )
+}
+
+/// `proxy_log(level, ptr, len)`. A line over
+/// [`HostLimits::max_log_line_bytes`](crate::HostLimits::max_log_line_bytes)
+/// is kept cut, and only the part kept is copied out of the guest; the
+/// call still succeeds, because SDKs treat a failed log call as fatal.
 pub(super) fn log<C: HostContext<Data = HostState>>(
     cx: &mut C,
     level: i32,
@@ -68,8 +87,16 @@ pub(super) fn log<C: HostContext<Data = HostState>>(
     len: i32,
 ) -> Ret {
     let level = LogLevel::from_raw(level).ok_or(Status::BadArgument)?;
-    let bytes = read(cx, ptr, len)?;
-    let message = String::from_utf8_lossy(&bytes).into_owned();
+    let total = len as u32 as usize;
+    let limit = cx.data().budget.limits.max_log_line_bytes;
+    let message = if total > limit {
+        // The whole line must still be in bounds, as for any other call.
+        in_bounds(cx, &[(ptr, len)])?;
+        let head = read(cx, ptr, limit as i32)?;
+        cut_line(cx.data_mut(), &head, total)
+    } else {
+        String::from_utf8_lossy(&read(cx, ptr, len)?).into_owned()
+    };
     emit(cx.data_mut(), level, message);
     Ok(())
 }

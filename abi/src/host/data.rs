@@ -1,6 +1,7 @@
 //! Buffer calls: bodies, TCP data, callout results and configurations.
 
-use super::{Ret, give, put_u32, read};
+use super::{Ret, give, in_bounds, over_limit, put_u32, read};
+use crate::limits::Limit;
 use crate::state::HostState;
 use crate::types::{AbiVersion, BufferType, Status};
 use polyhost_engine_core::HostContext;
@@ -53,6 +54,12 @@ pub(super) fn get_buffer_bytes<C: HostContext<Data = HostState>>(
 /// bytes at `start` with the guest's bytes. `start = 0, size = 0` prepends,
 /// `start >= length` appends, `start = 0, size >= length` replaces all;
 /// any other range is spliced in place (a superset of Envoy's rules).
+///
+/// The buffer may not end up over [`HostLimits::max_body_bytes`], and what
+/// it grows by counts against the VM's budget; both are checked before the
+/// guest's bytes are copied.
+///
+/// [`HostLimits::max_body_bytes`]: crate::HostLimits::max_body_bytes
 pub(super) fn set_buffer_bytes<C: HostContext<Data = HostState>>(
     cx: &mut C,
     t: i32,
@@ -62,11 +69,45 @@ pub(super) fn set_buffer_bytes<C: HostContext<Data = HostState>>(
     len: i32,
 ) -> Ret {
     let t = BufferType::from_raw(t).ok_or(Status::BadArgument)?;
+    in_bounds(cx, &[(ptr, len)])?;
+    let state = cx.data_mut();
+    let max = state.budget.limits.max_body_bytes;
+    let HostState {
+        streams,
+        effective,
+        budget,
+        ..
+    } = state;
+    let stream = streams.get_mut(effective).ok_or(Status::NotFound)?;
+    let old = stream.buffer_mut(t).ok_or(Status::BadArgument)?.len();
+    let start = (start as u32 as usize).min(old);
+    let end = start.saturating_add(size as u32 as usize).min(old);
+    let new = old - (end - start) + len as u32 as usize;
+    if new > max {
+        let detail =
+            format!("a buffer of {new} bytes after proxy_set_buffer_bytes (the most is {max})");
+        return Err(over_limit(state, Limit::Body, detail));
+    }
+    if new > old && !budget.fits(new - old) {
+        let detail = format!(
+            "a buffer growing by {} bytes, with {} of the VM's {} bytes held",
+            new - old,
+            budget.held(),
+            budget.limits.max_vm_bytes
+        );
+        return Err(over_limit(state, Limit::VmBytes, detail));
+    }
     let data = read(cx, ptr, len)?;
-    let stream = cx.data_mut().stream_mut().ok_or(Status::NotFound)?;
+    let HostState {
+        streams,
+        effective,
+        budget,
+        ..
+    } = cx.data_mut();
+    let stream = streams.get_mut(effective).ok_or(Status::NotFound)?;
+    // Checked above; nothing ran in between.
+    budget.resize_stream(&mut stream.charge, old, new);
     let buf = stream.buffer_mut(t).ok_or(Status::BadArgument)?;
-    let start = (start as u32 as usize).min(buf.len());
-    let end = start.saturating_add(size as u32 as usize).min(buf.len());
     buf.splice(start..end, data);
     Ok(())
 }

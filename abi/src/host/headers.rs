@@ -1,7 +1,18 @@
 //! Header map calls.
+//!
+//! Every route by which a plugin changes a map (add, replace, set pairs)
+//! checks, before copying the guest's bytes, the reference host's map
+//! limits ([`MAX_MAP_PAIRS`], [`MAX_SERIALIZED_MAP_BYTES`]), the longest
+//! value ([`HostLimits::max_header_value_bytes`]) and the VM's budget
+//! ([`HostLimits::max_vm_bytes`]); each is an integer compare against
+//! sizes the map and the budget keep.
+//!
+//! [`HostLimits::max_header_value_bytes`]: crate::HostLimits::max_header_value_bytes
+//! [`HostLimits::max_vm_bytes`]: crate::HostLimits::max_vm_bytes
 
-use super::{Ret, give, put_u32, read};
-use crate::headers::{HeaderMap, MAX_MAP_PAIRS};
+use super::{Fail, Ret, give, in_bounds, over_limit, put_u32, read};
+use crate::headers::{HeaderMap, MAX_MAP_PAIRS, MAX_SERIALIZED_MAP_BYTES, entry_bytes};
+use crate::limits::{Budget, Limit, StreamCharge};
 use crate::state::HostState;
 use crate::types::{AbiVersion, MapType, Status};
 use polyhost_engine_core::HostContext;
@@ -16,14 +27,65 @@ fn map(state: &HostState, t: MapType) -> Option<&HeaderMap> {
     }
 }
 
-/// Maps plugins may change: the current stream's headers and trailers.
-fn map_mut(state: &mut HostState, t: i32) -> Result<&mut HeaderMap, Status> {
+/// Refuses a value over [`HostLimits::max_header_value_bytes`], before it
+/// is read.
+///
+/// [`HostLimits::max_header_value_bytes`]: crate::HostLimits::max_header_value_bytes
+pub(super) fn check_value_len(state: &mut HostState, len: usize) -> Result<(), Fail> {
+    let max = state.budget.limits.max_header_value_bytes;
+    if len > max {
+        return Err(over_limit(
+            state,
+            Limit::HeaderValue,
+            format!("a header value of {len} bytes (the most is {max})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The current stream's map `t` (the maps plugins may change: headers and
+/// trailers), its charge and the VM's budget, from one lookup. An unknown
+/// type is `BadArgument`, no current stream `NotFound`.
+fn stream_map(
+    state: &mut HostState,
+    t: i32,
+) -> Result<(&mut HeaderMap, &mut StreamCharge, &mut Budget), Status> {
     let t = MapType::from_raw(t).ok_or(Status::BadArgument)?;
-    state
-        .stream_mut()
-        .ok_or(Status::NotFound)?
-        .map_mut(t)
-        .ok_or(Status::BadArgument)
+    let HostState {
+        streams,
+        effective,
+        budget,
+        ..
+    } = state;
+    let stream = streams.get_mut(effective).ok_or(Status::NotFound)?;
+    let (map, charge) = stream.map_and_charge(t).ok_or(Status::BadArgument)?;
+    Ok((map, charge, budget))
+}
+
+/// Refuses growing the VM's holdings by `more` bytes when the budget has
+/// no room.
+fn check_budget(state: &mut HostState, more: usize) -> Ret {
+    if state.budget.fits(more) {
+        return Ok(());
+    }
+    let detail = format!(
+        "a header map growing by {more} bytes, with {} of the VM's {} bytes held",
+        state.budget.held(),
+        state.budget.limits.max_vm_bytes
+    );
+    Err(over_limit(state, Limit::VmBytes, detail))
+}
+
+/// Refuses a map change over the reference host's map limits.
+fn map_full(state: &mut HostState, pairs: usize, bytes: usize) -> Fail {
+    over_limit(
+        state,
+        Limit::HeaderMap,
+        format!(
+            "a header map of {pairs} pairs and {bytes} serialized bytes (the most is \
+             {MAX_MAP_PAIRS} pairs and {MAX_SERIALIZED_MAP_BYTES} bytes)"
+        ),
+    )
 }
 
 fn map_ref(state: &HostState, t: i32) -> Result<&HeaderMap, Status> {
@@ -34,7 +96,7 @@ fn map_ref(state: &HostState, t: i32) -> Result<&HeaderMap, Status> {
 /// `proxy_get_header_map_size(type, *size)`: the serialized size in bytes,
 /// as Envoy reports it.
 pub(super) fn get_size<C: HostContext<Data = HostState>>(cx: &mut C, t: i32, p: i32) -> Ret {
-    let size = map_ref(cx.data(), t)?.serialize().len() as u32;
+    let size = map_ref(cx.data(), t)?.serialized_len() as u32;
     put_u32(cx, p, size)
 }
 
@@ -56,9 +118,26 @@ pub(super) fn set_pairs<C: HostContext<Data = HostState>>(
     ptr: i32,
     len: i32,
 ) -> Ret {
-    let bytes = read(cx, ptr, len)?;
-    let new = HeaderMap::deserialize(&bytes)?;
-    *map_mut(cx.data_mut(), t)? = new;
+    in_bounds(cx, &[(ptr, len)])?;
+    let state = cx.data_mut();
+    let old = stream_map(state, t)?.0.serialized_len();
+    let len = len as u32 as usize;
+    if len > MAX_SERIALIZED_MAP_BYTES {
+        return Err(map_full(state, 0, len));
+    }
+    check_budget(state, len.saturating_sub(old))?;
+    let bytes = read(cx, ptr, len as i32)?;
+    let state = cx.data_mut();
+    let new = match HeaderMap::deserialize(&bytes) {
+        // Only the size limits answer BadArgument.
+        Err(Status::BadArgument) => return Err(map_full(state, MAX_MAP_PAIRS + 1, len)),
+        other => other?,
+    };
+    check_value_len(state, new.longest_value())?;
+    let (map, charge, budget) = stream_map(state, t)?;
+    // Within the check above: the kept size is the serialized length.
+    budget.resize_stream(charge, old, new.serialized_len());
+    *map = new;
     Ok(())
 }
 
@@ -93,12 +172,25 @@ pub(super) fn add_value<C: HostContext<Data = HostState>>(
     vp: i32,
     vl: i32,
 ) -> Ret {
+    in_bounds(cx, &[(kp, kl), (vp, vl)])?;
+    let (klen, vlen) = (kl as u32 as usize, vl as u32 as usize);
+    let state = cx.data_mut();
+    let map = stream_map(state, t)?.0;
+    let (old, pairs, fits) = (
+        map.serialized_len(),
+        map.len() + 1,
+        map.fits(0, 0, klen, vlen),
+    );
+    let entry = entry_bytes(klen, vlen);
+    check_value_len(state, vlen)?;
+    if !fits {
+        return Err(map_full(state, pairs, old + entry));
+    }
+    check_budget(state, entry)?;
     let key = read(cx, kp, kl)?;
     let value = read(cx, vp, vl)?;
-    let map = map_mut(cx.data_mut(), t)?;
-    if map.len() >= MAX_MAP_PAIRS {
-        return Err(Status::BadArgument.into());
-    }
+    let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
+    budget.resize_stream(charge, old, old + entry);
     map.add(key, value);
     Ok(())
 }
@@ -112,12 +204,31 @@ pub(super) fn replace_value<C: HostContext<Data = HostState>>(
     vp: i32,
     vl: i32,
 ) -> Ret {
-    let key = read(cx, kp, kl)?;
-    let value = read(cx, vp, vl)?;
-    let map = map_mut(cx.data_mut(), t)?;
-    if map.get(&key).is_none() && map.len() >= MAX_MAP_PAIRS {
-        return Err(Status::BadArgument.into());
+    in_bounds(cx, &[(kp, kl), (vp, vl)])?;
+    let (klen, vlen) = (kl as u32 as usize, vl as u32 as usize);
+    // The key is looked up before the value is read, and a key that cannot
+    // fit in a map is not read at all.
+    if klen > MAX_SERIALIZED_MAP_BYTES {
+        return Err(map_full(cx.data_mut(), 1, entry_bytes(klen, vlen)));
     }
+    check_value_len(cx.data_mut(), vlen)?;
+    let key = read(cx, kp, kl)?;
+    let state = cx.data_mut();
+    let map = stream_map(state, t)?.0;
+    let (old, dropped, dropped_pairs) =
+        (map.serialized_len(), map.bytes_of(&key), map.count_of(&key));
+    let (pairs, fits) = (
+        map.len() - dropped_pairs + 1,
+        map.fits(dropped_pairs, dropped, klen, vlen),
+    );
+    let new = old - dropped + entry_bytes(klen, vlen);
+    if !fits {
+        return Err(map_full(state, pairs, new));
+    }
+    check_budget(state, new.saturating_sub(old))?;
+    let value = read(cx, vp, vl)?;
+    let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
+    budget.resize_stream(charge, old, new);
     map.replace(key, value);
     Ok(())
 }
@@ -130,6 +241,10 @@ pub(super) fn remove_value<C: HostContext<Data = HostState>>(
     kl: i32,
 ) -> Ret {
     let key = read(cx, kp, kl)?;
-    map_mut(cx.data_mut(), t)?.remove(key);
+    let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
+    let old = map.serialized_len();
+    // Shrinking always fits.
+    budget.resize_stream(charge, old, old - map.bytes_of(&key));
+    map.remove(key);
     Ok(())
 }

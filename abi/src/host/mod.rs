@@ -21,6 +21,7 @@ mod properties;
 mod shared;
 mod stream;
 
+use crate::limits::Limit;
 use crate::state::{HostState, TrapCause};
 use crate::types::Status;
 use polyhost_engine_core::{Error, ErrorKind, HostContext, HostLinker, HostResult, HostTrap};
@@ -58,6 +59,15 @@ impl From<Error> for Fail {
 /// What host function bodies return.
 pub(crate) type Ret = Result<(), Fail>;
 
+/// Refuses a call that would go over `limit`: counts it, reports the first
+/// of its kind in this VM (see [`crate::limits`]), and answers the guest
+/// `BadArgument`, the ABI's status for a request the host will not honour
+/// (the ABI has no "resource exhausted").
+pub(crate) fn over_limit(state: &mut HostState, limit: Limit, detail: String) -> Fail {
+    state.refused(limit, &detail);
+    Fail::Status(Status::BadArgument)
+}
+
 /// Turns a body's result into what the guest sees.
 #[inline]
 pub(crate) fn status(r: Ret) -> HostResult<i32> {
@@ -66,6 +76,20 @@ pub(crate) fn status(r: Ret) -> HostResult<i32> {
         Err(Fail::Status(s)) => Ok(s.raw()),
         Err(Fail::Trap(t)) => Err(t),
     }
+}
+
+/// Checks that every `(ptr, len)` range is inside guest memory, without
+/// reading it: size limits are checked after this (so an out-of-range
+/// pointer is still `InvalidMemoryAccess`, as when the bytes are read
+/// first) and before anything the guest sized is copied.
+pub(crate) fn in_bounds<C: HostContext>(cx: &C, ranges: &[(i32, i32)]) -> Ret {
+    let size = cx.memory_size() as u64;
+    for &(ptr, len) in ranges {
+        if u64::from(ptr as u32) + u64::from(len as u32) > size {
+            return Err(Status::InvalidMemoryAccess.into());
+        }
+    }
+    Ok(())
 }
 
 /// Reads `len` bytes of guest memory at `ptr`.

@@ -1,6 +1,7 @@
 //! Properties (Envoy attributes) and foreign functions.
 
-use super::{Ret, give, read, read_string};
+use super::{Ret, give, in_bounds, over_limit, read, read_string};
+use crate::limits::Limit;
 use crate::state::HostState;
 use crate::types::Status;
 use polyhost_engine_core::HostContext;
@@ -103,6 +104,8 @@ pub(super) fn get<C: HostContext<Data = HostState>>(
 
 /// `proxy_set_property(path, value)`: stored on the current stream (or the
 /// VM when no stream is current) and returned by later `get_property` calls.
+/// Key and value count against the VM's budget, checked before the value
+/// is copied.
 pub(super) fn set<C: HostContext<Data = HostState>>(
     cx: &mut C,
     path_ptr: i32,
@@ -111,16 +114,53 @@ pub(super) fn set<C: HostContext<Data = HostState>>(
     vl: i32,
 ) -> Ret {
     let raw = read(cx, path_ptr, path_len)?;
-    let value = read(cx, vp, vl)?;
+    in_bounds(cx, &[(vp, vl)])?;
     let key = split_path(&raw).join(&b'.');
     if key.is_empty() {
         return Err(Status::BadArgument.into());
     }
     let state = cx.data_mut();
-    match state.stream_mut() {
-        Some(stream) => stream.properties.insert(key, value),
-        None => state.vm_properties.insert(key, value),
+    let HostState {
+        streams,
+        effective,
+        vm_properties,
+        budget,
+        ..
+    } = state;
+    let new = key.len() + vl as u32 as usize;
+    let stream = streams.get_mut(effective);
+    let properties = match &stream {
+        Some(stream) => &stream.properties,
+        None => &*vm_properties,
     };
+    let old = properties.get(&key).map_or(0, |v| key.len() + v.len());
+    if new > old && !budget.fits(new - old) {
+        let detail = format!(
+            "a property of {new} bytes, with {} of the VM's {} bytes held",
+            budget.held(),
+            budget.limits.max_vm_bytes
+        );
+        return Err(over_limit(state, Limit::VmBytes, detail));
+    }
+    let value = read(cx, vp, vl)?;
+    let HostState {
+        streams,
+        effective,
+        vm_properties,
+        budget,
+        ..
+    } = cx.data_mut();
+    // Checked above; nothing ran in between.
+    match streams.get_mut(effective) {
+        Some(stream) => {
+            budget.resize_stream(&mut stream.charge, old, new);
+            stream.properties.insert(key, value);
+        }
+        None => {
+            budget.resize_vm(old, new);
+            vm_properties.insert(key, value);
+        }
+    }
     Ok(())
 }
 

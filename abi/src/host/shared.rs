@@ -1,6 +1,7 @@
 //! Shared data and shared queues.
 
-use super::{Ret, give, put_u32, read, read_string};
+use super::{Ret, give, over_limit, put_u32, read, read_string};
+use crate::limits::Limit;
 use crate::state::HostState;
 use crate::types::Status;
 use polyhost_engine_core::HostContext;
@@ -37,11 +38,23 @@ pub(super) fn set_data<C: HostContext<Data = HostState>>(
 ) -> Ret {
     let key = read(cx, kp, kl)?;
     let value = read(cx, vp, vl)?;
-    let state = cx.data();
-    Ok(state
+    let state = cx.data_mut();
+    match state
         .services
         .shared_data
-        .set(&state.plugin.vm_id, &key, &value, cas as u32)?)
+        .set(&state.plugin.vm_id, &key, &value, cas as u32)
+    {
+        // The store is process-wide and bounds itself; its refusal is
+        // reported as a limit.
+        Err(Status::BadArgument) => {
+            let detail = format!(
+                "shared data of {} bytes did not fit in the store",
+                key.len() + value.len()
+            );
+            Err(over_limit(state, Limit::SharedData, detail))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// `proxy_register_shared_queue(name, *id)`: this VM's root context owns
@@ -91,7 +104,19 @@ pub(super) fn enqueue<C: HostContext<Data = HostState>>(
     n: i32,
 ) -> Ret {
     let data = read(cx, p, n)?;
-    Ok(cx.data().services.queues.enqueue(id as u32, &data)?)
+    let state = cx.data_mut();
+    match state.services.queues.enqueue(id as u32, &data) {
+        // The registry is process-wide and bounds itself; its refusal is
+        // reported as a limit.
+        Err(Status::BadArgument) => {
+            let detail = format!(
+                "a queue message of {} bytes did not fit in the queues",
+                data.len()
+            );
+            Err(over_limit(state, Limit::SharedQueue, detail))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// `proxy_dequeue_shared_queue(id, **ptr, *len)`; `Empty` when nothing is

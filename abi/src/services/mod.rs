@@ -19,8 +19,8 @@ pub use callouts::{
 pub use foreign::{ForeignFunction, ForeignFunctionRegistry, ForeignFunctions};
 pub use metrics::{InMemoryMetrics, MetricValue, MetricsSink};
 pub use properties::{PropertyProvider, StaticProperties};
-pub use queues::{InMemoryQueues, QueueNotifier, SharedQueueRegistry};
-pub use shared_data::{InMemorySharedData, SharedDataStore};
+pub use queues::{DEFAULT_QUEUED_BYTES, InMemoryQueues, QueueNotifier, SharedQueueRegistry};
+pub use shared_data::{DEFAULT_SHARED_DATA_BYTES, InMemorySharedData, SharedDataStore};
 
 use std::sync::Arc;
 

@@ -19,7 +19,9 @@ pub trait SharedQueueRegistry: Send + Sync {
     /// Appends a message and notifies the owner.
     ///
     /// # Errors
-    /// [`Status::NotFound`] for an unknown id.
+    /// [`Status::NotFound`] for an unknown id; [`Status::BadArgument`] when
+    /// the registry is bounded and the message does not fit (the host
+    /// reports it as a limit; see [`crate::limits`]).
     fn enqueue(&self, id: u32, data: &[u8]) -> Result<(), Status>;
     /// Takes the oldest message.
     ///
@@ -38,12 +40,44 @@ struct Queue {
 struct Queues {
     by_name: HashMap<(String, String), u32>,
     queues: Vec<Queue>,
+    /// Bytes of every message queued and not yet taken.
+    bytes: usize,
 }
 
+/// Default bound of [`InMemoryQueues`]: 64 MiB of queued messages.
+pub const DEFAULT_QUEUED_BYTES: usize = 64 << 20;
+
 /// The default registry.
-#[derive(Default)]
+///
+/// Queues are process-wide (any VM may enqueue to a queue it resolved), so
+/// they are bounded as a whole rather than per VM: at most
+/// [`DEFAULT_QUEUED_BYTES`] of messages waiting across all queues unless
+/// built with [`InMemoryQueues::with_max_bytes`]. A message that would go
+/// past the bound is refused with `BadArgument`; dequeuing makes room.
 pub struct InMemoryQueues {
     inner: Mutex<Queues>,
+    max_bytes: usize,
+}
+
+impl Default for InMemoryQueues {
+    fn default() -> Self {
+        InMemoryQueues::with_max_bytes(DEFAULT_QUEUED_BYTES)
+    }
+}
+
+impl InMemoryQueues {
+    /// A registry holding at most `max_bytes` of queued messages.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        InMemoryQueues {
+            inner: Mutex::default(),
+            max_bytes,
+        }
+    }
+
+    /// Bytes of messages waiting now.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().expect("poisoned").bytes
+    }
 }
 
 impl SharedQueueRegistry for InMemoryQueues {
@@ -76,12 +110,18 @@ impl SharedQueueRegistry for InMemoryQueues {
     fn enqueue(&self, id: u32, data: &[u8]) -> Result<(), Status> {
         let notify = {
             let mut q = self.inner.lock().expect("poisoned");
+            let bytes = q.bytes;
             let queue = id
                 .checked_sub(1)
                 .and_then(|i| q.queues.get_mut(i as usize))
                 .ok_or(Status::NotFound)?;
+            if bytes.saturating_add(data.len()) > self.max_bytes {
+                return Err(Status::BadArgument);
+            }
             queue.items.push_back(data.to_vec());
-            queue.notify.clone()
+            let notify = queue.notify.clone();
+            q.bytes += data.len();
+            notify
         };
         // Notify outside the lock: the notifier may be arbitrary embedder code.
         notify(id);
@@ -94,6 +134,8 @@ impl SharedQueueRegistry for InMemoryQueues {
             .checked_sub(1)
             .and_then(|i| q.queues.get_mut(i as usize))
             .ok_or(Status::NotFound)?;
-        queue.items.pop_front().ok_or(Status::Empty)
+        let item = queue.items.pop_front().ok_or(Status::Empty)?;
+        q.bytes -= item.len();
+        Ok(item)
     }
 }
