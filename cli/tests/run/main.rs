@@ -585,6 +585,101 @@ fn sighup_reloads_without_dropping_requests_on_every_engine() {
     }
 }
 
+/// Adds `x-connection-id: <16 hex digits>` to each request: the
+/// `connection.id` property as the plugin reads it.
+const CONNECTION_ID_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "connection.id")
+  (data (i32.const 96) "x-connection-id")
+  (data (i32.const 128) "0123456789abcdef")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $value i32) (local $i i32) (local $byte i32)
+    (if (call $prop (i32.const 64) (i32.const 13) (i32.const 16) (i32.const 20))
+      (then (return (i32.const 0))))
+    (local.set $value (i32.load (i32.const 16)))
+    ;; Hex, most significant byte first, into 256..272.
+    (loop $digits
+      (local.set $byte (i32.load8_u (i32.add (local.get $value) (i32.sub (i32.const 7) (local.get $i)))))
+      (i32.store8 (i32.add (i32.const 256) (i32.mul (local.get $i) (i32.const 2)))
+        (i32.load8_u (i32.add (i32.const 128) (i32.shr_u (local.get $byte) (i32.const 4)))))
+      (i32.store8 (i32.add (i32.const 257) (i32.mul (local.get $i) (i32.const 2)))
+        (i32.load8_u (i32.add (i32.const 128) (i32.and (local.get $byte) (i32.const 15)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $digits (i32.lt_u (local.get $i) (i32.const 8))))
+    (drop (call $add (i32.const 0) (i32.const 96) (i32.const 15) (i32.const 256) (i32.const 16)))
+    (i32.const 0)))
+"#;
+
+/// Sends `paths` one after the other on one HTTP/1.1 keep-alive connection.
+fn keep_alive_requests(port: u16, paths: &[&str]) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for path in paths {
+        write!(stream, "GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n").unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("upstream ok\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the proxy closed a keep-alive connection");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+#[test]
+fn connection_id_is_one_per_connection_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("connection_id.wasm");
+    std::fs::write(&plugin, wat::parse_str(CONNECTION_ID_PLUGIN).unwrap()).unwrap();
+    let plugin = plugin.display().to_string();
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("connection-id", engine, &plugin)],
+            &[],
+        );
+        let first = format!("/conn/{engine}/first");
+        let second = format!("/conn/{engine}/second");
+        let other = format!("/conn/{engine}/other");
+        keep_alive_requests(port, &[&first, &second]);
+        keep_alive_requests(port, &[&other]);
+        let id = |path: &str| {
+            upstream
+                .last(path)
+                .and_then(|seen| seen.header("x-connection-id").map(str::to_string))
+                .unwrap_or_else(|| {
+                    panic!("{engine}: no connection id for {path}\n{}", proxy.stderr())
+                })
+        };
+        assert_eq!(
+            id(&first),
+            id(&second),
+            "{engine}: same connection, same id"
+        );
+        assert_ne!(
+            id(&first),
+            id(&other),
+            "{engine}: another connection, another id"
+        );
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
 #[test]
 fn sequential_load_ends_without_errors() {
     // A short form of scripts/load-test.sh: bounded, loopback only.

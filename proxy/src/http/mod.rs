@@ -24,11 +24,14 @@ use bytes::Bytes;
 use filter_chain::{BodyOutcome, FilterStream, Side};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::SocketDigest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use polyhost::{HeaderMap, LocalResponse};
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Envoy's route timeout when a route sets none.
@@ -598,6 +601,47 @@ fn apply_response_headers(response: &mut ResponseHeader, edited: &HeaderMap) -> 
     Ok(())
 }
 
+thread_local! {
+    /// This worker's live downstream connections and their ids, keyed by
+    /// the address of the connection's socket digest (which Pingora keeps
+    /// for as long as the connection lives). A connection is served on one
+    /// worker from start to end, so a thread-local map sees all its
+    /// requests.
+    static CONNECTION_IDS: RefCell<HashMap<usize, (Weak<SocketDigest>, u64)>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The `connection.id` property: one number per downstream connection, the
+/// same for every request on it (HTTP/1.1 keep-alive, HTTP/2 streams), as
+/// Envoy numbers connections.
+fn connection_id(session: &Session) -> u64 {
+    let Some(socket) = session
+        .as_downstream()
+        .digest()
+        .and_then(|d| d.socket_digest.as_ref())
+    else {
+        return NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    };
+    let key = Arc::as_ptr(socket) as usize;
+    CONNECTION_IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if let Some((weak, id)) = ids.get(&key)
+            && weak
+                .upgrade()
+                .is_some_and(|live| Arc::ptr_eq(&live, socket))
+        {
+            return *id;
+        }
+        // Forget connections that have closed before the map grows.
+        if ids.len() >= 1024 {
+            ids.retain(|_, (weak, _)| weak.strong_count() > 0);
+        }
+        let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+        ids.insert(key, (Arc::downgrade(socket), id));
+        id
+    })
+}
+
 /// Envoy's connection and route attributes, as a plugin reads them with
 /// `proxy_get_property`.
 fn connection_properties(
@@ -618,7 +662,7 @@ fn connection_properties(
             i64::from(addr.port()).to_le_bytes().to_vec(),
         ));
     }
-    let connection_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    let connection_id = connection_id(session);
     props.push(("connection.id", connection_id.to_le_bytes().to_vec()));
     let protocol = match session.req_header().version {
         http::Version::HTTP_2 => "HTTP/2",
