@@ -7,10 +7,12 @@
 
 use crate::harness::{Services, engine_tests, fixture, request};
 use polyhost::engine_core::HostContext;
+use polyhost::services::{HostServices, InMemoryQueues, InMemorySharedData, SharedQueueRegistry};
 use polyhost::{
     Decision, Engine, HostLimits, HttpCallResult, Limit, MAX_MAP_PAIRS, MAX_SERIALIZED_MAP_BYTES,
     Plugin, PluginConfig, PluginErrorKind, Vm,
 };
+use std::sync::Arc;
 
 engine_tests!(
     repeated_body_appends_stop_at_the_body_limit,
@@ -20,6 +22,7 @@ engine_tests!(
     fd_write_of_huge_iovecs_is_a_short_write,
     properties_count_against_the_vm_budget,
     callout_requests_count_until_answered,
+    shared_data_and_queues_are_bounded_as_a_whole,
     proc_exit_ends_the_callback_not_the_host,
 );
 
@@ -301,5 +304,41 @@ fn callout_requests_count_until_answered<E: Engine>(engine: E) {
         vm.finish_stream(id).unwrap();
         warned_once(&mut vm, Limit::VmBytes, 7 * round);
     }
+    still_serves(&mut vm);
+}
+
+fn shared_data_and_queues_are_bounded_as_a_whole<E: Engine>(engine: E) {
+    let shared = Arc::new(InMemorySharedData::with_max_bytes(4 * MIB));
+    let queues = Arc::new(InMemoryQueues::with_max_bytes(4 * MIB));
+    let services = HostServices {
+        shared_data: shared.clone(),
+        queues: queues.clone(),
+        ..Services::new().host
+    };
+    let plugin = Plugin::load(
+        &engine,
+        &fixture("wat", "budget_shared"),
+        PluginConfig::named("budget_shared"),
+        services,
+    )
+    .unwrap();
+    let mut vm = plugin.new_vm().unwrap();
+    let id = vm.create_http_stream().unwrap();
+    vm.on_request_headers(id, request("/"), true).unwrap();
+    // Three of `kN` -> 1 MiB fit in 4 MiB; four 1 MiB messages do.
+    assert_eq!(recorded(&mut vm, 256), 3);
+    assert_eq!(recorded(&mut vm, 260), BAD_ARGUMENT);
+    assert_eq!(shared.bytes(), 3 * (MIB + 2));
+    assert_eq!(recorded(&mut vm, 264), 4);
+    assert_eq!(recorded(&mut vm, 268), BAD_ARGUMENT);
+    assert_eq!(queues.bytes(), 4 * MIB);
+    warned_once(&mut vm, Limit::SharedData, 7);
+    warned_once(&mut vm, Limit::SharedQueue, 6);
+    // Taking a message makes room for the next.
+    let queue = queues.resolve("", "q").unwrap();
+    assert_eq!(queues.dequeue(queue).unwrap().len(), MIB);
+    assert_eq!(queues.bytes(), 3 * MIB);
+    assert_eq!(queues.enqueue(queue, &[0; 1024]), Ok(()));
+    vm.finish_stream(id).unwrap();
     still_serves(&mut vm);
 }
