@@ -78,7 +78,7 @@ const WASM_MAGIC: &[u8; 4] = b"\0asm";
 /// something else.
 pub fn check_binary(plugin: &str, wasm: &[u8]) -> Result<(), PluginError> {
     if wasm.starts_with(WASM_MAGIC) {
-        return Ok(());
+        return check_memory_export(plugin, wasm);
     }
     let message = if wasm.is_empty() {
         "the module is empty".to_string()
@@ -95,6 +95,40 @@ pub fn check_binary(plugin: &str, wasm: &[u8]) -> Result<(), PluginError> {
         PluginErrorKind::InvalidModule,
         message,
     ))
+}
+
+/// An export named `memory` that is not a memory (a global, say) looks like
+/// a memory in [`Engine::exports`], which only tells functions apart, so
+/// the export section itself is read. A malformed module is left to the
+/// engine, whose compile error says what is wrong.
+fn check_memory_export(plugin: &str, wasm: &[u8]) -> Result<(), PluginError> {
+    use wasmparser::{ExternalKind, Payload};
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(Payload::ExportSection(exports)) => {
+                let memory = exports
+                    .into_iter()
+                    .map_while(Result::ok)
+                    .find(|e| e.name == "memory");
+                return match memory {
+                    Some(e) if e.kind != ExternalKind::Memory => Err(no_memory(plugin.into())),
+                    _ => Ok(()),
+                };
+            }
+            // The export section comes before the code: no need to go on.
+            Ok(Payload::CodeSectionStart { .. }) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn no_memory(plugin: Arc<str>) -> PluginError {
+    PluginError::new(
+        plugin,
+        PluginErrorKind::MissingMemory,
+        "the module exports no linear memory named `memory`",
+    )
 }
 
 /// Text modules start with `(` after whitespace and `;;` / `(; ;)`
@@ -203,11 +237,7 @@ impl<E: Engine> Plugin<E> {
             .iter()
             .any(|e| e.name == "memory" && e.func.is_none())
         {
-            return Err(PluginError::new(
-                name,
-                PluginErrorKind::MissingMemory,
-                "the module exports no linear memory named `memory`",
-            ));
+            return Err(no_memory(name));
         }
         // The reference host prefers `malloc`, then `proxy_on_memory_allocate`.
         let alloc_type = FuncType::i32s(1, 1);

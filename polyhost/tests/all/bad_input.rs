@@ -151,6 +151,16 @@ fn module_without_memory_is_rejected<E: Engine>(make: impl Fn(&EngineConfig) -> 
         ),
         answer
     );
+    // Nor is a global exported as `memory` (engines list it as a
+    // non-function export, like a memory).
+    assert_eq!(
+        load_error_text(
+            &engine,
+            &fixture("wat", "memory_global"),
+            PluginErrorKind::MissingMemory
+        ),
+        answer
+    );
     // A memory under another name is not the plugin's memory either.
     let wasm = wat::parse_str(
         r#"(module (memory (export "heap") 1)
