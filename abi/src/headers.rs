@@ -92,14 +92,15 @@ impl HeaderMap {
         self.entries.push((lower(key), value.to_vec()));
     }
 
-    /// Serialized bytes of every entry named `key` (what
+    /// How many entries are named `key`, and their serialized bytes (what
     /// [`HeaderMap::replace`] or [`HeaderMap::remove`] would drop).
-    pub(crate) fn bytes_of(&self, key: &[u8]) -> usize {
+    pub(crate) fn named(&self, key: &[u8]) -> (usize, usize) {
         self.entries
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(k, v)| entry_bytes(k.len(), v.len()))
-            .sum()
+            .fold((0, 0), |(n, bytes), (k, v)| {
+                (n + 1, bytes + entry_bytes(k.len(), v.len()))
+            })
     }
 
     /// Whether the map would stay within the reference host's limits
@@ -117,14 +118,6 @@ impl HeaderMap {
         let pairs = self.entries.len() - dropped_pairs + 1;
         let bytes = (self.serialized_len - dropped).saturating_add(entry_bytes(key_len, value_len));
         pairs <= MAX_MAP_PAIRS && bytes <= MAX_SERIALIZED_MAP_BYTES
-    }
-
-    /// How many entries are named `key`.
-    pub(crate) fn count_of(&self, key: &[u8]) -> usize {
-        self.entries
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .count()
     }
 
     /// The longest value in the map.
@@ -315,8 +308,7 @@ mod tests {
         map.add("a", "22");
         map.add("b", "333");
         check(&map);
-        assert_eq!(map.bytes_of(b"A"), entry_bytes(1, 1) + entry_bytes(1, 2));
-        assert_eq!(map.count_of(b"a"), 2);
+        assert_eq!(map.named(b"A"), (2, entry_bytes(1, 1) + entry_bytes(1, 2)));
         map.replace("a", "4444");
         check(&map);
         map.replace("new", "");

@@ -214,22 +214,25 @@ pub(super) fn replace_value<C: HostContext<Data = HostState>>(
     check_value_len(cx.data_mut(), vlen)?;
     let key = read(cx, kp, kl)?;
     let state = cx.data_mut();
-    let map = stream_map(state, t)?.0;
-    let (old, dropped, dropped_pairs) =
-        (map.serialized_len(), map.bytes_of(&key), map.count_of(&key));
-    let (pairs, fits) = (
-        map.len() - dropped_pairs + 1,
-        map.fits(dropped_pairs, dropped, klen, vlen),
-    );
-    let new = old - dropped + entry_bytes(klen, vlen);
-    if !fits {
-        return Err(map_full(state, pairs, new));
+    let entry = entry_bytes(klen, vlen);
+    let (map, _, budget) = stream_map(state, t)?;
+    let old = map.serialized_len();
+    // The common case costs no scan: the map and the budget have room even
+    // if nothing of that name is dropped. Otherwise, count what is.
+    if !(map.fits(0, 0, klen, vlen) && budget.fits(entry)) {
+        let (dropped_pairs, dropped) = map.named(&key);
+        let new = old - dropped + entry;
+        if !map.fits(dropped_pairs, dropped, klen, vlen) {
+            let pairs = map.len() - dropped_pairs + 1;
+            return Err(map_full(state, pairs, new));
+        }
+        check_budget(state, new.saturating_sub(old))?;
     }
-    check_budget(state, new.saturating_sub(old))?;
     let value = read(cx, vp, vl)?;
     let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
-    budget.resize_stream(charge, old, new);
     map.replace(key, value);
+    // Within what was checked above.
+    budget.resize_stream(charge, old, map.serialized_len());
     Ok(())
 }
 
@@ -243,8 +246,8 @@ pub(super) fn remove_value<C: HostContext<Data = HostState>>(
     let key = read(cx, kp, kl)?;
     let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
     let old = map.serialized_len();
-    // Shrinking always fits.
-    budget.resize_stream(charge, old, old - map.bytes_of(&key));
     map.remove(key);
+    // Shrinking always fits.
+    budget.resize_stream(charge, old, map.serialized_len());
     Ok(())
 }
