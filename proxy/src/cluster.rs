@@ -183,6 +183,11 @@ impl ClusterManager {
         self.clusters.store(Arc::new(prepared.0));
     }
 
+    /// The client (with its connection pools) callouts go through.
+    pub(crate) fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
     /// The cluster called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<UpstreamCluster>> {
         self.clusters.load().get(name).cloned()

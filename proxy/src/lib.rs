@@ -74,6 +74,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 mod files;
+mod grpc;
 pub mod http;
 pub mod log;
 pub mod reload;

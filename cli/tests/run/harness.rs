@@ -129,6 +129,39 @@ pub struct Upstream {
     _runtime: tokio::runtime::Runtime,
 }
 
+/// The upstream's answer to a gRPC request: `/echo.Echo/Say` answers the
+/// message prefixed with `pong:`, any other method fails with status 7
+/// (PERMISSION_DENIED) and a message, both in trailers as gRPC sends them.
+fn grpc_answer(path: &str, body: &[u8]) -> Response<UpstreamBody> {
+    let message = body.get(5..).unwrap_or_default();
+    let (data, status, text) = if path == "/echo.Echo/Say" {
+        let mut reply = b"pong:".to_vec();
+        reply.extend_from_slice(message);
+        let mut framed = vec![0];
+        framed.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&reply);
+        (framed, "0", "")
+    } else {
+        (Vec::new(), "7", "denied by the test upstream")
+    };
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert("grpc-status", status.parse().unwrap());
+    trailers.insert("grpc-message", text.parse().unwrap());
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .body(
+            Full::new(Bytes::from(data))
+                .map_err(|never| match never {})
+                .with_trailers(async move { Some(Ok(trailers)) })
+                .boxed(),
+        )
+        .expect("grpc response")
+}
+
+/// What the test upstream answers with.
+type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
 impl Upstream {
     pub fn start() -> Upstream {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -168,7 +201,7 @@ impl Upstream {
                                 path: path.clone(),
                                 version: format!("{:?}", parts.version),
                                 headers,
-                                body,
+                                body: body.clone(),
                             });
                             if path.starts_with("/slow") {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
@@ -176,12 +209,23 @@ impl Upstream {
                             if path.starts_with("/linger") {
                                 tokio::time::sleep(Duration::from_secs(1)).await;
                             }
+                            if parts
+                                .headers
+                                .get("content-type")
+                                .is_some_and(|v| v == "application/grpc")
+                            {
+                                return Ok(grpc_answer(&path, &body));
+                            }
                             Ok::<_, std::convert::Infallible>(
                                 Response::builder()
                                     .status(200)
                                     .header("x-upstream", "yes")
                                     .header("content-type", "text/plain")
-                                    .body(Full::new(Bytes::from_static(b"upstream ok\n")))
+                                    .body(
+                                        Full::new(Bytes::from_static(b"upstream ok\n"))
+                                            .map_err(|never| match never {})
+                                            .boxed(),
+                                    )
                                     .expect("response"),
                             )
                         }
@@ -613,7 +657,8 @@ impl WasmFilterSpec {
 }
 
 /// A whole bootstrap: the listeners, an `upstream` cluster pointing at
-/// `upstream`, a `dead` cluster nothing listens on, and the admin port.
+/// `upstream` (and `grpc`, the same over HTTP/2), a `dead` cluster nothing
+/// listens on, and the admin port.
 pub fn bootstrap(listeners: &[String], upstream: SocketAddr, admin: u16) -> String {
     let dead = free_port();
     format!(
@@ -635,6 +680,15 @@ pub fn bootstrap(listeners: &[String], upstream: SocketAddr, admin: u16) -> Stri
     type: STATIC
     load_assignment:
       cluster_name: bench-cluster
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up} }} }} }}
+  - name: grpc
+    connect_timeout: 1s
+    type: STATIC
+    http2_protocol_options: {{}}
+    load_assignment:
+      cluster_name: grpc
       endpoints:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up} }} }} }}

@@ -680,6 +680,101 @@ fn connection_id_is_one_per_connection_on_every_engine() {
     }
 }
 
+/// Makes a unary gRPC call to the `grpc` cluster on request headers and
+/// pauses; the answer is added to the request as `x-grpc-reply` (the
+/// message) or `x-grpc-status` (the status of a failed call), and the
+/// request resumes. `x-fail` on the request calls a method the upstream
+/// refuses.
+const GRPC_CALL_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_grpc_call" (func $grpc (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "grpc")
+  (data (i32.const 80) "echo.Echo")
+  (data (i32.const 96) "Say")
+  (data (i32.const 100) "Fail")
+  (data (i32.const 112) "ping")
+  (data (i32.const 128) "x-fail")
+  (data (i32.const 144) "x-grpc-reply")
+  (data (i32.const 160) "x-grpc-status")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $method i32) (local $len i32)
+    (local.set $method (i32.const 96))
+    (local.set $len (i32.const 3))
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 128) (i32.const 6) (i32.const 24) (i32.const 28)))
+      (then (local.set $method (i32.const 100)) (local.set $len (i32.const 4))))
+    (if (call $grpc (i32.const 64) (i32.const 4) (i32.const 80) (i32.const 9)
+                    (local.get $method) (local.get $len) (i32.const 0) (i32.const 0)
+                    (i32.const 112) (i32.const 4) (i32.const 2000) (i32.const 16))
+      (then (return (i32.const 0))))
+    (i32.const 1))
+  (func (export "proxy_on_grpc_receive") (param i32) (param i32) (param $size i32)
+    (drop (call $buffer (i32.const 5) (i32.const 0) (local.get $size) (i32.const 32) (i32.const 36)))
+    (drop (call $add (i32.const 0) (i32.const 144) (i32.const 12)
+                     (i32.load (i32.const 32)) (i32.load (i32.const 36))))
+    (drop (call $continue (i32.const 0))))
+  (func (export "proxy_on_grpc_close") (param i32) (param i32) (param $status i32)
+    (i32.store8 (i32.const 300) (i32.add (i32.const 48) (local.get $status)))
+    (drop (call $add (i32.const 0) (i32.const 160) (i32.const 13) (i32.const 300) (i32.const 1)))
+    (drop (call $continue (i32.const 0)))))
+"#;
+
+#[test]
+fn grpc_callout_to_an_h2_cluster_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("grpc_call.wasm");
+    std::fs::write(&plugin, wat::parse_str(GRPC_CALL_PLUGIN).unwrap()).unwrap();
+    let plugin = plugin.display().to_string();
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("grpc-call", engine, &plugin)],
+            &[],
+        );
+        let ok = format!("/grpc/{engine}/ok");
+        let reply = get(&format!("http://127.0.0.1:{port}{ok}"), &[]).unwrap();
+        assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
+        let grpc = upstream
+            .last("/echo.Echo/Say")
+            .unwrap_or_else(|| panic!("{engine}: no gRPC request upstream\n{}", proxy.stderr()));
+        assert_eq!(grpc.method, "POST");
+        assert_eq!(grpc.version, "HTTP/2.0", "{engine}");
+        assert_eq!(grpc.header("content-type"), Some("application/grpc"));
+        assert_eq!(
+            grpc.body, b"\0\0\0\0\x04ping",
+            "{engine}: one framed message"
+        );
+        let seen = upstream.last(&ok).expect("the request went on");
+        assert_eq!(seen.header("x-grpc-reply"), Some("pong:ping"), "{engine}");
+
+        // A call the upstream refuses reaches the plugin as its status.
+        let failed = format!("/grpc/{engine}/failed");
+        let reply = get(
+            &format!("http://127.0.0.1:{port}{failed}"),
+            &[("x-fail", "1")],
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
+        let seen = upstream.last(&failed).expect("the request went on");
+        assert_eq!(seen.header("x-grpc-status"), Some("7"), "{engine}");
+        assert_eq!(seen.header("x-grpc-reply"), None, "{engine}");
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
 #[test]
 fn sequential_load_ends_without_errors() {
     // A short form of scripts/load-test.sh: bounded, loopback only.

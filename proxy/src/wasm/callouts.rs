@@ -1,4 +1,5 @@
-//! `proxy_http_call` as real outbound requests to configured clusters.
+//! `proxy_http_call` and unary `proxy_grpc_call` as real outbound requests to
+//! configured clusters.
 //!
 //! The host function runs inside a plugin call on a worker thread; it only
 //! checks the cluster and records the callout in a thread-local list. Once
@@ -9,14 +10,21 @@
 
 use super::WasmFilter;
 use crate::cluster::ClusterManager;
-use polyhost::services::{CalloutDispatcher, CalloutRequest, HttpCallout};
-use polyhost::{HttpCallResult, Status};
+use polyhost::services::{CalloutDispatcher, CalloutRequest, GrpcCallout, HttpCallout};
+use polyhost::{GrpcResult, HttpCallResult, Status};
 use std::cell::RefCell;
 use std::sync::Arc;
 
 thread_local! {
     /// Callouts made by the plugin call that is running on this thread.
-    static PENDING: RefCell<Vec<HttpCallout>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A callout accepted during a plugin call, sent once the call returns.
+enum Pending {
+    Http(HttpCallout),
+    /// A unary gRPC call and the cluster its upstream names.
+    Grpc(GrpcCallout, String),
 }
 
 /// The callout service of one plugin in the data plane.
@@ -40,12 +48,21 @@ impl CalloutDispatcher for WorkerCallouts {
                     tracing::warn!(target: "polyhost::wasm", plugin = %call.plugin, cluster = %call.upstream, "http call to an unknown cluster");
                     return Err(Status::BadArgument);
                 }
-                PENDING.with(|p| p.borrow_mut().push(call));
+                PENDING.with(|p| p.borrow_mut().push(Pending::Http(call)));
                 Ok(())
             }
-            // gRPC needs an h2 client that speaks the gRPC framing; not in
-            // the data plane yet, and the plugin is told so.
-            CalloutRequest::Grpc(_) | CalloutRequest::GrpcStream(_) => Err(Status::Unimplemented),
+            CalloutRequest::Grpc(call) => {
+                let cluster = crate::grpc::cluster_name(&call.upstream);
+                if self.clusters.get(&cluster).is_none() {
+                    tracing::warn!(target: "polyhost::wasm", plugin = %call.plugin, %cluster, "grpc call to an unknown cluster");
+                    return Err(Status::BadArgument);
+                }
+                PENDING.with(|p| p.borrow_mut().push(Pending::Grpc(call, cluster)));
+                Ok(())
+            }
+            // Bidirectional streams need a long-lived h2 stream per plugin
+            // context; not in the data plane yet, and the plugin is told so.
+            CalloutRequest::GrpcStream(_) => Err(Status::Unimplemented),
             CalloutRequest::GrpcSend { .. }
             | CalloutRequest::GrpcCancel { .. }
             | CalloutRequest::GrpcClose { .. } => Err(Status::NotFound),
@@ -68,14 +85,27 @@ pub(super) fn start_pending(filter: &WasmFilter) {
     for call in calls {
         let filter = filter.clone();
         tokio::spawn(async move {
-            let token = call.token;
-            let cluster = call.upstream.clone();
-            let result = filter.clusters().http_call(call).await;
-            if let HttpCallResult::Failure | HttpCallResult::Timeout = &result {
-                tracing::debug!(target: "polyhost::wasm", plugin = %filter.name(), %cluster, ?result, "http call did not complete");
-            }
-            if let Ok(Err(e)) = filter.with_vm(|vm| vm.deliver_http_response(token, result)) {
-                tracing::error!(target: "polyhost::wasm", plugin = %filter.name(), error = %e, "proxy_on_http_call_response failed");
+            let delivered = match call {
+                Pending::Http(call) => {
+                    let token = call.token;
+                    let cluster = call.upstream.clone();
+                    let result = filter.clusters().http_call(call).await;
+                    if let HttpCallResult::Failure | HttpCallResult::Timeout = &result {
+                        tracing::debug!(target: "polyhost::wasm", plugin = %filter.name(), %cluster, ?result, "http call did not complete");
+                    }
+                    filter.with_vm(|vm| vm.deliver_http_response(token, result))
+                }
+                Pending::Grpc(call, cluster) => {
+                    let token = call.token;
+                    let result = filter.clusters().grpc_call(&cluster, call).await;
+                    if let GrpcResult::Err { status, message } = &result {
+                        tracing::debug!(target: "polyhost::wasm", plugin = %filter.name(), %cluster, status, %message, "grpc call failed");
+                    }
+                    filter.with_vm(|vm| vm.deliver_grpc_response(token, result))
+                }
+            };
+            if let Ok(Err(e)) = delivered {
+                tracing::error!(target: "polyhost::wasm", plugin = %filter.name(), error = %e, "delivering a callout answer failed");
             }
             filter.wake_paused();
         });

@@ -7,8 +7,8 @@
 //! call per plugin callback is noise next to the callback itself.
 
 use polyhost::{
-    ContextId, Decision, Engine, HeaderMap, HttpCallResult, LocalResponse, Plugin, PluginError,
-    StreamEvent, StreamState, Vm,
+    ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, LocalResponse, Plugin,
+    PluginError, StreamEvent, StreamState, Vm,
 };
 use std::time::Instant;
 
@@ -74,6 +74,7 @@ pub(crate) trait WorkerVm {
         token: u32,
         result: HttpCallResult,
     ) -> Result<(), PluginError>;
+    fn deliver_grpc_response(&mut self, token: u32, result: GrpcResult) -> Result<(), PluginError>;
     fn next_tick(&self) -> Option<Instant>;
     fn tick(&mut self, now: Instant) -> Result<bool, PluginError>;
     fn deliver_queue_ready(&mut self) -> Result<usize, PluginError>;
@@ -147,6 +148,9 @@ impl<E: Engine> WorkerVm for Vm<E> {
         result: HttpCallResult,
     ) -> Result<(), PluginError> {
         Vm::deliver_http_response(self, token, result)
+    }
+    fn deliver_grpc_response(&mut self, token: u32, result: GrpcResult) -> Result<(), PluginError> {
+        Vm::deliver_grpc_response(self, token, result)
     }
     fn next_tick(&self) -> Option<Instant> {
         Vm::next_tick(self)
