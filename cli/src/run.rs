@@ -1,6 +1,7 @@
 //! `polyhost run -c envoy.yaml`: the data plane, with Envoy's flags.
 
 use anyhow::{Context, Result};
+use polyhost::EngineConfig;
 use polyhost_proxy::log::{EnvoyFormat, LogFormat, filter_directives};
 use polyhost_proxy::{Proxy, RunOptions, config};
 use std::path::PathBuf;
@@ -34,6 +35,18 @@ pub struct RunArgs {
     /// (SIGQUIT).
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     drain_time_s: u64,
+    /// Wall-clock limit on each plugin callback, in milliseconds (0: none).
+    /// A plugin over it fails that request under its failure policy.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    wasm_call_timeout_ms: u64,
+    /// Limit on each start-up callback of a plugin VM (runtime
+    /// initialisation, `proxy_on_vm_start`, `proxy_on_configure`), in
+    /// milliseconds; never less than the callback limit.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    wasm_startup_timeout_ms: u64,
+    /// Largest linear memory a plugin may grow to, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    wasm_max_memory_mib: u64,
 }
 
 /// Runs the proxy until it is told to stop.
@@ -53,6 +66,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         base_id: args.base_id,
         drain_time: Duration::from_secs(args.drain_time_s),
         config_path: args.config_path.display().to_string(),
+        engine: EngineConfig {
+            call_timeout: EngineConfig::timeout_from_millis(args.wasm_call_timeout_ms),
+            startup_timeout: Duration::from_millis(args.wasm_startup_timeout_ms),
+            max_memory_bytes: args.wasm_max_memory_mib.saturating_mul(1 << 20),
+            ..EngineConfig::default()
+        },
     };
     let bootstrap = config::load(&args.config_path)?;
     let proxy = Proxy::new(&bootstrap, &options)

@@ -15,6 +15,7 @@ use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
+use polyhost::EngineConfig;
 use polyhost::services::{InMemoryMetrics, InMemoryQueues, InMemorySharedData, StaticProperties};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,8 +33,12 @@ pub struct RunOptions {
     /// How long in-flight requests may take to finish when shutting down
     /// gracefully (`--drain-time-s`).
     pub drain_time: Duration,
-    /// The configuration file, for `/server_info`.
+    /// The configuration file, for `/server_info` and SIGHUP reloads.
     pub config_path: String,
+    /// The settings of every plugin's engine: the callback deadline
+    /// (`--wasm-call-timeout-ms`), the start-up limit
+    /// (`--wasm-startup-timeout-ms`), the memory cap.
+    pub engine: EngineConfig,
 }
 
 impl Default for RunOptions {
@@ -43,6 +48,7 @@ impl Default for RunOptions {
             base_id: 0,
             drain_time: Duration::from_secs(600),
             config_path: String::new(),
+            engine: EngineConfig::default(),
         }
     }
 }
@@ -91,6 +97,7 @@ impl Proxy {
             shared_data: Arc::new(InMemorySharedData::default()),
             queues: Arc::new(InMemoryQueues::default()),
             properties: Arc::new(properties),
+            engine: options.engine.clone(),
         };
         if !bootstrap.wasm_services.is_empty() {
             return Err(ProxyError::Invalid {

@@ -776,6 +776,30 @@ fn grpc_callout_to_an_h2_cluster_on_every_engine() {
 }
 
 #[test]
+fn a_looping_plugin_is_stopped_at_the_configured_deadline_on_every_engine() {
+    let upstream = Upstream::start();
+    let looper = fixture("wat/endless_loop.wasm");
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("looper", engine, &looper)],
+            &["--wasm-call-timeout-ms", "300"],
+        );
+        let started = Instant::now();
+        let reply = get(&format!("http://127.0.0.1:{port}/loop/{engine}"), &[]).unwrap();
+        assert_eq!(reply.status, 503, "{engine}: {}", proxy.stderr());
+        assert!(started.elapsed() >= Duration::from_millis(300), "{engine}");
+        assert!(upstream.last(&format!("/loop/{engine}")).is_none());
+        let log = proxy.stderr();
+        assert!(
+            log.contains("deadline of 300 ms") && log.contains("looper"),
+            "{engine}: the log names the plugin and the deadline:\n{log}"
+        );
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
+#[test]
 fn sequential_load_ends_without_errors() {
     // A short form of scripts/load-test.sh: bounded, loopback only.
     let upstream = Upstream::start();

@@ -49,6 +49,9 @@ pub struct SharedServices {
     pub queues: Arc<InMemoryQueues>,
     /// Properties of the node (`node.id`, `node.cluster`, ...).
     pub properties: Arc<dyn PropertyProvider>,
+    /// The settings every plugin's engine is made with: the callback and
+    /// start-up deadlines, the memory cap.
+    pub engine: EngineConfig,
 }
 
 /// Largest plugin file read from disk; a bigger file is refused before it
@@ -116,7 +119,7 @@ impl WasmFilter {
                 .ok_or_else(|| fail("this build has no engine".into()))?
                 .to_string(),
         };
-        let engine = AnyEngine::by_name(&engine_name, &EngineConfig::default())
+        let engine = AnyEngine::by_name(&engine_name, &shared.engine)
             .map_err(|e| fail(e.to_string()))?;
         let services = HostServices {
             callouts: Arc::new(WorkerCallouts::new(clusters.clone())),
