@@ -197,3 +197,85 @@ fn many_request_headers_are_reported_exactly() {
     assert!(out.contains("request headers: unchanged"), "{out}");
     assert!(out.contains("decision: continue"), "{out}");
 }
+
+/// The data plane loads a plugin with `vm_config.allow_precompiled` through
+/// the module cache in the platform cache directory (here
+/// `$XDG_CACHE_HOME/polyhost`), the folder `polyhost compile` fills.
+#[test]
+fn data_plane_loads_allow_precompiled_plugins_through_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hello = fixture("rust-wasip1/hello.wasm");
+    let config = dir.path().join("envoy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+static_resources:
+  listeners:
+  - name: ingress
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200 }}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: hello
+                vm_config:
+                  allow_precompiled: true
+                  code: {{ local: {{ filename: "{hello}" }} }}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+        ),
+    )
+    .unwrap();
+    let cache_home = dir.path().join("xdg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polyhost"))
+        .args(["run", "-c", config.to_str().unwrap(), "--concurrency", "1"])
+        .env("XDG_CACHE_HOME", &cache_home)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cache = cache_home.join("polyhost");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let entries = loop {
+        let entries: Vec<String> = std::fs::read_dir(&cache)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".cwasm"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let exited = child.try_wait().unwrap();
+        if !entries.is_empty() || exited.is_some() || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(entries.len(), 1, "no cache entry in {}", cache.display());
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+}
