@@ -9,6 +9,7 @@ mod budgets;
 mod cache;
 mod callouts;
 mod engine_contract;
+mod fuzz;
 mod host_calls;
 mod http;
 mod legacy;
