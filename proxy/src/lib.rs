@@ -80,6 +80,7 @@ pub mod log;
 pub mod reload;
 pub mod server;
 pub mod stats;
+pub mod tcp;
 pub mod wasm;
 
 pub use error::ProxyError;

@@ -22,6 +22,7 @@ use crate::config::{Bootstrap, Listener, ListenerKind, WasmCode, WasmPlugin};
 use crate::error::ProxyError;
 use crate::files::read_at_most;
 use crate::http::RouteTable;
+use crate::tcp::TcpTable;
 use crate::wasm::{SharedServices, WasmFilter};
 use arc_swap::ArcSwap;
 use std::collections::hash_map::DefaultHasher;
@@ -91,18 +92,48 @@ fn code_hash(code: &WasmCode) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// One HTTP listener's routes and filters, built from a configuration.
-pub(crate) struct BuiltListener {
-    pub(crate) listener: Listener,
-    pub(crate) stat_prefix: String,
-    pub(crate) table: RouteTable,
+/// One listener's routes or TCP proxy, and its filters, built from a
+/// configuration.
+pub(crate) enum BuiltListener {
+    /// An HTTP connection manager.
+    Http {
+        listener: Listener,
+        stat_prefix: String,
+        table: RouteTable,
+    },
+    /// A `tcp_proxy` with its network filters.
+    Tcp {
+        listener: Listener,
+        stat_prefix: String,
+        table: TcpTable,
+    },
+}
+
+impl BuiltListener {
+    fn name(&self) -> &str {
+        match self {
+            BuiltListener::Http { listener, .. } | BuiltListener::Tcp { listener, .. } => {
+                &listener.name
+            }
+        }
+    }
+}
+
+/// Where a running listener's current table is kept, so a reload can
+/// replace it.
+#[derive(Clone)]
+pub(crate) enum TableHandle {
+    /// An HTTP listener's routes and filters.
+    Http(Arc<ArcSwap<RouteTable>>),
+    /// A TCP listener's filters and cluster.
+    Tcp(Arc<ArcSwap<TcpTable>>),
 }
 
 /// Builds every listener's [`RouteTable`], loading the plugins `previous`
 /// does not already have into `loaded`.
 ///
 /// # Errors
-/// A plugin that does not load, or a TCP listener (not run yet).
+/// A plugin that does not load.
 pub(crate) fn build_listeners(
     bootstrap: &Bootstrap,
     clusters: &Arc<ClusterManager>,
@@ -111,26 +142,28 @@ pub(crate) fn build_listeners(
     loaded: &mut FilterSet,
 ) -> Result<Vec<BuiltListener>, ProxyError> {
     let mut built = Vec::new();
-    for (i, listener) in bootstrap.listeners.iter().enumerate() {
+    for listener in &bootstrap.listeners {
         match &listener.kind {
             ListenerKind::Http(manager) => {
                 let mut filters = Vec::new();
                 for plugin in &manager.wasm_filters {
                     filters.push(loaded.get_or_load(previous, plugin, clusters, shared)?);
                 }
-                built.push(BuiltListener {
+                built.push(BuiltListener::Http {
                     listener: listener.clone(),
                     stat_prefix: manager.stat_prefix.clone(),
                     table: RouteTable::new(manager, filters, clusters.clone()),
                 });
             }
-            ListenerKind::Tcp(_) => {
-                return Err(ProxyError::Invalid {
-                    path: format!("static_resources.listeners[{i}]"),
-                    message: format!(
-                        "listener {}: TCP proxying (envoy.filters.network.tcp_proxy) is parsed but not run by the data plane yet",
-                        listener.name
-                    ),
+            ListenerKind::Tcp(proxy) => {
+                let mut filters = Vec::new();
+                for plugin in &proxy.wasm_filters {
+                    filters.push(loaded.get_or_load(previous, plugin, clusters, shared)?);
+                }
+                built.push(BuiltListener::Tcp {
+                    listener: listener.clone(),
+                    stat_prefix: proxy.stat_prefix.clone(),
+                    table: TcpTable::new(&listener.name, proxy, filters, clusters.clone()),
                 });
             }
         }
@@ -143,8 +176,8 @@ pub(crate) fn build_listeners(
 pub struct Reloader {
     clusters: Arc<ClusterManager>,
     shared: SharedServices,
-    /// Each listener's name, address and the handle of its route table.
-    tables: Vec<(String, std::net::SocketAddr, Arc<ArcSwap<RouteTable>>)>,
+    /// Each listener's name, address and the handle of its table.
+    tables: Vec<(String, std::net::SocketAddr, TableHandle)>,
     admin: Option<std::net::SocketAddr>,
     /// The plugins serving now; a reload serializes on it.
     current: Mutex<FilterSet>,
@@ -169,7 +202,7 @@ impl Reloader {
     pub(crate) fn new(
         clusters: Arc<ClusterManager>,
         shared: SharedServices,
-        tables: Vec<(String, std::net::SocketAddr, Arc<ArcSwap<RouteTable>>)>,
+        tables: Vec<(String, std::net::SocketAddr, TableHandle)>,
         admin: Option<std::net::SocketAddr>,
         current: FilterSet,
     ) -> Reloader {
@@ -206,12 +239,22 @@ impl Reloader {
         // Everything is ready: install it all at once.
         self.clusters.replace(prepared);
         for listener in built {
-            if let Some((.., handle)) = self
+            let Some((.., handle)) = self
                 .tables
                 .iter()
-                .find(|(name, ..)| *name == listener.listener.name)
-            {
-                handle.store(Arc::new(listener.table));
+                .find(|(name, ..)| name == listener.name())
+            else {
+                continue;
+            };
+            match (handle, listener) {
+                (TableHandle::Http(handle), BuiltListener::Http { table, .. }) => {
+                    handle.store(Arc::new(table));
+                }
+                (TableHandle::Tcp(handle), BuiltListener::Tcp { table, .. }) => {
+                    handle.store(Arc::new(table));
+                }
+                // Checked before anything was built: a listener keeps its kind.
+                _ => {}
             }
         }
         let fresh = loaded
@@ -240,6 +283,15 @@ impl Reloader {
                     return Err(restart(format!(
                         "listener {} moved from {address} to {}",
                         listener.name, listener.address
+                    )));
+                }
+                Some((.., handle))
+                    if matches!(handle, TableHandle::Http(_))
+                        != matches!(listener.kind, ListenerKind::Http(_)) =>
+                {
+                    return Err(restart(format!(
+                        "listener {} changed between HTTP and TCP proxying",
+                        listener.name
                     )));
                 }
                 Some(_) => {}

@@ -6,8 +6,9 @@ use crate::cluster::ClusterManager;
 use crate::config::{Bootstrap, Codec, ListenerKind};
 use crate::error::ProxyError;
 use crate::http::WasmHttpProxy;
-use crate::reload::{BuiltListener, FilterSet, Reloader, build_listeners};
-use crate::stats::{HttpStats, StatsStore};
+use crate::reload::{BuiltListener, FilterSet, Reloader, TableHandle, build_listeners};
+use crate::stats::{HttpStats, StatsStore, TcpStats};
+use crate::tcp::WasmTcpProxy;
 use crate::wasm::SharedServices;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
@@ -57,6 +58,8 @@ impl Default for RunOptions {
 /// loaded and started once.
 pub struct Proxy {
     listeners: Vec<(String, String, WasmHttpProxy, Codec)>,
+    /// TCP listeners: name, address, the proxy.
+    tcp_listeners: Vec<(String, String, WasmTcpProxy)>,
     admin: Option<(String, Admin)>,
     quit: Arc<Notify>,
     reloader: Arc<Reloader>,
@@ -71,6 +74,7 @@ impl std::fmt::Debug for Proxy {
                     .listeners
                     .iter()
                     .map(|(n, a, ..)| (n, a))
+                    .chain(self.tcp_listeners.iter().map(|(n, a, _)| (n, a)))
                     .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
@@ -116,35 +120,62 @@ impl Proxy {
             &mut filters,
         )?;
         let mut listeners = Vec::new();
+        let mut tcp_listeners = Vec::new();
         let mut http_stats = Vec::new();
+        let mut tcp_stats = Vec::new();
         let mut tables = Vec::new();
-        for BuiltListener {
-            listener,
-            stat_prefix,
-            table,
-        } in built
-        {
-            for filter in table.filters() {
-                tracing::info!(target: "polyhost::wasm", plugin = filter.name(), root_id = filter.root_id(), engine = filter.engine_name(), listener = %listener.name, "plugin loaded");
+        for built in built {
+            match built {
+                BuiltListener::Http {
+                    listener,
+                    stat_prefix,
+                    table,
+                } => {
+                    for filter in table.filters() {
+                        tracing::info!(target: "polyhost::wasm", plugin = filter.name(), root_id = filter.root_id(), engine = filter.engine_name(), listener = %listener.name, "plugin loaded");
+                    }
+                    let stats = Arc::new(HttpStats::new(&stat_prefix));
+                    http_stats.push(stats.clone());
+                    let proxy = WasmHttpProxy::new(&stat_prefix, table, stats);
+                    tables.push((
+                        listener.name.clone(),
+                        listener.address,
+                        TableHandle::Http(proxy.table_handle()),
+                    ));
+                    let codec = match &listener.kind {
+                        ListenerKind::Http(manager) => manager.codec,
+                        ListenerKind::Tcp(_) => Codec::Auto,
+                    };
+                    listeners.push((
+                        listener.name.clone(),
+                        listener.address.to_string(),
+                        proxy,
+                        codec,
+                    ));
+                }
+                BuiltListener::Tcp {
+                    listener,
+                    stat_prefix,
+                    table,
+                } => {
+                    for filter in table.filters() {
+                        tracing::info!(target: "polyhost::wasm", plugin = filter.name(), root_id = filter.root_id(), engine = filter.engine_name(), listener = %listener.name, "plugin loaded");
+                    }
+                    let stats = Arc::new(TcpStats::new(&stat_prefix));
+                    tcp_stats.push(stats.clone());
+                    let proxy = WasmTcpProxy::new(table, stats);
+                    tables.push((
+                        listener.name.clone(),
+                        listener.address,
+                        TableHandle::Tcp(proxy.table_handle()),
+                    ));
+                    tcp_listeners.push((
+                        listener.name.clone(),
+                        listener.address.to_string(),
+                        proxy,
+                    ));
+                }
             }
-            let stats = Arc::new(HttpStats::new(&stat_prefix));
-            http_stats.push(stats.clone());
-            let proxy = WasmHttpProxy::new(&stat_prefix, table, stats);
-            tables.push((
-                listener.name.clone(),
-                listener.address,
-                proxy.table_handle(),
-            ));
-            let codec = match &listener.kind {
-                ListenerKind::Http(manager) => manager.codec,
-                ListenerKind::Tcp(_) => Codec::Auto,
-            };
-            listeners.push((
-                listener.name.clone(),
-                listener.address.to_string(),
-                proxy,
-                codec,
-            ));
         }
         let reloader = Arc::new(Reloader::new(
             clusters.clone(),
@@ -154,11 +185,10 @@ impl Proxy {
             filters,
         ));
         let quit = Arc::new(Notify::new());
-        let stats = Arc::new(StatsStore::new(
-            http_stats,
-            clusters.clone(),
-            shared.metrics.clone(),
-        ));
+        let stats = Arc::new(
+            StatsStore::new(http_stats, clusters.clone(), shared.metrics.clone())
+                .with_tcp(tcp_stats),
+        );
         let admin = bootstrap.admin.as_ref().map(|admin| {
             (
                 admin.address.to_string(),
@@ -168,6 +198,11 @@ impl Proxy {
                     listeners: listeners
                         .iter()
                         .map(|(name, addr, ..)| (name.clone(), addr.clone()))
+                        .chain(
+                            tcp_listeners
+                                .iter()
+                                .map(|(name, addr, _)| (name.clone(), addr.clone())),
+                        )
                         .collect(),
                     started: Instant::now(),
                     concurrency: options.concurrency,
@@ -178,6 +213,7 @@ impl Proxy {
         });
         Ok(Proxy {
             listeners,
+            tcp_listeners,
             admin,
             quit,
             reloader,
@@ -203,6 +239,11 @@ impl Proxy {
                 .name(format!("listener {name}"))
                 .server_options(options)
                 .build();
+            service.add_tcp(&address);
+            server.add_service(service);
+        }
+        for (name, address, proxy) in self.tcp_listeners {
+            let mut service = Service::new(format!("listener {name}"), proxy);
             service.add_tcp(&address);
             server.add_service(service);
         }

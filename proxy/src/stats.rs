@@ -41,6 +41,29 @@ impl HttpStats {
     }
 }
 
+/// Counters of one TCP proxy (`tcp.<stat_prefix>.*`).
+#[derive(Debug, Default)]
+pub struct TcpStats {
+    /// The `tcp_proxy`'s `stat_prefix`.
+    pub stat_prefix: String,
+    /// `downstream_cx_total`: connections accepted.
+    pub connections: AtomicU64,
+    /// `downstream_cx_rx_bytes_total`: bytes read from clients.
+    pub rx_bytes: AtomicU64,
+    /// `downstream_cx_tx_bytes_total`: bytes written to clients.
+    pub tx_bytes: AtomicU64,
+}
+
+impl TcpStats {
+    /// Counters for the TCP proxy with `stat_prefix`.
+    pub fn new(stat_prefix: &str) -> TcpStats {
+        TcpStats {
+            stat_prefix: stat_prefix.to_string(),
+            ..TcpStats::default()
+        }
+    }
+}
+
 /// A metric's value for rendering.
 #[derive(Debug, Clone, PartialEq)]
 enum Value {
@@ -60,6 +83,7 @@ struct Stat {
 /// Everything `/stats` shows.
 pub struct StatsStore {
     http: Vec<Arc<HttpStats>>,
+    tcp: Vec<Arc<TcpStats>>,
     clusters: Arc<ClusterManager>,
     metrics: Arc<InMemoryMetrics>,
 }
@@ -74,9 +98,16 @@ impl StatsStore {
     ) -> StatsStore {
         StatsStore {
             http,
+            tcp: Vec::new(),
             clusters,
             metrics,
         }
+    }
+
+    /// Adds the TCP proxies' counters.
+    pub fn with_tcp(mut self, tcp: Vec<Arc<TcpStats>>) -> StatsStore {
+        self.tcp = tcp;
+        self
     }
 
     fn collect(&self) -> Vec<Stat> {
@@ -97,6 +128,20 @@ impl StatsStore {
                     &format!("downstream_rq_{}xx", i + 1),
                     count.load(Ordering::Relaxed),
                 );
+            }
+        }
+        for tcp in &self.tcp {
+            for (suffix, count) in [
+                ("downstream_cx_total", &tcp.connections),
+                ("downstream_cx_rx_bytes_total", &tcp.rx_bytes),
+                ("downstream_cx_tx_bytes_total", &tcp.tx_bytes),
+            ] {
+                stats.push(Stat {
+                    name: format!("tcp.{}.{suffix}", tcp.stat_prefix),
+                    prom_name: format!("envoy_tcp_{suffix}"),
+                    labels: vec![("envoy_tcp_prefix", tcp.stat_prefix.clone())],
+                    value: Value::Counter(count.load(Ordering::Relaxed)),
+                });
             }
         }
         for cluster in self.clusters.all() {

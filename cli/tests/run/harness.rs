@@ -707,3 +707,140 @@ admin:
         up = upstream.port(),
     )
 }
+
+/// The SDK languages whose `tcp_upper` plugin is built, as (language,
+/// path). Each upper-cases client bytes and prefixes upstream chunks with
+/// "> " (see plugins/rust/tcp_upper).
+pub fn tcp_upper_plugins() -> Vec<(&'static str, String)> {
+    vec![
+        ("rust", fixture("rust-wasip1/tcp_upper.wasm")),
+        ("go", fixture("go/tcp_upper.wasm")),
+        ("assemblyscript", fixture("assemblyscript/tcp_upper.wasm")),
+        ("cpp", fixture("cpp/tcp_upper.wasm")),
+    ]
+}
+
+/// A real TCP upstream: on each connection it reads until the client's
+/// end of stream, records the bytes, answers `got N bytes` and closes.
+pub struct TcpUpstream {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Vec<u8>>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TcpUpstream {
+    pub fn start() -> TcpUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind TCP upstream");
+        let addr = listener.local_addr().expect("TCP upstream address");
+        let record = received.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut data = Vec::new();
+                    if stream.read_to_end(&mut data).await.is_err() {
+                        return;
+                    }
+                    let answer = format!("got {} bytes", data.len());
+                    record.lock().unwrap().push(data);
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        TcpUpstream {
+            addr,
+            received,
+            _runtime: runtime,
+        }
+    }
+
+    /// What each connection sent, in the order they ended.
+    pub fn received(&self) -> Vec<Vec<u8>> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// Connects to `port`, sends `data`, ends the stream (half-close) and
+/// reads the answer to its end; at most 10 s.
+pub fn tcp_exchange(port: u16, data: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream.write_all(data).map_err(|e| format!("write: {e}"))?;
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .map_err(|e| format!("shutdown: {e}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(answer)
+}
+
+/// A TCP listener: the network Wasm filters `plugins`, then `tcp_proxy` to
+/// `cluster`, with `stat_prefix` = `name`.
+pub fn tcp_listener(name: &str, port: u16, cluster: &str, plugins: &[WasmFilterSpec]) -> String {
+    let mut filters = String::new();
+    for p in plugins {
+        filters.push_str(&p.network_yaml());
+    }
+    format!(
+        r#"
+  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+{filters}      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: {name}
+          cluster: {cluster}
+"#
+    )
+}
+
+impl WasmFilterSpec {
+    /// This plugin as an `envoy.filters.network.wasm` entry.
+    pub fn network_yaml(&self) -> String {
+        let policy = self
+            .failure_policy
+            .map(|p| format!("            failure_policy: {p}\n"))
+            .unwrap_or_default();
+        format!(
+            r#"      - name: envoy.filters.network.wasm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm
+          config:
+            name: {name}
+            root_id: "{root_id}"
+            configuration:
+              "@type": type.googleapis.com/google.protobuf.StringValue
+              value: '{configuration}'
+            vm_config:
+              runtime: {engine}
+              code: {{ local: {{ filename: {file} }} }}
+{policy}"#,
+            name = self.name,
+            root_id = self.root_id,
+            configuration = self.configuration,
+            engine = self.engine,
+            file = self.file,
+        )
+    }
+}

@@ -7,8 +7,8 @@
 //! call per plugin callback is noise next to the callback itself.
 
 use polyhost::{
-    ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, LocalResponse, Plugin,
-    PluginError, StreamEvent, StreamState, Vm,
+    ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, LocalResponse, PeerType,
+    Plugin, PluginError, StreamEvent, StreamState, Vm,
 };
 use std::time::Instant;
 
@@ -68,6 +68,23 @@ pub(crate) trait WorkerVm {
         reply: LocalResponse,
     ) -> Result<LocalResponse, PluginError>;
     fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent>;
+    fn create_tcp_stream(&mut self) -> Result<(ContextId, Decision), PluginError>;
+    fn on_downstream_data(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError>;
+    fn on_upstream_data(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError>;
+    fn take_downstream_data(&mut self, id: ContextId) -> Vec<u8>;
+    fn take_upstream_data(&mut self, id: ContextId) -> Vec<u8>;
+    fn on_downstream_close(&mut self, id: ContextId, peer: PeerType) -> Result<(), PluginError>;
+    fn on_upstream_close(&mut self, id: ContextId, peer: PeerType) -> Result<(), PluginError>;
     fn finish_stream(&mut self, id: ContextId) -> Result<StreamState, PluginError>;
     fn deliver_http_response(
         &mut self,
@@ -138,6 +155,37 @@ impl<E: Engine> WorkerVm for Vm<E> {
     }
     fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent> {
         Vm::take_events(self, id)
+    }
+    fn create_tcp_stream(&mut self) -> Result<(ContextId, Decision), PluginError> {
+        Vm::create_tcp_stream(self)
+    }
+    fn on_downstream_data(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError> {
+        Vm::on_downstream_data(self, id, chunk, end_of_stream)
+    }
+    fn on_upstream_data(
+        &mut self,
+        id: ContextId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginError> {
+        Vm::on_upstream_data(self, id, chunk, end_of_stream)
+    }
+    fn take_downstream_data(&mut self, id: ContextId) -> Vec<u8> {
+        Vm::take_downstream_data(self, id)
+    }
+    fn take_upstream_data(&mut self, id: ContextId) -> Vec<u8> {
+        Vm::take_upstream_data(self, id)
+    }
+    fn on_downstream_close(&mut self, id: ContextId, peer: PeerType) -> Result<(), PluginError> {
+        Vm::on_downstream_close(self, id, peer)
+    }
+    fn on_upstream_close(&mut self, id: ContextId, peer: PeerType) -> Result<(), PluginError> {
+        Vm::on_upstream_close(self, id, peer)
     }
     fn finish_stream(&mut self, id: ContextId) -> Result<StreamState, PluginError> {
         Vm::finish_stream(self, id)

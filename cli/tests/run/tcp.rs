@@ -1,0 +1,246 @@
+//! TCP listeners: network Wasm filters in front of `tcp_proxy`, on real
+//! sockets, for the `tcp_upper` plugin of every SDK language on every
+//! engine.
+
+use crate::harness::*;
+
+/// The value of stat `name` on `/stats`, if listed.
+fn stat(proxy: &Proxy, name: &str) -> Option<u64> {
+    let prefix = format!("{name}: ");
+    proxy
+        .admin("/stats")
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+// Something outside the test may open and at once close a connection to a
+// new listening port (the sandbox probes them), so the checks below allow
+// extra connections that carry no bytes instead of counting exact totals.
+
+#[test]
+fn tcp_upper_filters_both_directions_in_every_language_on_every_engine() {
+    let upstream = TcpUpstream::start();
+    for engine in engines() {
+        for (language, file) in tcp_upper_plugins() {
+            let what = format!("{language} tcp_upper on {engine}");
+            let admin = free_port();
+            let port = free_port();
+            let dead_port = free_port();
+            let plugin = || [WasmFilterSpec::new("tcp_upper", engine, &file)];
+            let listeners = [
+                tcp_listener("tcp_in", port, "upstream", &plugin()),
+                tcp_listener("tcp_dead", dead_port, "dead", &plugin()),
+            ];
+            let proxy = Proxy::start(&bootstrap(&listeners, upstream.addr, admin), admin, &[]);
+
+            let sent = format!("hello World from {language} on {engine}");
+            let answer = tcp_exchange(port, sent.as_bytes())
+                .unwrap_or_else(|e| panic!("{what}: {e}\n{}", proxy.stderr()));
+            // The upstream got the client's bytes upper-cased, and the
+            // client got the upstream's answer behind the plugin's "> ".
+            let upper = sent.to_ascii_uppercase().into_bytes();
+            let received = upstream.received();
+            assert_eq!(
+                received.iter().filter(|r| **r == upper).count(),
+                1,
+                "{what}: {received:?}\n{}",
+                proxy.stderr()
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&answer),
+                format!("> got {} bytes", sent.len()),
+                "{what}: {}",
+                proxy.stderr()
+            );
+            // The client ended its stream first; the proxy then ended the
+            // upstream's. Each accepted connection logs this once.
+            assert!(
+                eventually(|| {
+                    let log = proxy.stderr();
+                    let n = stat(&proxy, "tcp.tcp_in.downstream_cx_total").unwrap_or(0);
+                    n >= 1
+                        && log.matches("tcp: downstream closed by Remote").count() as u64 == n
+                        && log.matches("tcp: upstream closed by Local").count() as u64 == n
+                }),
+                "{what}: {}",
+                proxy.stderr()
+            );
+            // Every connection the listeners accepted went through the
+            // plugin; only the test's carried bytes.
+            let accepted = || {
+                stat(&proxy, "tcp.tcp_in.downstream_cx_total").unwrap_or(0)
+                    + stat(&proxy, "tcp.tcp_dead.downstream_cx_total").unwrap_or(0)
+            };
+            assert!(
+                eventually(|| stat(&proxy, "tcp_connections") == Some(accepted())),
+                "{what}: {}",
+                proxy.admin("/stats").text()
+            );
+            assert!(accepted() >= 1, "{what}");
+            assert_eq!(
+                stat(&proxy, "tcp.tcp_in.downstream_cx_rx_bytes_total"),
+                Some(sent.len() as u64),
+                "{what}"
+            );
+            assert!(
+                stat(&proxy, "tcp.tcp_in.downstream_cx_tx_bytes_total")
+                    .is_some_and(|n| n >= answer.len() as u64),
+                "{what}"
+            );
+
+            // Nothing listens behind `dead`: the client's connection is
+            // closed without an answer; each such connection counts a
+            // connect failure, logs UF, and the plugin hears that the proxy
+            // closed the client's connection.
+            let dead_accepted = || stat(&proxy, "tcp.tcp_dead.downstream_cx_total").unwrap_or(0);
+            let before = dead_accepted();
+            match tcp_exchange(dead_port, b"") {
+                Ok(answer) => assert!(answer.is_empty(), "{what}: {answer:?}"),
+                Err(e) => assert!(e.contains("reset"), "{what}: {e}"),
+            }
+            assert!(
+                eventually(|| {
+                    let log = proxy.stderr();
+                    let n = dead_accepted();
+                    n > before
+                        && log.matches("flags=UF").count() as u64 == n
+                        && log.matches("tcp: downstream closed by Local").count() as u64 == n
+                        && stat(&proxy, "cluster.dead.upstream_cx_connect_fail") == Some(n)
+                }),
+                "{what}: {}\n{}",
+                proxy.admin("/stats").text(),
+                proxy.stderr()
+            );
+            assert_eq!(
+                stat(&proxy, "tcp.tcp_dead.downstream_cx_tx_bytes_total"),
+                Some(0),
+                "{what}"
+            );
+            assert_eq!(proxy.quit(), Some(0), "{what}");
+        }
+    }
+}
+
+/// A network plugin that traps on downstream data and lets everything
+/// else through.
+const TRAP_ON_DATA: &str = r#"
+(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_new_connection") (param i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_downstream_data") (param i32 i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32) (i32.const 0)))
+"#;
+
+#[test]
+fn failing_network_plugins_follow_their_failure_policy_on_every_engine() {
+    let upstream = TcpUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let trap = dir.path().join("trap_on_data.wasm");
+    std::fs::write(&trap, wat::parse_str(TRAP_ON_DATA).expect("valid wat")).unwrap();
+    let trap = trap.display().to_string();
+    for engine in engines() {
+        let admin = free_port();
+        let open_port = free_port();
+        let closed_port = free_port();
+        let with_policy = |policy| {
+            let mut spec = WasmFilterSpec::new("trap", engine, &trap);
+            spec.failure_policy = Some(policy);
+            [spec]
+        };
+        let listeners = [
+            tcp_listener("open", open_port, "upstream", &with_policy("FAIL_OPEN")),
+            tcp_listener(
+                "closed",
+                closed_port,
+                "upstream",
+                &with_policy("FAIL_CLOSED"),
+            ),
+        ];
+        let proxy = Proxy::start(&bootstrap(&listeners, upstream.addr, admin), admin, &[]);
+
+        // FAIL_OPEN: the bytes the plugin failed on go through unfiltered.
+        let sent = format!("fail open on {engine}");
+        let answer = tcp_exchange(open_port, sent.as_bytes())
+            .unwrap_or_else(|e| panic!("{engine}: {e}\n{}", proxy.stderr()));
+        assert_eq!(
+            String::from_utf8_lossy(&answer),
+            format!("got {} bytes", sent.len()),
+            "{engine}: {}",
+            proxy.stderr()
+        );
+        assert!(
+            upstream.received().contains(&sent.clone().into_bytes()),
+            "{engine}"
+        );
+
+        // FAIL_CLOSED: the connection is closed and nothing reaches the
+        // upstream.
+        let sent = format!("fail closed on {engine}");
+        match tcp_exchange(closed_port, sent.as_bytes()) {
+            Ok(answer) => assert!(answer.is_empty(), "{engine}: {answer:?}"),
+            Err(e) => assert!(e.contains("reset"), "{engine}: {e}"),
+        }
+        assert!(
+            eventually(|| proxy.stderr().contains("plugin trap failed")),
+            "{engine}: {}",
+            proxy.stderr()
+        );
+        assert!(
+            !upstream
+                .received()
+                .iter()
+                .any(|r| r.starts_with(b"fail closed")),
+            "{engine}"
+        );
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
+#[test]
+fn sighup_swaps_a_tcp_listeners_filters_on_every_engine() {
+    let upstream = TcpUpstream::start();
+    let (_, file) = tcp_upper_plugins()
+        .into_iter()
+        .find(|(language, _)| *language == "rust")
+        .expect("the Rust tcp_upper");
+    for engine in engines() {
+        let admin = free_port();
+        let port = free_port();
+        let filtered = [tcp_listener(
+            "tcp_in",
+            port,
+            "upstream",
+            &[WasmFilterSpec::new("tcp_upper", engine, &file)],
+        )];
+        let proxy = Proxy::start(&bootstrap(&filtered, upstream.addr, admin), admin, &[]);
+        let answer = tcp_exchange(port, b"before").unwrap();
+        assert_eq!(answer, b"> got 6 bytes", "{engine}: {}", proxy.stderr());
+
+        // Without the plugin, later connections pass unchanged.
+        let plain = [tcp_listener("tcp_in", port, "upstream", &[])];
+        let outcome = proxy.reload(&bootstrap(&plain, upstream.addr, admin), 1);
+        assert!(outcome.contains("reloaded"), "{engine}: {outcome}");
+        let answer = tcp_exchange(port, b"after").unwrap();
+        assert_eq!(answer, b"got 5 bytes", "{engine}: {}", proxy.stderr());
+        assert!(upstream.received().contains(&b"after".to_vec()), "{engine}");
+
+        // A listener cannot turn into an HTTP one without a restart.
+        let http = [http_listener("tcp_in", port, &[])];
+        let outcome = proxy.reload(&bootstrap(&http, upstream.addr, admin), 2);
+        assert!(outcome.contains("not loaded"), "{engine}: {outcome}");
+        assert!(outcome.contains("restart"), "{engine}: {outcome}");
+        let answer = tcp_exchange(port, b"still tcp").unwrap();
+        assert_eq!(answer, b"got 9 bytes", "{engine}");
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}

@@ -1,0 +1,321 @@
+//! One connection's walk through the network Wasm filters.
+//!
+//! Downstream bytes (client to upstream) run through the filters in chain
+//! order, upstream bytes in reverse order, as Envoy's read and write
+//! filters do; each filter sees what the previous one let through.
+//!
+//! A filter's context is created (`proxy_on_new_connection`) when the
+//! chain first reaches it. A filter that pauses there keeps the filters
+//! after it (and so the upstream connection, which `tcp_proxy` opens when
+//! its own turn comes) waiting until it lets data through, as Envoy's
+//! filter manager starts a filter only once the one before it continued.
+//!
+//! A filter that pauses a data callback holds the bytes: the VM keeps them
+//! in the connection's buffer and shows the plugin the whole buffer with
+//! the next chunk. At end of stream nothing more can arrive, so what is
+//! held is passed on.
+
+use crate::config::FailurePolicy;
+use crate::wasm::{VmUnavailable, WasmFilter, WorkerVm};
+use polyhost::{ContextId, Decision, PeerType, PluginError, StreamEvent};
+
+/// The most bytes one filter may hold back in one direction by pausing;
+/// past it the connection is closed, so a plugin cannot make the proxy
+/// buffer without bound (the same bound as a paused HTTP body).
+pub(crate) const HOLD_LIMIT: usize = 16 << 20;
+
+/// Which way bytes flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// From the client towards the upstream: `proxy_on_downstream_data`,
+    /// filters in chain order.
+    Downstream,
+    /// From the upstream towards the client: `proxy_on_upstream_data`,
+    /// filters in reverse order.
+    Upstream,
+}
+
+impl Direction {
+    fn index(self) -> usize {
+        match self {
+            Direction::Downstream => 0,
+            Direction::Upstream => 1,
+        }
+    }
+}
+
+/// Why the connection must be closed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Close {
+    /// For the log: which plugin, and why.
+    pub(crate) reason: String,
+}
+
+/// Where one filter is in the connection's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The chain has not reached it yet: no context.
+    NotStarted,
+    /// Its context exists (`proxy_on_new_connection` was called).
+    Started,
+    /// It failed under `FAIL_OPEN`: bytes pass it unfiltered.
+    Bypassed,
+}
+
+/// One filter's state for one connection.
+struct NetworkFilter {
+    filter: WasmFilter,
+    phase: Phase,
+    context: Option<ContextId>,
+    /// It paused `proxy_on_new_connection` and has not let data through
+    /// since: the filters after it wait.
+    paused_at_start: bool,
+    /// A copy of what it holds back in each direction, so that failing
+    /// open passes those bytes on instead of losing them with the VM.
+    held: [Vec<u8>; 2],
+}
+
+/// The network filters of one connection.
+pub(crate) struct NetworkChain {
+    filters: Vec<NetworkFilter>,
+    /// Properties each context gets when created (`source.address`, ...).
+    properties: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl NetworkChain {
+    /// A chain over `filters` (in chain order); nothing runs until
+    /// [`NetworkChain::downstream`] is first called.
+    pub(crate) fn new(
+        filters: &[WasmFilter],
+        properties: Vec<(&'static str, Vec<u8>)>,
+    ) -> NetworkChain {
+        NetworkChain {
+            filters: filters
+                .iter()
+                .map(|filter| NetworkFilter {
+                    filter: filter.clone(),
+                    phase: Phase::NotStarted,
+                    context: None,
+                    paused_at_start: false,
+                    held: [Vec::new(), Vec::new()],
+                })
+                .collect(),
+            properties,
+        }
+    }
+
+    /// Whether every filter has been started and none waits at its start:
+    /// the terminal `tcp_proxy` may connect upstream.
+    pub(crate) fn ready(&self) -> bool {
+        self.filters
+            .iter()
+            .all(|f| f.phase != Phase::NotStarted && !f.paused_at_start)
+    }
+
+    /// Runs bytes from the client through the filters; returns what goes
+    /// upstream (possibly edited, possibly empty). An empty chunk without
+    /// end of stream only starts the filters that the chain reaches.
+    pub(crate) fn downstream(
+        &mut self,
+        chunk: Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Vec<u8>, Close> {
+        let mut data = chunk;
+        for i in 0..self.filters.len() {
+            if self.filters[i].phase == Phase::NotStarted {
+                self.start(i)?;
+            }
+            let filter = &mut self.filters[i];
+            if data.is_empty() && !end_of_stream {
+                if filter.paused_at_start {
+                    return Ok(Vec::new());
+                }
+                continue;
+            }
+            match pass(filter, Direction::Downstream, data, end_of_stream)? {
+                Some(out) => {
+                    filter.paused_at_start = false;
+                    data = out;
+                }
+                None => return Ok(Vec::new()),
+            }
+        }
+        Ok(data)
+    }
+
+    /// Runs bytes from the upstream through the filters, last to first;
+    /// returns what goes to the client.
+    pub(crate) fn upstream(
+        &mut self,
+        chunk: Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Vec<u8>, Close> {
+        let mut data = chunk;
+        if data.is_empty() && !end_of_stream {
+            return Ok(data);
+        }
+        for filter in self.filters.iter_mut().rev() {
+            match pass(filter, Direction::Upstream, data, end_of_stream)? {
+                Some(out) => data = out,
+                None => return Ok(Vec::new()),
+            }
+        }
+        Ok(data)
+    }
+
+    /// Tells every started filter that the client connection closed
+    /// (`proxy_on_downstream_connection_close`) and, if an upstream
+    /// connection was made, that it closed too; `peer` says which side
+    /// ended each. Then ends every context (`proxy_on_log`,
+    /// `proxy_on_done`, `proxy_on_delete`).
+    pub(crate) fn finish(&mut self, downstream: PeerType, upstream: Option<PeerType>) {
+        for filter in &mut self.filters {
+            let Some(id) = filter.context.take() else {
+                continue;
+            };
+            let plugin = filter.filter.clone();
+            let ended = plugin.with_vm(|vm| {
+                let closes = vm
+                    .on_downstream_close(id, downstream)
+                    .and_then(|()| match upstream {
+                        Some(peer) => vm.on_upstream_close(id, peer),
+                        None => Ok(()),
+                    });
+                // The context ends even if a close callback failed.
+                let finished = vm.finish_stream(id).map(|_| ());
+                closes.and(finished)
+            });
+            if let Ok(Err(e)) = ended {
+                tracing::error!(target: "polyhost::wasm", plugin = %plugin.name(), error = %e, "plugin failed at the end of a connection");
+            }
+        }
+    }
+
+    /// Creates filter `i`'s context and calls `proxy_on_new_connection`.
+    fn start(&mut self, i: usize) -> Result<(), Close> {
+        let properties = &self.properties;
+        let filter = &mut self.filters[i];
+        let created = filter.filter.with_vm(|vm| {
+            let (id, decision) = vm.create_tcp_stream()?;
+            if let Some(state) = vm.stream_mut(id) {
+                for (path, value) in properties {
+                    state
+                        .properties
+                        .insert(path.as_bytes().to_vec(), value.clone());
+                }
+            }
+            let closed = took_close(vm, id);
+            Ok::<_, PluginError>((id, decision, closed))
+        });
+        match created {
+            Ok(Ok((id, decision, closed))) => {
+                filter.phase = Phase::Started;
+                filter.context = Some(id);
+                if closed {
+                    return Err(closed_by_plugin(&filter.filter));
+                }
+                filter.paused_at_start = decision == Decision::Pause;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::error!(target: "polyhost::wasm", plugin = %filter.filter.name(), error = %e, "plugin failed on a new connection");
+                fail(filter)
+            }
+            Err(VmUnavailable) => fail(filter),
+        }
+    }
+}
+
+/// Runs one chunk through one filter. `Some(bytes)` to pass on, `None` when
+/// the filter holds them.
+fn pass(
+    filter: &mut NetworkFilter,
+    direction: Direction,
+    input: Vec<u8>,
+    end_of_stream: bool,
+) -> Result<Option<Vec<u8>>, Close> {
+    let Some(id) = filter.context else {
+        return Ok(Some(input));
+    };
+    let outcome = filter.filter.with_vm(|vm| {
+        let decision = match direction {
+            Direction::Downstream => vm.on_downstream_data(id, &input, end_of_stream)?,
+            Direction::Upstream => vm.on_upstream_data(id, &input, end_of_stream)?,
+        };
+        let closed = took_close(vm, id);
+        // A local reply has no meaning on a connection; go on with the data.
+        let out = (decision != Decision::Pause || end_of_stream).then(|| match direction {
+            Direction::Downstream => vm.take_downstream_data(id),
+            Direction::Upstream => vm.take_upstream_data(id),
+        });
+        Ok::<_, PluginError>((out, closed))
+    });
+    let held = &mut filter.held[direction.index()];
+    match outcome {
+        Ok(Ok((_, true))) => Err(closed_by_plugin(&filter.filter)),
+        Ok(Ok((Some(out), false))) => {
+            held.clear();
+            Ok(Some(out))
+        }
+        Ok(Ok((None, false))) => {
+            held.extend_from_slice(&input);
+            if held.len() > HOLD_LIMIT {
+                return Err(Close {
+                    reason: format!(
+                        "plugin {} held more than {} MiB",
+                        filter.filter.name(),
+                        HOLD_LIMIT >> 20
+                    ),
+                });
+            }
+            Ok(None)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(target: "polyhost::wasm", plugin = %filter.filter.name(), error = %e, "plugin failed on connection data");
+            fail(filter)?;
+            let mut unfiltered = std::mem::take(&mut filter.held[direction.index()]);
+            unfiltered.extend_from_slice(&input);
+            Ok(Some(unfiltered))
+        }
+        Err(VmUnavailable) => {
+            fail(filter)?;
+            let mut unfiltered = std::mem::take(&mut filter.held[direction.index()]);
+            unfiltered.extend_from_slice(&input);
+            Ok(Some(unfiltered))
+        }
+    }
+}
+
+/// Whether the plugin asked to close the connection (`proxy_close_stream`)
+/// during the last callback; other events are spent, since a data callback
+/// answers for itself.
+fn took_close(vm: &mut dyn WorkerVm, id: ContextId) -> bool {
+    vm.take_events(id)
+        .iter()
+        .any(|e| matches!(e, StreamEvent::Close(_)))
+}
+
+fn closed_by_plugin(filter: &WasmFilter) -> Close {
+    Close {
+        reason: format!("plugin {} closed the connection", filter.name()),
+    }
+}
+
+/// Applies the failure policy to a filter that failed: under `FAIL_OPEN`
+/// it is bypassed from now on; otherwise the connection closes.
+fn fail(filter: &mut NetworkFilter) -> Result<(), Close> {
+    filter.context = None;
+    filter.paused_at_start = false;
+    match filter.filter.failure_policy() {
+        FailurePolicy::FailOpen => {
+            filter.phase = Phase::Bypassed;
+            Ok(())
+        }
+        FailurePolicy::FailClosed | FailurePolicy::FailReload => {
+            filter.phase = Phase::Bypassed;
+            Err(Close {
+                reason: format!("plugin {} failed", filter.filter.name()),
+            })
+        }
+    }
+}
