@@ -222,9 +222,18 @@ impl Budget {
 
     /// Whether a callout request of `more` bytes fits; when it does not at
     /// first, callouts no longer `live` (answered, cancelled, or of an
-    /// ended stream) are forgotten and it is checked again.
-    pub fn fits_callout(&mut self, more: usize, live: impl Fn(u32) -> bool) -> bool {
-        if self.fits(more) {
+    /// ended stream; `live_count` of them are) are forgotten and it is
+    /// checked again. They are also forgotten once most of those counted
+    /// are gone, so the count stays the size of what is outstanding, at an
+    /// amortized constant cost per callout.
+    pub fn fits_callout(
+        &mut self,
+        more: usize,
+        live_count: usize,
+        live: impl Fn(u32) -> bool,
+    ) -> bool {
+        let crowded = self.callouts.len() > 2 * live_count + 16;
+        if !crowded && self.fits(more) {
             return true;
         }
         let total = &mut self.callout_bytes;
@@ -362,6 +371,29 @@ mod tests {
         assert_eq!(budget.held(), 90, "a copy gives nothing back");
         drop(charge);
         assert_eq!(budget.held(), 40);
+    }
+
+    #[test]
+    fn answered_callouts_are_forgotten_when_short_or_crowded() {
+        let mut budget = Budget::new(HostLimits {
+            max_vm_bytes: 100,
+            ..HostLimits::default()
+        });
+        for token in 1..=10 {
+            assert!(budget.fits_callout(10, token as usize - 1, |_| true));
+            budget.charge_callout(token, 10);
+        }
+        assert_eq!(budget.held(), 100);
+        // Full: only token 10 is still outstanding, the rest are forgotten.
+        assert!(budget.fits_callout(90, 1, |t| t == 10));
+        assert_eq!(budget.held(), 10);
+        // Many answered callouts are forgotten even with room to spare.
+        for token in 11..=40 {
+            budget.charge_callout(token, 1);
+        }
+        assert!(budget.fits_callout(1, 0, |_| false));
+        assert_eq!(budget.held(), 0);
+        assert!(budget.callouts.is_empty());
     }
 
     #[test]

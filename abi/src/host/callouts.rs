@@ -26,7 +26,7 @@ fn check_callout(state: &mut HostState, bytes: usize) -> Ret {
     let HostState {
         budget, callouts, ..
     } = state;
-    if budget.fits_callout(bytes, |token| callouts.contains_key(&token)) {
+    if budget.fits_callout(bytes, callouts.len(), |token| callouts.contains_key(&token)) {
         return Ok(());
     }
     let detail = format!(
