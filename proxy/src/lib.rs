@@ -64,7 +64,8 @@
 //! };
 //! let mut server = pingora::server::Server::new_with_opt_and_conf(None, conf);
 //! server.bootstrap();
-//! proxy.add_to_server(&mut server);
+//! // Wasm services (envoy.bootstrap.wasm) run as long as this is kept.
+//! let _services = proxy.add_to_server(&mut server);
 //! server.run_forever();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -15,7 +15,9 @@
 //!
 //! Listeners are bound when the server starts, so a reload may change what
 //! listeners do but not which listeners exist or where they listen; such a
-//! configuration is refused with a message saying a restart is needed.
+//! configuration is refused with a message saying a restart is needed. The
+//! same holds for the Wasm services (`envoy.bootstrap.wasm`), which start
+//! with the process.
 
 use crate::cluster::ClusterManager;
 use crate::config::{Bootstrap, Listener, ListenerKind, WasmCode, WasmPlugin};
@@ -181,6 +183,8 @@ pub struct Reloader {
     admin: Option<std::net::SocketAddr>,
     /// The plugins serving now; a reload serializes on it.
     current: Mutex<FilterSet>,
+    /// The `envoy.bootstrap.wasm` services running since start-up.
+    services: Vec<WasmPlugin>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -205,6 +209,7 @@ impl Reloader {
         tables: Vec<(String, std::net::SocketAddr, TableHandle)>,
         admin: Option<std::net::SocketAddr>,
         current: FilterSet,
+        services: Vec<WasmPlugin>,
     ) -> Reloader {
         Reloader {
             clusters,
@@ -212,6 +217,7 @@ impl Reloader {
             tables,
             admin,
             current: Mutex::new(current),
+            services,
         }
     }
 
@@ -272,6 +278,12 @@ impl Reloader {
     }
 
     fn check_same_sockets(&self, bootstrap: &Bootstrap) -> Result<(), ProxyError> {
+        if bootstrap.wasm_services != self.services {
+            return Err(ProxyError::Invalid {
+                path: "bootstrap_extensions".into(),
+                message: "the Wasm services changed; they start with the process, so this needs a restart".into(),
+            });
+        }
         let restart = |what: String| ProxyError::Invalid {
             path: "static_resources.listeners".into(),
             message: format!("{what}; listeners are bound at start-up, so this needs a restart"),

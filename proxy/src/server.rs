@@ -9,7 +9,7 @@ use crate::http::WasmHttpProxy;
 use crate::reload::{BuiltListener, FilterSet, Reloader, TableHandle, build_listeners};
 use crate::stats::{HttpStats, StatsStore, TcpStats};
 use crate::tcp::WasmTcpProxy;
-use crate::wasm::SharedServices;
+use crate::wasm::{SharedServices, WasmServices};
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::proxy::ProxyServiceBuilder;
@@ -63,6 +63,8 @@ pub struct Proxy {
     admin: Option<(String, Admin)>,
     quit: Arc<Notify>,
     reloader: Arc<Reloader>,
+    /// `envoy.bootstrap.wasm` services, running from start-up on.
+    services: WasmServices,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -103,14 +105,8 @@ impl Proxy {
             properties: Arc::new(properties),
             engine: options.engine.clone(),
         };
-        if !bootstrap.wasm_services.is_empty() {
-            return Err(ProxyError::Invalid {
-                path: "bootstrap_extensions".into(),
-                message:
-                    "envoy.bootstrap.wasm services are parsed but not run by the data plane yet"
-                        .into(),
-            });
-        }
+        // Envoy starts its bootstrap extensions before any listener.
+        let services = WasmServices::start(&bootstrap.wasm_services, &clusters, &shared)?;
         let mut filters = FilterSet::default();
         let built = build_listeners(
             bootstrap,
@@ -183,6 +179,7 @@ impl Proxy {
             tables,
             bootstrap.admin.as_ref().map(|a| a.address),
             filters,
+            bootstrap.wasm_services.clone(),
         ));
         let quit = Arc::new(Notify::new());
         let stats = Arc::new(
@@ -217,6 +214,7 @@ impl Proxy {
             admin,
             quit,
             reloader,
+            services,
         })
     }
 
@@ -227,8 +225,11 @@ impl Proxy {
 
     /// Adds the listeners (and the admin endpoint) to a Pingora server as
     /// services. Set `work_stealing = false` in the server's configuration
-    /// so each worker owns its plugin VMs.
-    pub fn add_to_server(self, server: &mut Server) {
+    /// so each worker owns its plugin VMs. Keep the returned Wasm services
+    /// (`envoy.bootstrap.wasm`) alive as long as the server runs: dropping
+    /// them stops them.
+    #[must_use = "dropping the Wasm services stops them"]
+    pub fn add_to_server(self, server: &mut Server) -> WasmServices {
         let conf = server.configuration.clone();
         for (name, address, proxy, codec) in self.listeners {
             let mut options = HttpServerOptions::default();
@@ -252,6 +253,7 @@ impl Proxy {
             service.add_tcp(&address);
             server.add_service(service);
         }
+        self.services
     }
 
     /// Signalled when the admin endpoint's `/quitquitquit` is called.
@@ -280,11 +282,12 @@ impl Proxy {
         let quit = self.quit_signal();
         let reload = (!options.config_path.is_empty())
             .then(|| (PathBuf::from(&options.config_path), self.reloader()));
-        self.add_to_server(&mut server);
+        let services = self.add_to_server(&mut server);
         tracing::info!(target: "polyhost::main", "starting workers");
         server.run(RunArgs {
             shutdown_signal: Box::new(QuitOrSignal { quit, reload }),
         });
+        drop(services);
         Ok(())
     }
 }

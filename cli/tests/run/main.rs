@@ -539,11 +539,11 @@ fn sighup_reloads_without_dropping_requests_on_every_engine() {
         // chain (its response still passes the plugin), the next one runs
         // without the plugin.
         let in_flight = {
-            let url = url("/linger");
+            let url = url(&format!("/linger/{engine}/"));
             std::thread::spawn(move || get(&url, &[]))
         };
         assert!(
-            eventually(|| upstream.last("/linger").is_some()),
+            eventually(|| upstream.last(&format!("/linger/{engine}/")).is_some()),
             "{}",
             what("the lingering request never reached the upstream")
         );
@@ -797,6 +797,96 @@ fn a_looping_plugin_is_stopped_at_the_configured_deadline_on_every_engine() {
             "{engine}: the log names the plugin and the deadline:\n{log}"
         );
         assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
+/// `bootstrap_extensions` running `file` as a singleton Wasm service with
+/// vm_id `queue-vm`.
+fn wasm_service(name: &str, engine: &str, file: &str) -> String {
+    format!(
+        r#"bootstrap_extensions:
+- name: envoy.bootstrap.wasm
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.wasm.v3.WasmService
+    singleton: true
+    config:
+      name: {name}
+      vm_config:
+        vm_id: queue-vm
+        runtime: {engine}
+        code: {{ local: {{ filename: {file} }} }}
+"#
+    )
+}
+
+#[test]
+fn a_singleton_service_consumes_what_filters_enqueue_on_every_engine_and_language() {
+    let upstream = Upstream::start();
+    let pairs = [
+        ("rust", "rust-wasip1"),
+        ("go", "go"),
+        ("assemblyscript", "assemblyscript"),
+        ("cpp", "cpp"),
+    ];
+    // Every engine with the Rust pair, every language on the first engine:
+    // the start-ups of all combinations would take a minute.
+    let mut runs: Vec<(&str, &str, &str)> = engines()
+        .into_iter()
+        .map(|engine| (engine, "rust", "rust-wasip1"))
+        .collect();
+    let first = engines()[0];
+    runs.extend(
+        pairs[1..]
+            .iter()
+            .map(|(language, dir)| (first, *language, *dir)),
+    );
+    for (engine, language, dir) in runs {
+        let what = format!("{language} on {engine}");
+        let consumer = fixture(&format!("{dir}/queue_consumer.wasm"));
+        let producer = fixture(&format!("{dir}/queue_producer.wasm"));
+        let admin = free_port();
+        let port = free_port();
+        let config = format!(
+            "{}{}",
+            wasm_service("consumer", engine, &consumer),
+            bootstrap(
+                &[http_listener(
+                    "ingress",
+                    port,
+                    &[WasmFilterSpec::new("producer", engine, &producer)],
+                )],
+                upstream.addr,
+                admin,
+            )
+        );
+        let proxy = Proxy::start(&config, admin, &[]);
+        let paths: Vec<String> = (0..3)
+            .map(|i| format!("/q/{language}/{engine}/{i}"))
+            .collect();
+        for path in &paths {
+            let reply = get(&format!("http://127.0.0.1:{port}{path}"), &[]).unwrap();
+            assert_eq!(reply.status, 200, "{what}: {}", proxy.stderr());
+            let seen = upstream.last(path).expect("forwarded");
+            assert_eq!(seen.header("x-enqueued"), Some("yes"), "{what}");
+        }
+        // The service, on its own thread, is told the queue is ready
+        // and drains it: one log line and one count per request.
+        let consumed = |log: &str| {
+            paths
+                .iter()
+                .all(|p| log.lines().any(|l| l.contains(&format!("consumer: {p}"))))
+        };
+        assert!(
+            eventually(|| consumed(&proxy.stderr())),
+            "{what}: the service did not consume every item:\n{}",
+            proxy.stderr()
+        );
+        let stats = proxy.admin("/stats?filter=consumer_items").text();
+        assert!(
+            stats.lines().any(|l| l.trim() == "consumer_items: 3"),
+            "{what}: {stats}"
+        );
+        assert_eq!(proxy.quit(), Some(0), "{what}");
     }
 }
 

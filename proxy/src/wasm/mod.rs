@@ -15,7 +15,10 @@
 //! `FAIL_RELOAD` answers 503 and builds a fresh VM for the next request.
 
 mod callouts;
+mod singleton;
 mod vm;
+
+pub use singleton::WasmServices;
 
 pub(crate) use vm::WorkerVm;
 
@@ -70,6 +73,8 @@ pub struct WasmFilter {
 
 struct FilterInner {
     key: u64,
+    /// "name (root_id)", for errors.
+    label: String,
     /// Set when a reload replaced this filter: its tick loops end, and
     /// workers drop its VMs once the last request using it is done.
     retired: AtomicBool,
@@ -104,6 +109,27 @@ impl WasmFilter {
         clusters: Arc<ClusterManager>,
         shared: &SharedServices,
     ) -> Result<WasmFilter, ProxyError> {
+        let filter = Self::load_unstarted(config, clusters, shared)?;
+        // The reference host starts the plugin once on the main thread
+        // before any worker does; a refusal fails the whole configuration.
+        drop(
+            filter
+                .inner
+                .factory
+                .new_vm()
+                .map_err(|e| filter.inner_error(e.to_string()))?,
+        );
+        Ok(filter)
+    }
+
+    /// Like [`WasmFilter::load`], without starting a VM: for a singleton
+    /// service, whose one VM starts on its own thread
+    /// ([`WasmFilter::start_vm_here`]).
+    pub(crate) fn load_unstarted(
+        config: &WasmPlugin,
+        clusters: Arc<ClusterManager>,
+        shared: &SharedServices,
+    ) -> Result<WasmFilter, ProxyError> {
         let label = plugin_label(config);
         let fail = |message: String| ProxyError::Plugin {
             plugin: label.clone(),
@@ -119,8 +145,8 @@ impl WasmFilter {
                 .ok_or_else(|| fail("this build has no engine".into()))?
                 .to_string(),
         };
-        let engine = AnyEngine::by_name(&engine_name, &shared.engine)
-            .map_err(|e| fail(e.to_string()))?;
+        let engine =
+            AnyEngine::by_name(&engine_name, &shared.engine).map_err(|e| fail(e.to_string()))?;
         let services = HostServices {
             callouts: Arc::new(WorkerCallouts::new(clusters.clone())),
             properties: shared.properties.clone(),
@@ -147,13 +173,11 @@ impl WasmFilter {
                 precompiled: config.allow_precompiled,
             })
             .map_err(|e| fail(e.to_string()))?;
-        // The reference host starts the plugin once on the main thread
-        // before any worker does; a refusal fails the whole configuration.
-        drop(factory.new_vm().map_err(|e| fail(e.to_string()))?);
         Ok(WasmFilter {
             inner: Arc::new(FilterInner {
                 key: NEXT_FILTER_KEY.fetch_add(1, Ordering::Relaxed),
                 retired: AtomicBool::new(false),
+                label,
                 name: config.name.clone(),
                 root_id: config.root_id.clone(),
                 policy: config.failure_policy,
@@ -161,6 +185,35 @@ impl WasmFilter {
                 clusters,
             }),
         })
+    }
+
+    /// A [`ProxyError::Plugin`] naming this plugin.
+    fn inner_error(&self, message: String) -> ProxyError {
+        ProxyError::Plugin {
+            plugin: self.inner.label.clone(),
+            message,
+        }
+    }
+
+    /// Starts this thread's VM of the plugin now, reporting why it could
+    /// not start (a singleton service's VM, which no request creates).
+    ///
+    /// # Errors
+    /// [`ProxyError::Plugin`] with the plugin's error.
+    pub(crate) fn start_vm_here(&self) -> Result<(), ProxyError> {
+        let vm = self
+            .inner
+            .factory
+            .new_vm()
+            .map_err(|e| self.inner_error(e.to_string()))?;
+        SLOTS.with(|slots| {
+            let mut slots = slots.borrow_mut();
+            let slot = slots
+                .entry(self.inner.key)
+                .or_insert_with(|| Slot::empty(&self.inner));
+            slot.vm = Some(vm);
+        });
+        Ok(())
     }
 
     /// Marks the filter as replaced by a reload: its tick loops stop, and
