@@ -378,12 +378,18 @@ impl<E: Engine> Vm<E> {
     /// Delivers `proxy_on_queue_ready` for every queue of this VM that
     /// received data since the last call. Returns how many were delivered.
     ///
+    /// Only notifications pending when the call starts are delivered: one
+    /// that the plugin causes from `proxy_on_queue_ready` (by enqueueing
+    /// again) waits for the next call, as it would wait for the next event
+    /// loop turn in Envoy, instead of keeping this call going forever.
+    ///
     /// # Errors
     /// A trap in `proxy_on_queue_ready`.
     pub fn deliver_queue_ready(&mut self) -> Result<usize, PluginError> {
         let ready = Arc::clone(&self.instance.data().ready_queues);
         let mut delivered = 0;
-        while let Some(queue) = ready.pop() {
+        for _ in 0..ready.len() {
+            let Some(queue) = ready.pop() else { break };
             self.call_in(
                 ROOT_CONTEXT,
                 Callback::QueueReady,

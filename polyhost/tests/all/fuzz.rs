@@ -22,7 +22,7 @@
 //! `POLYHOST_FUZZ_CASES` (cases per engine), `POLYHOST_FUZZ_SECONDS`
 //! (stop an engine's run after this long).
 
-use crate::harness::{Services, engine_tests, request, wat_plugin};
+use crate::harness::{Services, engine_tests, fixture, request, wat_plugin};
 use polyhost::{
     ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, PeerType, Plugin,
     PluginConfig, PluginError, PluginErrorKind, Shutdown, Vm, services::CalloutRequest,
@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 
 engine_tests!(
     random_plugins_cannot_break_the_host,
-    fuzz_regressions_stay_fixed
+    fuzz_regressions_stay_fixed,
+    a_queue_refilled_from_its_own_callback_does_not_hang_delivery,
 );
 
 /// The first case's seed in the test command (any fixed value would do).
@@ -1557,4 +1558,32 @@ fn fuzz_regressions_stay_fixed<E: Engine>(engine: E) {
         let result = run_caught(&engine, &wasm, "fuzz", &control, &mut tally);
         assert_eq!(result, Ok(()), "{name} on {}", engine.name());
     }
+}
+
+/// `plugins/wat/fuzz_queue_ready_loop.wat` (found by `scripts/fuzz.sh`):
+/// `proxy_on_queue_ready` enqueues into its own queue. Each delivery calls
+/// the plugin once per notification pending when it starts; before, it
+/// looped forever. The delivery runs on its own thread so that a
+/// regression fails this test instead of hanging the suite.
+fn a_queue_refilled_from_its_own_callback_does_not_hang_delivery<E: Engine>(engine: E) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let plugin = Plugin::load(
+            &engine,
+            &fixture("wat", "fuzz_queue_ready_loop"),
+            PluginConfig::named("refill"),
+            Services::new().host,
+        )
+        .expect("loads");
+        let mut vm = plugin.new_vm().expect("starts");
+        let deliveries: Vec<_> = (0..3)
+            .map(|_| vm.deliver_queue_ready().map_err(|e| e.to_string()))
+            .collect();
+        let _ = tx.send(deliveries);
+    });
+    let deliveries = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("Vm::deliver_queue_ready returns");
+    // One notification from start-up, then the one each delivery adds.
+    assert_eq!(deliveries, [Ok(1), Ok(1), Ok(1)]);
 }
