@@ -1435,6 +1435,39 @@ fn shrink<E: Engine>(
     best
 }
 
+/// Longest a case may take before the run counts the host as hung. Cases
+/// take milliseconds; the slowest possible one spends a few deadlines.
+const CASE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Ends the process if one case runs past [`CASE_LIMIT`], naming its seed:
+/// a host that loops (no deadline covers host code) must fail the test
+/// command, not hang it. `current` holds the running case's seed and start.
+fn watchdog(
+    engine: &'static str,
+    current: std::sync::Arc<std::sync::Mutex<Option<(u64, Instant)>>>,
+    progress: PathBuf,
+) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Ok(guard) = current.lock() else { return };
+            match *guard {
+                Some((seed, started)) if started.elapsed() > CASE_LIMIT => {
+                    eprintln!(
+                        "fuzz {engine}: seed {seed} has run for over {CASE_LIMIT:?}: the host \
+                         hangs; the module is in {}",
+                        progress.display()
+                    );
+                    std::process::exit(101);
+                }
+                Some(_) => {}
+                // The run is over.
+                None => return,
+            }
+        }
+    });
+}
+
 /// Where a run writes the case in progress (read it if the process
 /// aborts) and failing cases' modules.
 fn scratch_dir() -> PathBuf {
@@ -1464,6 +1497,8 @@ fn random_plugins_cannot_break_the_host<E: Engine>(engine: E) {
         progress.display()
     );
     let started = Instant::now();
+    let current = std::sync::Arc::new(std::sync::Mutex::new(Some((settings.seed, started))));
+    watchdog(engine.name(), current.clone(), progress.clone());
     let mut tally = Tally::default();
     let mut findings = Vec::new();
     let mut ran = 0;
@@ -1490,10 +1525,14 @@ fn random_plugins_cannot_break_the_host<E: Engine>(engine: E) {
             eprintln!("seed {seed}:");
         }
         let t = Instant::now();
+        *current.lock().expect("watchdog lock") = Some((seed, t));
         let result = run_caught(&engine, &wasm, "fuzz", &control, &mut tally);
         slowest = slowest.max((t.elapsed(), seed));
         ran += 1;
         if let Err(finding) = result {
+            // Shrinking reruns the case many times: not a hang.
+            let later = Instant::now() + Duration::from_secs(3600);
+            *current.lock().expect("watchdog lock") = Some((seed, later));
             let small = shrink(&engine, &case, &layout, seed, &control, finding.class());
             let path = dir.join(format!("fuzz_{}_{seed}.wat", engine.name()));
             std::fs::write(&path, to_wat(&small, &layout, seed)).expect("write case");
@@ -1510,6 +1549,7 @@ fn random_plugins_cannot_break_the_host<E: Engine>(engine: E) {
             }
         }
     }
+    *current.lock().expect("watchdog lock") = None;
     let _ = std::fs::remove_file(&progress);
     eprintln!(
         "fuzz {}: {ran} cases in {:.1?} (slowest: seed {} in {:.1?}); outcomes: {:?}",
