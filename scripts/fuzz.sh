@@ -56,7 +56,10 @@ echo "fuzz.sh: seed $seed, at most $seconds s per engine${engine:+, engine $engi
 "${cargo_test[@]}" --no-run
 
 tmp="${CARGO_TARGET_DIR:-$root/target}/tmp/fuzz"
-rm -f "$tmp"/*.current
+mkdir -p "$tmp"
+# Progress files are per process; this marks which ones are this run's.
+started="$(mktemp)"
+trap 'rm -f "$started"' EXIT
 status=0
 # The test stops itself at the time limit; `timeout` is the backstop for a
 # host that hangs (which would itself be a finding).
@@ -67,8 +70,8 @@ POLYHOST_FUZZ_SEED="$seed" POLYHOST_FUZZ_CASES="$cases" POLYHOST_FUZZ_SECONDS="$
 if [[ $status -ne 0 ]]; then
     echo "fuzz.sh: FAILED (exit $status) with seed $seed" >&2
     for current in "$tmp"/*.current; do
-        [[ -f "$current" ]] || continue
-        echo "fuzz.sh: case in progress when $(basename "$current" .current) stopped (seed on the first line):" >&2
+        [[ -f "$current" && "$current" -nt "$started" ]] || continue
+        echo "fuzz.sh: case in progress in $current when the run stopped (seed on the first line):" >&2
         cat "$current" >&2
     done
     ls "$tmp"/fuzz_*.wat 2>/dev/null | sed 's/^/fuzz.sh: shrunk case: /' >&2 || true
