@@ -208,16 +208,32 @@ impl<D: Send + 'static> WasmerInstance<D> {
             slot,
             deadline: None,
         };
-        Ok(WasmerInstance {
+        let mut created = WasmerInstance {
             store,
             env,
             instance,
             fuel,
-            timeout: config.call_timeout,
+            timeout: config.startup_call_timeout(),
             serving_timeout: config.call_timeout,
             startup_timeout: config.startup_call_timeout(),
             engine_name: name,
-        })
+        };
+        created.run_deferred_start()?;
+        created.timeout = config.call_timeout;
+        Ok(created)
+    }
+
+    /// Runs the start function the engine moved out of the start section
+    /// (see `start.rs`), under the start-up limit.
+    fn run_deferred_start(&mut self) -> Result<()> {
+        let Some(start) = self.function(crate::start::START_EXPORT).cloned() else {
+            return Ok(());
+        };
+        let _call = self.arm()?;
+        start
+            .call(&mut self.store, &[])
+            .map(|_| ())
+            .map_err(|e| self.convert(e, "start section"))
     }
 
     /// The wasmer store, for embedders who need wasmer-specific access.

@@ -62,6 +62,7 @@ mod caller;
 mod deadline;
 mod instance;
 mod metering;
+mod start;
 mod tunables;
 
 pub use caller::WasmerCaller;
@@ -263,7 +264,14 @@ impl WasmerEngine {
             .compile_lock
             .as_ref()
             .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        wasmer::Module::new(&self.inner.engine, wasm)
+        // With deadlines on, the start function runs after instantiation,
+        // where the deadline can stop it (see `start.rs`).
+        let deferred = self
+            .inner
+            .watchdog
+            .as_ref()
+            .and_then(|_| start::defer_start(wasm));
+        wasmer::Module::new(&self.inner.engine, deferred.as_deref().unwrap_or(wasm))
             .map_err(|e| Error::new(ErrorKind::Compile, self.name(), e.to_string()))
     }
 }
@@ -454,7 +462,7 @@ impl Engine for WasmerEngine {
         format!("{:?}", target.cpu_features()).hash(&mut h);
         self.inner.engine.deterministic_id().hash(&mut h);
         format!(
-            "wasmer-{}-{}-{}-{:016x}-fuel={}-deadline={}",
+            "wasmer-{}-{}-{}-{:016x}-fuel={}-deadline={}-start=deferred",
             wasmer_version(),
             self.inner.variant.compiler_name(),
             target.triple(),
@@ -479,7 +487,9 @@ impl Engine for WasmerEngine {
             // Metering and the deadline checks add and export globals;
             // they are not the plugin's.
             .filter(|e| {
-                !e.name().starts_with(metering::EXPORT_PREFIX) && e.name() != deadline::FLAG_EXPORT
+                !e.name().starts_with(metering::EXPORT_PREFIX)
+                    && e.name() != deadline::FLAG_EXPORT
+                    && e.name() != start::START_EXPORT
             })
             .map(|e| Export {
                 name: e.name().to_string(),

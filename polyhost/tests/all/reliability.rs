@@ -15,6 +15,7 @@ engine_config_tests!(
     allocator_reentry_is_capped_and_reported_once,
     wasi_sleep_ends_at_the_deadline,
     start_up_has_its_own_longer_limit,
+    a_looping_start_section_is_stopped,
 );
 
 /// Generous: the point is that the call returns at all; the per-engine
@@ -247,4 +248,26 @@ fn start_up_has_its_own_longer_limit<E: Engine>(
     assert_eq!(err.kind(), PluginErrorKind::Interrupted, "{err}");
     assert_eq!(err.callback(), Some("proxy_on_vm_start"));
     assert!(err.to_string().contains("deadline of 150 ms"), "{err}");
+}
+
+fn a_looping_start_section_is_stopped<E: Engine>(
+    make: impl Fn(&EngineConfig) -> polyhost::engine_core::Result<E>,
+) {
+    let engine = make(&EngineConfig {
+        startup_timeout: Duration::from_millis(200),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let plugin = load(&engine, "start_loop", "start-loop");
+    let started = Instant::now();
+    let err = plugin.new_vm().err().expect("a looping start fails");
+    assert_eq!(err.kind(), PluginErrorKind::Interrupted, "{err}");
+    assert!(err.to_string().contains("`start-loop`"), "{err}");
+    assert!(
+        started.elapsed() < RETURNS_WITHIN,
+        "took {:?}",
+        started.elapsed()
+    );
+    // The host is fine: the same engine starts another plugin.
+    next_vm_serves(&load(&engine, "endless_loop", "looper"));
 }
