@@ -39,5 +39,5 @@ pub use state::{HostState, LocalResponse, LogLine, PluginInfo, StreamEvent, Stre
 pub use types::{
     AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, PeerType, Status, StreamType,
 };
-pub use vm::{Callback, ContextId, Decision, GrpcResult, HttpCallResult, Shutdown, Vm};
+pub use vm::{Callback, ContextId, Decision, GrpcResult, HttpCallResult, RootConfig, Shutdown, Vm};
 pub use wasi::MAX_RANDOM_BYTES;

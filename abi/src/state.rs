@@ -4,6 +4,7 @@ use crate::headers::HeaderMap;
 use crate::limits::{Budget, HostLimits, Limit, StreamCharge};
 use crate::services::HostServices;
 use crate::types::{AbiVersion, BufferType, LogLevel, MapType, StreamType};
+use crate::vm::ContextId;
 use crossbeam::queue::SegQueue;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +40,10 @@ pub struct LogLine {
     pub level: LogLevel,
     /// Its text.
     pub message: String,
+    /// The root context that was current when the plugin logged: in a VM
+    /// shared by several plugins it says whose line this is
+    /// ([`crate::Vm::root_info`] gives that plugin's name and root id).
+    pub root: ContextId,
 }
 
 impl std::fmt::Display for LogLine {
@@ -98,6 +103,8 @@ pub struct StreamState {
     pub events: Vec<StreamEvent>,
     /// Properties the plugin set on this stream.
     pub properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// The root context this stream was created for.
+    pub(crate) root: u32,
     /// What the plugin's changes to this stream hold against the VM's
     /// budget; given back when this state is dropped.
     pub(crate) charge: StreamCharge,
@@ -182,28 +189,62 @@ pub(crate) enum ShutdownPhase {
     Deleted,
 }
 
+/// One root context of a VM: a plugin sharing the VM, with what the host
+/// keeps for it alone.
+pub(crate) struct RootState {
+    /// Its context id.
+    pub id: u32,
+    /// The plugin's facts (name, root id, configuration) as host calls made
+    /// while this root is current see them.
+    pub info: Arc<PluginInfo>,
+    pub tick_period: Option<Duration>,
+    pub next_tick: Option<Instant>,
+    /// Where this root is in its shutdown (see `Vm::shutdown`).
+    pub shutdown: ShutdownPhase,
+    /// Ids of the queues this root registered that have data, filled by
+    /// other VMs.
+    pub ready_queues: Arc<SegQueue<u32>>,
+}
+
+impl RootState {
+    pub(crate) fn new(id: u32, info: Arc<PluginInfo>) -> Self {
+        RootState {
+            id,
+            info,
+            tick_period: None,
+            next_tick: None,
+            shutdown: ShutdownPhase::Running,
+            ready_queues: Arc::new(SegQueue::new()),
+        }
+    }
+}
+
 /// Most recent lines kept per VM for error reports and tools.
 const LOG_CAPACITY: usize = 4096;
 
 /// Everything host functions need, stored in the engine's instance.
 pub struct HostState {
+    /// The current root's facts: `roots[current].info`, copied out so host
+    /// calls read it without an index.
     pub(crate) plugin: Arc<PluginInfo>,
     pub(crate) services: HostServices,
     /// The context host calls act on (set before every callback and by
     /// `proxy_set_effective_context`).
     pub(crate) effective: u32,
+    /// The id of the current root: the effective context's root.
     pub(crate) root_context: u32,
+    /// The VM's root contexts in creation order (one per plugin sharing
+    /// the VM); `current` indexes the one host calls act for.
+    pub(crate) roots: Vec<RootState>,
+    pub(crate) current: usize,
+    /// Some root's `proxy_done` was called; its `proxy_on_delete` runs
+    /// after the current callback.
+    pub(crate) done_pending: bool,
     pub(crate) streams: HashMap<u32, StreamState>,
     pub(crate) scratch: CallScratch,
-    pub(crate) tick_period: Option<Duration>,
-    pub(crate) next_tick: Option<Instant>,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) callouts: HashMap<u32, (u32, CalloutKind)>,
     pub(crate) next_token: u32,
-    /// Where the root context is in its shutdown (see `Vm::shutdown`).
-    pub(crate) shutdown: ShutdownPhase,
-    /// Ids of this VM's queues that have data, filled by other VMs.
-    pub(crate) ready_queues: Arc<SegQueue<u32>>,
     pub(crate) vm_properties: HashMap<Vec<u8>, Vec<u8>>,
     pub(crate) last_status: (u32, Vec<u8>),
     /// Set by WASI `proc_exit`.
@@ -233,22 +274,22 @@ pub(crate) struct TrapCause {
 }
 
 impl HostState {
-    pub(crate) fn new(plugin: Arc<PluginInfo>, services: HostServices) -> Self {
+    /// A state whose first root context, `root`, is `plugin`'s.
+    pub(crate) fn new(plugin: Arc<PluginInfo>, services: HostServices, root: u32) -> Self {
         let plugin_limits = plugin.limits;
         HostState {
+            roots: vec![RootState::new(root, plugin.clone())],
+            current: 0,
+            done_pending: false,
             plugin,
             services,
             effective: 0,
-            root_context: 0,
+            root_context: root,
             streams: HashMap::new(),
             scratch: CallScratch::default(),
-            tick_period: None,
-            next_tick: None,
             logs: Vec::new(),
             callouts: HashMap::new(),
             next_token: 1,
-            shutdown: ShutdownPhase::Running,
-            ready_queues: Arc::new(SegQueue::new()),
             vm_properties: HashMap::new(),
             last_status: (0, Vec::new()),
             exit_code: None,
@@ -257,6 +298,55 @@ impl HostState {
             trap_cause: None,
             budget: Budget::new(plugin_limits),
         }
+    }
+
+    /// The current root context.
+    pub(crate) fn root(&self) -> &RootState {
+        &self.roots[self.current]
+    }
+
+    pub(crate) fn root_mut(&mut self) -> &mut RootState {
+        &mut self.roots[self.current]
+    }
+
+    /// Where root context `id` is in `roots`.
+    pub(crate) fn root_index(&self, id: u32) -> Option<usize> {
+        self.roots.iter().position(|r| r.id == id)
+    }
+
+    /// The root context that context `ctx` belongs to: itself for a root,
+    /// the root it was created for for a stream.
+    pub(crate) fn root_of(&self, ctx: u32) -> Option<usize> {
+        match self.streams.get(&ctx) {
+            Some(stream) => self.root_index(stream.root),
+            None => self.root_index(ctx),
+        }
+    }
+
+    /// Makes context `ctx` effective and its root current. The root's
+    /// facts are swapped in only when the root changes, and a VM with one
+    /// root never looks anything up.
+    pub(crate) fn enter(&mut self, ctx: u32) {
+        self.effective = ctx;
+        if self.roots.len() > 1
+            && let Some(index) = self.root_of(ctx)
+            && index != self.current
+        {
+            self.make_current(index);
+        }
+    }
+
+    pub(crate) fn make_current(&mut self, index: usize) {
+        self.current = index;
+        self.root_context = self.roots[index].id;
+        self.plugin = Arc::clone(&self.roots[index].info);
+    }
+
+    /// Whether every root context was deleted: the VM takes no more calls.
+    pub(crate) fn all_deleted(&self) -> bool {
+        self.roots
+            .iter()
+            .all(|r| r.shutdown == ShutdownPhase::Deleted)
     }
 
     /// The stream the plugin is acting on, if the effective context is one.

@@ -4,19 +4,21 @@ use super::{Ret, give, in_bounds, put_u32, read};
 use crate::limits::Limit;
 use crate::state::{HostState, LogLine, ShutdownPhase};
 use crate::types::{LogLevel, Status};
+use crate::vm::ContextId;
 use polyhost_engine_core::HostContext;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// `proxy_done`: the root context finished the work it deferred when its
-/// `proxy_on_done` returned false. As in the reference host, the call is
-/// `NotFound` unless such a shutdown is pending; `proxy_on_delete` follows
-/// after the current callback returns, never from inside this call.
+/// `proxy_done`: the current root context finished the work it deferred
+/// when its `proxy_on_done` returned false. As in the reference host, the
+/// call is `NotFound` unless such a shutdown is pending; `proxy_on_delete`
+/// follows after the current callback returns, never from inside this call.
 pub(super) fn done<C: HostContext<Data = HostState>>(cx: &mut C) -> Ret {
     let state = cx.data_mut();
-    if state.shutdown != ShutdownPhase::AwaitingDone {
+    if state.root().shutdown != ShutdownPhase::AwaitingDone {
         return Err(Status::NotFound.into());
     }
-    state.shutdown = ShutdownPhase::DoneCalled;
+    state.root_mut().shutdown = ShutdownPhase::DoneCalled;
+    state.done_pending = true;
     Ok(())
 }
 
@@ -24,10 +26,12 @@ pub(super) fn done<C: HostContext<Data = HostState>>(cx: &mut C) -> Ret {
 pub(super) fn set_effective_context<C: HostContext<Data = HostState>>(cx: &mut C, id: i32) -> Ret {
     let state = cx.data_mut();
     let id = id as u32;
-    if id != state.root_context && !state.streams.contains_key(&id) {
+    if state.root_of(id).is_none() {
         return Err(Status::BadArgument.into());
     }
-    state.effective = id;
+    // A context of another plugin sharing the VM acts with that plugin's
+    // configuration, properties and log name.
+    state.enter(id);
     Ok(())
 }
 
@@ -58,7 +62,12 @@ pub(crate) fn emit(state: &mut HostState, level: LogLevel, message: String) {
             tracing::error!(target: "polyhost::plugin", plugin, root_id, vm_id, critical = level == LogLevel::Critical, "{message}")
         }
     }
-    state.push_log(LogLine { level, message });
+    let root = ContextId(state.root_context);
+    state.push_log(LogLine {
+        level,
+        message,
+        root,
+    });
 }
 
 /// A log line cut to `limit` bytes, marked with how much was cut.
@@ -115,9 +124,11 @@ pub(super) fn current_time<C: HostContext<Data = HostState>>(cx: &mut C, out: i3
     Ok(cx.write_u64(out as u32, nanos)?)
 }
 
-/// `proxy_set_tick_period_milliseconds(ms)`; 0 stops the ticks.
+/// `proxy_set_tick_period_milliseconds(ms)` for the current root context;
+/// 0 stops its ticks.
 pub(super) fn set_tick_period<C: HostContext<Data = HostState>>(cx: &mut C, ms: i32) -> Ret {
-    let state = cx.data_mut();
+    // Each root context has its own timer, as in Envoy.
+    let state = cx.data_mut().root_mut();
     if ms as u32 == 0 {
         state.tick_period = None;
         state.next_tick = None;

@@ -57,7 +57,7 @@ pub(super) fn set_data<C: HostContext<Data = HostState>>(
     }
 }
 
-/// `proxy_register_shared_queue(name, *id)`: this VM's root context owns
+/// `proxy_register_shared_queue(name, *id)`: the current root context owns
 /// the queue and gets `proxy_on_queue_ready` for it.
 pub(super) fn register_queue<C: HostContext<Data = HostState>>(
     cx: &mut C,
@@ -67,7 +67,7 @@ pub(super) fn register_queue<C: HostContext<Data = HostState>>(
 ) -> Ret {
     let name = read_string(cx, np, nl)?;
     let state = cx.data();
-    let ready = Arc::clone(&state.ready_queues);
+    let ready = Arc::clone(&state.root().ready_queues);
     let id = state.services.queues.register(
         &state.plugin.vm_id,
         &name,

@@ -27,12 +27,22 @@ enum Side {
 }
 
 impl<E: Engine> Vm<E> {
-    /// Creates an HTTP stream context (`proxy_on_context_create`).
+    /// Creates an HTTP stream context (`proxy_on_context_create`) under the
+    /// first root context.
     ///
     /// # Errors
     /// A trap in the callback, or a failed VM.
     pub fn create_http_stream(&mut self) -> Result<ContextId, PluginError> {
-        self.create_context()
+        self.create_context(ContextId(super::ROOT_CONTEXT))
+    }
+
+    /// Creates an HTTP stream context for the plugin whose root context is
+    /// `root` ([`Vm::add_root`]): `proxy_on_context_create(stream, root)`.
+    ///
+    /// # Errors
+    /// An unknown root, a trap in the callback, or a failed VM.
+    pub fn create_http_stream_for(&mut self, root: ContextId) -> Result<ContextId, PluginError> {
+        self.create_context(root)
     }
 
     /// Turns a callback's return value and the stream's state into a decision.

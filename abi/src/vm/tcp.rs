@@ -6,12 +6,25 @@ use crate::types::PeerType;
 use polyhost_engine_core::Engine;
 
 impl<E: Engine> Vm<E> {
-    /// Creates a connection context and calls `proxy_on_new_connection`.
+    /// Creates a connection context under the first root context and calls
+    /// `proxy_on_new_connection`.
     ///
     /// # Errors
     /// A trap, or a failed VM.
     pub fn create_tcp_stream(&mut self) -> Result<(ContextId, Decision), PluginError> {
-        let id = self.create_context()?;
+        self.create_tcp_stream_for(ContextId(super::ROOT_CONTEXT))
+    }
+
+    /// As [`Vm::create_tcp_stream`] for the plugin whose root context is
+    /// `root` ([`Vm::add_root`]).
+    ///
+    /// # Errors
+    /// An unknown root, a trap, or a failed VM.
+    pub fn create_tcp_stream_for(
+        &mut self,
+        root: ContextId,
+    ) -> Result<(ContextId, Decision), PluginError> {
+        let id = self.create_context(root)?;
         let ret = self.call_in(id.0, Callback::NewConnection, &[id.0 as i32])?;
         let decision = self.decide(id, ret);
         Ok((id, decision))

@@ -95,7 +95,7 @@ impl<E: Engine> Vm<E> {
             HttpCallResult::Failure | HttpCallResult::Timeout => Default::default(),
         };
         let args = [
-            super::ROOT_CONTEXT as i32,
+            self.root_for(owner) as i32,
             token as i32,
             headers.len() as i32,
             body.len() as i32,
@@ -122,7 +122,7 @@ impl<E: Engine> Vm<E> {
         match result {
             GrpcResult::Ok(message) => {
                 let args = [
-                    super::ROOT_CONTEXT as i32,
+                    self.root_for(owner) as i32,
                     token as i32,
                     message.len() as i32,
                 ];
@@ -142,7 +142,7 @@ impl<E: Engine> Vm<E> {
         message: String,
     ) -> Result<(), PluginError> {
         self.instance.data_mut().last_status = (status, message.into_bytes());
-        let args = [super::ROOT_CONTEXT as i32, token as i32, status as i32];
+        let args = [self.root_for(owner) as i32, token as i32, status as i32];
         self.deliver(owner, Callback::GrpcClose, &args, |_| {})
     }
 
@@ -157,7 +157,7 @@ impl<E: Engine> Vm<E> {
     ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, false)?;
         let args = [
-            super::ROOT_CONTEXT as i32,
+            self.root_for(owner) as i32,
             token as i32,
             metadata.len() as i32,
         ];
@@ -177,7 +177,7 @@ impl<E: Engine> Vm<E> {
     ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, false)?;
         let args = [
-            super::ROOT_CONTEXT as i32,
+            self.root_for(owner) as i32,
             token as i32,
             message.len() as i32,
         ];
@@ -197,7 +197,7 @@ impl<E: Engine> Vm<E> {
     ) -> Result<(), PluginError> {
         let (owner, _) = self.callout_owner(token, false)?;
         let args = [
-            super::ROOT_CONTEXT as i32,
+            self.root_for(owner) as i32,
             token as i32,
             metadata.len() as i32,
         ];

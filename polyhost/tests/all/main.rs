@@ -15,6 +15,7 @@ mod http;
 mod legacy;
 mod pool;
 mod reliability;
+mod roots;
 mod shared;
 mod tcp;
 mod wasi;
