@@ -16,6 +16,7 @@ engine_tests!(
     one_root_shuts_down_while_the_other_serves,
     a_root_that_rejects_its_configuration_is_refused_alone,
     rust_sdk_roots_keep_their_own_configuration,
+    callout_answers_name_the_callers_root,
 );
 
 /// `plugins/wat/roots.wat`, which logs every call and what it sees.
@@ -333,4 +334,54 @@ fn rust_sdk_roots_keep_their_own_configuration<E: Engine>(engine: E) {
         assert_eq!(starts, [1, 2], "{target}");
         assert_eq!(vm.shutdown().unwrap(), Shutdown::Complete, "{target}");
     }
+}
+
+/// A callout made by a stream of root 2 is answered with root 2 as the
+/// root context argument and the stream as the effective context.
+fn callout_answers_name_the_callers_root<E: Engine>(engine: E) {
+    let imports = r#"
+        (import "env" "proxy_http_call" (func $http_call
+            (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+        (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+        (import "env" "proxy_get_property"
+            (func $get_property (param i32 i32 i32 i32) (result i32)))
+    "#;
+    // Logs "<root argument><plugin_root_id>" from the answer.
+    let body = r#"
+        (data (i32.const 16) "up")
+        (data (i32.const 32) "plugin_root_id")
+        ;; :method GET, :path /, :authority a, serialized.
+        (data (i32.const 128) "\03\00\00\00\07\00\00\00\03\00\00\00\05\00\00\00\01\00\00\00\0a\00\00\00\01\00\00\00\3a\6d\65\74\68\6f\64\00\47\45\54\00\3a\70\61\74\68\00\2f\00\3a\61\75\74\68\6f\72\69\74\79\00\61\00")
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+            (drop (call $http_call (i32.const 16) (i32.const 2) (i32.const 128) (i32.const 61)
+                (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000)
+                (i32.const 64)))
+            (i32.const 1))
+        (func (export "proxy_on_http_call_response") (param $root i32) (param i32 i32 i32 i32)
+            (i32.store8 (i32.const 600) (i32.add (i32.const 48) (local.get $root)))
+            (drop (call $get_property (i32.const 32) (i32.const 14) (i32.const 80) (i32.const 84)))
+            (memory.copy (i32.const 601) (i32.load (i32.const 80)) (i32.load (i32.const 84)))
+            (drop (call $log (i32.const 2) (i32.const 600)
+                (i32.add (i32.const 1) (i32.load (i32.const 84))))))
+    "#;
+    let services = Services::new();
+    let wasm = crate::harness::wat_plugin(imports, body);
+    let (_, mut vm) = start(&engine, &wasm, alpha(), &services);
+    let beta = vm.add_root(RootConfig::new("beta", "rb", "")).unwrap();
+    let b = vm.create_http_stream_for(beta).unwrap();
+    let a = vm.create_http_stream().unwrap();
+    vm.on_request_headers(b, request("/"), true).unwrap();
+    vm.on_request_headers(a, request("/"), true).unwrap();
+    let calls = services.callouts.take();
+    let mut callers = Vec::new();
+    for call in calls {
+        let polyhost::services::CalloutRequest::Http(call) = call else {
+            panic!("{call:?}")
+        };
+        callers.push(call.plugin.to_string());
+        vm.deliver_http_response(call.token, polyhost::HttpCallResult::Timeout)
+            .unwrap();
+    }
+    assert_eq!(callers, ["beta", "alpha"], "each call names its plugin");
+    assert_eq!(take_lines(&mut vm), ["2rb", "1ra"]);
 }
