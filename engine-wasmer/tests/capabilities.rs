@@ -30,7 +30,7 @@ fn wasmer_capabilities() {
         },
     )
     .unwrap();
-    assert!(fp.ends_with("-fuel=off-deadline=true"), "{fp}");
+    assert!(fp.contains("-fuel=off-deadline=true-"), "{fp}");
     assert_ne!(unmetered.fingerprint(), fp);
     let err = WasmerEngine::new(
         Variant::Cranelift,
