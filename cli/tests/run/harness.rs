@@ -216,6 +216,21 @@ impl Upstream {
                             {
                                 return Ok(grpc_answer(&path, &body));
                             }
+                            if path.starts_with("/h2/trailers") {
+                                let mut trailers = hyper::HeaderMap::new();
+                                trailers
+                                    .insert("x-upstream-trailer", "from-upstream".parse().unwrap());
+                                return Ok(Response::builder()
+                                    .status(200)
+                                    .header("x-upstream", "yes")
+                                    .body(
+                                        Full::new(Bytes::from_static(b"upstream ok\n"))
+                                            .map_err(|never| match never {})
+                                            .with_trailers(async move { Some(Ok(trailers)) })
+                                            .boxed(),
+                                    )
+                                    .expect("response with trailers"));
+                            }
                             Ok::<_, std::convert::Infallible>(
                                 Response::builder()
                                     .status(200)
@@ -462,6 +477,8 @@ pub struct Reply {
     pub status: u16,
     pub version: String,
     pub headers: Headers,
+    /// Trailers (HTTP/2), every value kept in order.
+    pub trailers: Headers,
     pub body: Vec<u8>,
 }
 
@@ -531,17 +548,18 @@ pub fn request(
                 sender.send_request(req).await.map_err(|e| e.to_string())?
             };
             let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes()
-                .to_vec();
+            let collected = body.collect().await.map_err(|e| e.to_string())?;
+            let trailers = collected
+                .trailers()
+                .map(collect_headers)
+                .unwrap_or_default();
+            let body = collected.to_bytes().to_vec();
             let headers = collect_headers(&parts.headers);
             Ok::<_, String>(Reply {
                 status: parts.status.as_u16(),
                 version: format!("{:?}", parts.version),
                 headers,
+                trailers,
                 body,
             })
         };
@@ -594,6 +612,8 @@ pub fn http_listener(name: &str, port: u16, plugins: &[WasmFilterSpec]) -> Strin
                 route: {{ cluster: upstream, timeout: 0.5s }}
               - match: {{ prefix: "/dead" }}
                 route: {{ cluster: dead }}
+              - match: {{ prefix: "/h2/" }}
+                route: {{ cluster: grpc }}
               - match: {{ prefix: "/" }}
                 route: {{ cluster: upstream }}
           http_filters:

@@ -890,6 +890,78 @@ fn a_singleton_service_consumes_what_filters_enqueue_on_every_engine_and_languag
     }
 }
 
+/// Edits response trailers: copies the upstream's `x-upstream-trailer` into
+/// `x-wasm-saw` and adds `x-wasm-trailer: yes`.
+const TRAILERS_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "x-upstream-trailer")
+  (data (i32.const 96) "x-wasm-saw")
+  (data (i32.const 112) "x-wasm-trailer")
+  (data (i32.const 128) "yes")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_response_trailers") (param i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 3) (i32.const 64) (i32.const 18) (i32.const 16) (i32.const 20)))
+      (then (drop (call $add (i32.const 3) (i32.const 96) (i32.const 10)
+                             (i32.load (i32.const 16)) (i32.load (i32.const 20))))))
+    (drop (call $add (i32.const 3) (i32.const 112) (i32.const 14) (i32.const 128) (i32.const 3)))
+    (i32.const 0)))
+"#;
+
+#[test]
+fn response_trailers_pass_through_the_plugin_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("trailers.wasm");
+    std::fs::write(&plugin, wat::parse_str(TRAILERS_PLUGIN).unwrap()).unwrap();
+    let plugin = plugin.display().to_string();
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("trailers", engine, &plugin)],
+            &[],
+        );
+        let reply = request(
+            "GET",
+            &format!("http://127.0.0.1:{port}/h2/trailers/{engine}"),
+            &[],
+            b"",
+            true,
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
+        assert_eq!(reply.body, b"upstream ok\n", "{engine}");
+        let trailer = |name: &str| reply.trailers.get(name).and_then(|v| v.first()).cloned();
+        assert_eq!(
+            trailer("x-upstream-trailer").as_deref(),
+            Some("from-upstream"),
+            "{engine}: {:?}\n{}",
+            reply.trailers,
+            proxy.stderr()
+        );
+        assert_eq!(
+            trailer("x-wasm-saw").as_deref(),
+            Some("from-upstream"),
+            "{engine}"
+        );
+        assert_eq!(
+            trailer("x-wasm-trailer").as_deref(),
+            Some("yes"),
+            "{engine}"
+        );
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
 #[test]
 fn sequential_load_ends_without_errors() {
     // A short form of scripts/load-test.sh: bounded, loopback only.

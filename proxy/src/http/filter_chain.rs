@@ -298,6 +298,42 @@ pub(crate) fn body(
     BodyOutcome::Continue(data)
 }
 
+/// Runs response trailers through every filter in response order and
+/// returns them as the last filter left them. The response headers and body
+/// have gone out by now, so a plugin can no longer pause or answer locally
+/// here (Envoy would reset the stream): such a decision is logged and the
+/// trailers go on.
+pub(crate) fn response_trailers(
+    streams: &mut [FilterStream],
+    mut trailers: HeaderMap,
+) -> HeaderMap {
+    let n = streams.len();
+    for i in 0..n {
+        let stream = &mut streams[Side::Response.nth(i, n)];
+        let input = trailers.clone();
+        let seen = run(stream, |vm, id| {
+            let decision = vm.on_response_trailers(id, input)?;
+            let edited = vm.stream(id).map(|s| s.response_trailers.clone());
+            Ok((decision, edited))
+        });
+        match seen {
+            Ok(Some((decision, edited))) => {
+                if decision != Decision::Continue {
+                    tracing::warn!(target: "polyhost::wasm", plugin = %stream.filter.name(), ?decision, "a plugin paused or answered on response trailers, after the response went out; continuing");
+                }
+                if let Some(edited) = edited {
+                    trailers = edited;
+                }
+            }
+            Ok(None) => {}
+            Err(reply) => {
+                tracing::warn!(target: "polyhost::wasm", plugin = %stream.filter.name(), status = reply.status, "a plugin failed on response trailers, after the response went out");
+            }
+        }
+    }
+    trailers
+}
+
 /// Runs a local reply (a plugin's, a direct response, or one the proxy
 /// makes) through the response callbacks of every filter, in response
 /// order, as Envoy sends local replies through its encoder filters: a

@@ -10,6 +10,7 @@
 //! | `request_body_filter` | `proxy_on_request_body` |
 //! | `response_filter` | `proxy_on_response_headers` (reverse order) |
 //! | `response_body_filter` | `proxy_on_response_body` (reverse order) |
+//! | `response_trailer_filter` | `proxy_on_response_trailers` (reverse order) |
 //! | `logging` | `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`; stats |
 
 mod filter_chain;
@@ -379,6 +380,35 @@ impl ProxyHttp for WasmHttpProxy {
                 *body = Some(Bytes::from(reply.body));
             }
         }
+        Ok(None)
+    }
+
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut RequestContext,
+    ) -> Result<Option<Bytes>> {
+        if ctx.streams.iter().all(|s| s.context.is_none()) {
+            return Ok(None);
+        }
+        let mut trailers = HeaderMap::new();
+        for (name, value) in upstream_trailers.iter() {
+            trailers.add(name.as_str(), value.as_bytes());
+        }
+        let edited = filter_chain::response_trailers(&mut ctx.streams, trailers);
+        let mut rebuilt = http::HeaderMap::with_capacity(edited.len());
+        for (name, value) in edited.iter() {
+            let (Ok(name), Ok(value)) = (
+                http::header::HeaderName::from_bytes(name),
+                http::HeaderValue::from_bytes(value),
+            ) else {
+                tracing::warn!(target: "polyhost::wasm", "a plugin set a trailer that is not valid HTTP; dropped");
+                continue;
+            };
+            rebuilt.append(name, value);
+        }
+        *upstream_trailers = rebuilt;
         Ok(None)
     }
 

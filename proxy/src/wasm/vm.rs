@@ -60,6 +60,11 @@ pub(crate) trait WorkerVm {
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Decision, PluginError>;
+    fn on_response_trailers(
+        &mut self,
+        id: ContextId,
+        trailers: HeaderMap,
+    ) -> Result<Decision, PluginError>;
     fn take_request_body(&mut self, id: ContextId) -> Vec<u8>;
     fn take_response_body(&mut self, id: ContextId) -> Vec<u8>;
     fn encode_local_response(
@@ -139,6 +144,13 @@ impl<E: Engine> WorkerVm for Vm<E> {
         end_of_stream: bool,
     ) -> Result<Decision, PluginError> {
         Vm::on_response_body(self, id, chunk, end_of_stream)
+    }
+    fn on_response_trailers(
+        &mut self,
+        id: ContextId,
+        trailers: HeaderMap,
+    ) -> Result<Decision, PluginError> {
+        Vm::on_response_trailers(self, id, trailers)
     }
     fn take_request_body(&mut self, id: ContextId) -> Vec<u8> {
         Vm::take_request_body(self, id)
