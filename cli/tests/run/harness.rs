@@ -793,23 +793,49 @@ impl TcpUpstream {
     }
 }
 
+/// Why [`tcp_exchange`] failed: the step and the socket error.
+#[derive(Debug)]
+pub struct TcpExchangeError {
+    /// `connect`, `write`, `shutdown` or `read`.
+    pub step: &'static str,
+    /// What the socket reported.
+    pub error: std::io::Error,
+}
+
+impl TcpExchangeError {
+    /// Whether the proxy closed the connection under the client: depending
+    /// on how far the client got when the close arrived, that shows as a
+    /// reset, a broken pipe or a socket that is no longer connected.
+    pub fn closed_by_peer(&self) -> bool {
+        use std::io::ErrorKind::*;
+        matches!(
+            self.error.kind(),
+            ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected
+        )
+    }
+}
+
+impl std::fmt::Display for TcpExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.error)
+    }
+}
+
 /// Connects to `port`, sends `data`, ends the stream (half-close) and
 /// reads the answer to its end; at most 10 s.
-pub fn tcp_exchange(port: u16, data: &[u8]) -> Result<Vec<u8>, String> {
+pub fn tcp_exchange(port: u16, data: &[u8]) -> Result<Vec<u8>, TcpExchangeError> {
     use std::io::Write;
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    let at = |step| move |error| TcpExchangeError { step, error };
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(at("connect"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    stream.write_all(data).map_err(|e| format!("write: {e}"))?;
+        .map_err(at("connect"))?;
+    stream.write_all(data).map_err(at("write"))?;
     stream
         .shutdown(std::net::Shutdown::Write)
-        .map_err(|e| format!("shutdown: {e}"))?;
+        .map_err(at("shutdown"))?;
     let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .map_err(|e| format!("read: {e}"))?;
+    stream.read_to_end(&mut answer).map_err(at("read"))?;
     Ok(answer)
 }
 
