@@ -20,7 +20,7 @@
 //! with the process.
 
 use crate::cluster::ClusterManager;
-use crate::config::{Bootstrap, Listener, ListenerKind, WasmCode, WasmPlugin};
+use crate::config::{Bootstrap, Codec, Listener, ListenerKind, WasmCode, WasmPlugin};
 use crate::error::ProxyError;
 use crate::files::read_at_most;
 use crate::http::RouteTable;
@@ -101,6 +101,7 @@ pub(crate) enum BuiltListener {
     Http {
         listener: Listener,
         stat_prefix: String,
+        codec: Codec,
         table: RouteTable,
     },
     /// A `tcp_proxy` with its network filters.
@@ -112,11 +113,19 @@ pub(crate) enum BuiltListener {
 }
 
 impl BuiltListener {
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             BuiltListener::Http { listener, .. } | BuiltListener::Tcp { listener, .. } => {
                 &listener.name
             }
+        }
+    }
+
+    /// The listener's Wasm filters, in chain order.
+    pub(crate) fn filters(&self) -> &[WasmFilter] {
+        match self {
+            BuiltListener::Http { table, .. } => table.filters(),
+            BuiltListener::Tcp { table, .. } => table.filters(),
         }
     }
 }
@@ -154,6 +163,7 @@ pub(crate) fn build_listeners(
                 built.push(BuiltListener::Http {
                     listener: listener.clone(),
                     stat_prefix: manager.stat_prefix.clone(),
+                    codec: manager.codec,
                     table: RouteTable::new(manager, filters, clusters.clone()),
                 });
             }

@@ -3,7 +3,7 @@
 
 use crate::admin::Admin;
 use crate::cluster::ClusterManager;
-use crate::config::{Bootstrap, Codec, ListenerKind};
+use crate::config::{Bootstrap, Codec};
 use crate::error::ProxyError;
 use crate::http::WasmHttpProxy;
 use crate::reload::{BuiltListener, FilterSet, Reloader, TableHandle, build_listeners};
@@ -121,15 +121,16 @@ impl Proxy {
         let mut tcp_stats = Vec::new();
         let mut tables = Vec::new();
         for built in built {
+            for filter in built.filters() {
+                tracing::info!(target: "polyhost::wasm", plugin = filter.name(), root_id = filter.root_id(), engine = filter.engine_name(), listener = %built.name(), "plugin loaded");
+            }
             match built {
                 BuiltListener::Http {
                     listener,
                     stat_prefix,
+                    codec,
                     table,
                 } => {
-                    for filter in table.filters() {
-                        tracing::info!(target: "polyhost::wasm", plugin = filter.name(), root_id = filter.root_id(), engine = filter.engine_name(), listener = %listener.name, "plugin loaded");
-                    }
                     let stats = Arc::new(HttpStats::new(&stat_prefix));
                     http_stats.push(stats.clone());
                     let proxy = WasmHttpProxy::new(&stat_prefix, table, stats);
@@ -138,10 +139,6 @@ impl Proxy {
                         listener.address,
                         TableHandle::Http(proxy.table_handle()),
                     ));
-                    let codec = match &listener.kind {
-                        ListenerKind::Http(manager) => manager.codec,
-                        ListenerKind::Tcp(_) => Codec::Auto,
-                    };
                     listeners.push((
                         listener.name.clone(),
                         listener.address.to_string(),
@@ -154,9 +151,6 @@ impl Proxy {
                     stat_prefix,
                     table,
                 } => {
-                    for filter in table.filters() {
-                        tracing::info!(target: "polyhost::wasm", plugin = filter.name(), root_id = filter.root_id(), engine = filter.engine_name(), listener = %listener.name, "plugin loaded");
-                    }
                     let stats = Arc::new(TcpStats::new(&stat_prefix));
                     tcp_stats.push(stats.clone());
                     let proxy = WasmTcpProxy::new(table, stats);
