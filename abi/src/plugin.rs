@@ -335,6 +335,18 @@ impl<E: Engine> Plugin<E> {
     /// false, [`PluginErrorKind::Trap`] when start-up traps; the error
     /// carries the plugin's log lines.
     pub fn new_vm(&self) -> Result<Vm<E>, PluginError> {
-        Vm::start(self.shared.clone())
+        Vm::start(self.shared.clone(), None)
+    }
+
+    /// Creates a VM as [`Plugin::new_vm`] does, with `root` (its name, root
+    /// id and configuration) as the first root context instead of the
+    /// plugin's own. For a VM that several plugins share: it is started for
+    /// whichever of them needs it first, and the others join it with
+    /// [`Vm::add_root`].
+    ///
+    /// # Errors
+    /// As [`Plugin::new_vm`], naming `root`'s plugin.
+    pub fn new_vm_as(&self, root: crate::RootConfig) -> Result<Vm<E>, PluginError> {
+        Vm::start(self.shared.clone(), Some(root))
     }
 }

@@ -10,8 +10,10 @@
 //!
 //! A plugin whose configuration and code are unchanged keeps its VMs (and
 //! their state), as Envoy keeps a VM whose code and VM configuration did not
-//! change. A replaced plugin is retired: its tick loops end and each worker
-//! frees its VM once the last request using it is done.
+//! change; a new or changed plugin whose VM is configured like a loaded
+//! one's joins that VM. Once the last request using a replaced plugin is
+//! done, each worker shuts its root context down (`proxy_on_done`,
+//! `proxy_on_delete`) and frees the VM when no plugin uses it any more.
 //!
 //! Listeners are bound when the server starts, so a reload may change what
 //! listeners do but not which listeners exist or where they listen; such a
@@ -68,7 +70,16 @@ impl FilterSet {
             .find(|old| code.is_some() && old.code == code && old.config == *plugin);
         let filter = match reused {
             Some(old) => old.filter.clone(),
-            None => WasmFilter::load(plugin, clusters.clone(), shared)?,
+            None => {
+                // A new plugin joins the VM of a loaded one configured the
+                // same, old or new, as Envoy keeps a VM whose key is
+                // unchanged.
+                let others: Vec<WasmFilter> = (self.loaded.iter())
+                    .chain(&previous.loaded)
+                    .map(|l| l.filter.clone())
+                    .collect();
+                WasmFilter::load_sharing(plugin, clusters.clone(), shared, &others)?
+            }
         };
         self.loaded.push(LoadedFilter {
             config: plugin.clone(),
@@ -278,11 +289,8 @@ impl Reloader {
             .iter()
             .filter(|l| !current.contains(&l.filter))
             .count();
-        for old in &current.loaded {
-            if !loaded.contains(&old.filter) {
-                old.filter.retire();
-            }
-        }
+        // Replaced filters are dropped with the old tables once no request
+        // uses them; each worker then shuts their root contexts down.
         *current = loaded;
         Ok(fresh)
     }

@@ -95,6 +95,19 @@ impl From<&crate::PluginConfig> for RootConfig {
     }
 }
 
+/// The facts of a root context for `root`: its own name, root id,
+/// configuration and log level; the rest (code, VM id and configuration,
+/// environment, limits) from the VM's plugin.
+fn info_for_root(base: &PluginInfo, root: RootConfig) -> PluginInfo {
+    PluginInfo {
+        name: root.name.as_str().into(),
+        root_id: root.root_id,
+        plugin_configuration: root.configuration,
+        log_level: root.log_level.unwrap_or(base.log_level),
+        ..PluginInfo::clone(base)
+    }
+}
+
 /// A plugin instance with its root context started.
 pub struct Vm<E: Engine> {
     shared: Arc<Shared<E>>,
@@ -109,10 +122,20 @@ pub struct Vm<E: Engine> {
 }
 
 impl<E: Engine> Vm<E> {
-    pub(crate) fn start(shared: Arc<Shared<E>>) -> Result<Self, PluginError> {
-        let name = shared.info.name.clone();
+    /// Instantiates the module and starts its first root context as the
+    /// plugin the VM was loaded for, or as `root` when given (a VM shared
+    /// by several plugins, started for whichever of them needs it first).
+    pub(crate) fn start(
+        shared: Arc<Shared<E>>,
+        root: Option<RootConfig>,
+    ) -> Result<Self, PluginError> {
+        let info = match root {
+            Some(root) => Arc::new(info_for_root(&shared.info, root)),
+            None => shared.info.clone(),
+        };
+        let name = info.name.clone();
         let err = |e| PluginError::engine(name.clone(), e);
-        let state = HostState::new(shared.info.clone(), shared.services.clone(), ROOT_CONTEXT);
+        let state = HostState::new(info, shared.services.clone(), ROOT_CONTEXT);
         let mut instance = shared.engine.instantiate(&shared.pre, state).map_err(err)?;
         instance.set_allocator(shared.allocator).map_err(err)?;
         // Runtime initialisation and the root context's start get the
@@ -216,14 +239,7 @@ impl<E: Engine> Vm<E> {
                 ),
             ));
         }
-        let base = &self.shared.info;
-        let info = Arc::new(PluginInfo {
-            name: root.name.as_str().into(),
-            root_id: root.root_id,
-            plugin_configuration: root.configuration,
-            log_level: root.log_level.unwrap_or(base.log_level),
-            ..PluginInfo::clone(base)
-        });
+        let info = Arc::new(info_for_root(&self.shared.info, root));
         let id = self.next_context;
         self.next_context += 1;
         let state = self.instance.data_mut();

@@ -624,10 +624,13 @@ pub fn http_listener(name: &str, port: u16, plugins: &[WasmFilterSpec]) -> Strin
     )
 }
 
-/// One `envoy.filters.http.wasm` entry.
+/// One proxy-wasm plugin entry (`envoy.filters.http.wasm` or
+/// `envoy.filters.network.wasm`).
 pub struct WasmFilterSpec {
     pub name: String,
     pub root_id: String,
+    /// `vm_config.vm_id`; empty when not set.
+    pub vm_id: String,
     pub engine: String,
     pub file: String,
     pub configuration: String,
@@ -639,6 +642,7 @@ impl WasmFilterSpec {
         WasmFilterSpec {
             name: name.to_string(),
             root_id: String::new(),
+            vm_id: String::new(),
             engine: engine.to_string(),
             file: file.to_string(),
             configuration: String::new(),
@@ -646,32 +650,50 @@ impl WasmFilterSpec {
         }
     }
 
+    /// The `config:` part (a `PluginConfig`), every line indented by
+    /// `indent` spaces.
+    fn plugin_config_yaml(&self, indent: usize) -> String {
+        let mut lines = vec![
+            "config:".to_string(),
+            format!("  name: {}", self.name),
+            format!("  root_id: \"{}\"", self.root_id),
+            "  configuration:".to_string(),
+            "    \"@type\": type.googleapis.com/google.protobuf.StringValue".to_string(),
+            format!("    value: '{}'", self.configuration),
+            "  vm_config:".to_string(),
+            format!("    vm_id: \"{}\"", self.vm_id),
+            format!("    runtime: {}", self.engine),
+            format!("    code: {{ local: {{ filename: {} }} }}", self.file),
+        ];
+        if let Some(policy) = self.failure_policy {
+            lines.push(format!("  failure_policy: {policy}"));
+        }
+        let pad = " ".repeat(indent);
+        lines.iter().map(|l| format!("{pad}{l}\n")).collect()
+    }
+
+    /// This plugin as an `envoy.filters.http.wasm` entry, in the
+    /// `TypedStruct` wrapping the Go SDK examples use.
     fn yaml(&self) -> String {
-        let policy = self
-            .failure_policy
-            .map(|p| format!("                  failure_policy: {p}\n"))
-            .unwrap_or_default();
         format!(
             r#"          - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/udpa.type.v1.TypedStruct
               type_url: type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               value:
-                config:
-                  name: {name}
-                  root_id: "{root_id}"
-                  configuration:
-                    "@type": type.googleapis.com/google.protobuf.StringValue
-                    value: '{configuration}'
-                  vm_config:
-                    runtime: {engine}
-                    code: {{ local: {{ filename: {file} }} }}
-{policy}"#,
-            name = self.name,
-            root_id = self.root_id,
-            configuration = self.configuration,
-            engine = self.engine,
-            file = self.file,
+{}"#,
+            self.plugin_config_yaml(16)
+        )
+    }
+
+    /// This plugin as an `envoy.filters.network.wasm` entry.
+    pub fn network_yaml(&self) -> String {
+        format!(
+            r#"      - name: envoy.filters.network.wasm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm
+{}"#,
+            self.plugin_config_yaml(10)
         )
     }
 }
@@ -859,34 +881,4 @@ pub fn tcp_listener(name: &str, port: u16, cluster: &str, plugins: &[WasmFilterS
           cluster: {cluster}
 "#
     )
-}
-
-impl WasmFilterSpec {
-    /// This plugin as an `envoy.filters.network.wasm` entry.
-    pub fn network_yaml(&self) -> String {
-        let policy = self
-            .failure_policy
-            .map(|p| format!("            failure_policy: {p}\n"))
-            .unwrap_or_default();
-        format!(
-            r#"      - name: envoy.filters.network.wasm
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm
-          config:
-            name: {name}
-            root_id: "{root_id}"
-            configuration:
-              "@type": type.googleapis.com/google.protobuf.StringValue
-              value: '{configuration}'
-            vm_config:
-              runtime: {engine}
-              code: {{ local: {{ filename: {file} }} }}
-{policy}"#,
-            name = self.name,
-            root_id = self.root_id,
-            configuration = self.configuration,
-            engine = self.engine,
-            file = self.file,
-        )
-    }
 }

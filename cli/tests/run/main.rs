@@ -3,6 +3,7 @@
 //! that involves a plugin runs on every engine compiled in.
 
 mod harness;
+mod shared_vm;
 mod tcp;
 
 use harness::*;

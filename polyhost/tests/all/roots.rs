@@ -17,6 +17,7 @@ engine_tests!(
     a_root_that_rejects_its_configuration_is_refused_alone,
     rust_sdk_roots_keep_their_own_configuration,
     callout_answers_name_the_callers_root,
+    a_vm_can_start_as_another_plugin_of_its_group,
 );
 
 /// `plugins/wat/roots.wat`, which logs every call and what it sees.
@@ -384,4 +385,38 @@ fn callout_answers_name_the_callers_root<E: Engine>(engine: E) {
     }
     assert_eq!(callers, ["beta", "alpha"], "each call names its plugin");
     assert_eq!(take_lines(&mut vm), ["2rb", "1ra"]);
+}
+
+fn a_vm_can_start_as_another_plugin_of_its_group<E: Engine>(engine: E) {
+    let services = Services::new();
+    let (plugin, _) = start(&engine, &roots_plugin(), alpha(), &services);
+    // A worker whose first request is for `beta` starts the shared VM as
+    // beta, then adds alpha: root 1 is beta's, with the VM's own facts.
+    let mut vm = plugin
+        .new_vm_as(RootConfig::new("beta", "rb", "cfg-b"))
+        .unwrap();
+    let alpha = vm.add_root(RootConfig::from(&alpha())).unwrap();
+    assert_eq!(
+        take_lines(&mut vm),
+        [
+            "create 1 0 root_id=rb",
+            "vm_start 1 config=vmconf",
+            "configure 1 config=cfg-b name=beta root_id=rb",
+            "create 2 0 root_id=ra",
+            "vm_start 2 config=vmconf",
+            "configure 2 config=cfg-a name=alpha root_id=ra",
+        ]
+    );
+    let first = vm.root_info(ContextId(1)).unwrap();
+    assert_eq!((&*first.name, first.vm_id.as_str()), ("beta", "shared"));
+    let stream = vm.create_http_stream_for(alpha).unwrap();
+    assert_eq!(stream, ContextId(3));
+
+    // A root that refuses its configuration fails the start, naming it.
+    let refused = plugin
+        .new_vm_as(RootConfig::new("gamma", "rc", "!reject"))
+        .err()
+        .expect("refused");
+    assert_eq!(refused.kind(), PluginErrorKind::StartFailed, "{refused}");
+    assert!(refused.to_string().contains("gamma"), "{refused}");
 }

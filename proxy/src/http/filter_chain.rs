@@ -91,8 +91,8 @@ pub(crate) fn start(
         context: None,
         buffered: 0,
     };
-    let created = filter.with_vm(|vm| {
-        let id = vm.create_http_stream()?;
+    let created = filter.with_vm_as(|vm, root| {
+        let id = vm.create_http_stream(root)?;
         if let Some(state) = vm.stream_mut(id) {
             for (path, value) in properties {
                 state

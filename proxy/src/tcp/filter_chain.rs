@@ -195,8 +195,8 @@ impl NetworkChain {
     fn start(&mut self, i: usize) -> Result<(), Close> {
         let properties = &self.properties;
         let filter = &mut self.filters[i];
-        let created = filter.filter.with_vm(|vm| {
-            let (id, decision) = vm.create_tcp_stream()?;
+        let created = filter.filter.with_vm_as(|vm, root| {
+            let (id, decision) = vm.create_tcp_stream(root)?;
             if let Some(state) = vm.stream_mut(id) {
                 for (path, value) in properties {
                     state

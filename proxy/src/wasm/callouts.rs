@@ -8,7 +8,7 @@
 //! request through the cluster's connection pool, waits at most the
 //! callout's timeout, and delivers the answer to the same worker's VM.
 
-use super::WasmFilter;
+use super::group::VmGroup;
 use crate::cluster::ClusterManager;
 use polyhost::services::{CalloutDispatcher, CalloutRequest, GrpcCallout, HttpCallout};
 use polyhost::{GrpcResult, HttpCallResult, Status};
@@ -70,8 +70,8 @@ impl CalloutDispatcher for WorkerCallouts {
     }
 }
 
-/// Starts the callouts the last plugin call of `filter` made.
-pub(super) fn start_pending(filter: &WasmFilter) {
+/// Starts the callouts the last plugin call in `group`'s VM made.
+pub(super) fn start_pending(group: &Arc<VmGroup>) {
     let calls = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     if calls.is_empty() {
         return;
@@ -79,35 +79,41 @@ pub(super) fn start_pending(filter: &WasmFilter) {
     if tokio::runtime::Handle::try_current().is_err() {
         // Only the start-up check VM runs outside a worker; Envoy's main
         // thread VM would answer these, but that VM is dropped at once.
-        tracing::debug!(target: "polyhost::wasm", plugin = %filter.name(), "callouts made outside a worker are dropped");
+        tracing::debug!(target: "polyhost::wasm", vm_id = %group.key.vm_id, "callouts made outside a worker are dropped");
         return;
     }
     for call in calls {
-        let filter = filter.clone();
+        let group = group.clone();
         tokio::spawn(async move {
-            let delivered = match call {
+            let (plugin, delivered) = match call {
                 Pending::Http(call) => {
                     let token = call.token;
                     let cluster = call.upstream.clone();
-                    let result = filter.clusters().http_call(call).await;
+                    let plugin = call.plugin.clone();
+                    let result = group.clusters.http_call(call).await;
                     if let HttpCallResult::Failure | HttpCallResult::Timeout = &result {
-                        tracing::debug!(target: "polyhost::wasm", plugin = %filter.name(), %cluster, ?result, "http call did not complete");
+                        tracing::debug!(target: "polyhost::wasm", %plugin, %cluster, ?result, "http call did not complete");
                     }
-                    filter.with_vm(|vm| vm.deliver_http_response(token, result))
+                    let delivered =
+                        group.with_existing_vm(|vm| vm.deliver_http_response(token, result));
+                    (plugin, delivered)
                 }
                 Pending::Grpc(call, cluster) => {
                     let token = call.token;
-                    let result = filter.clusters().grpc_call(&cluster, call).await;
+                    let plugin = call.plugin.clone();
+                    let result = group.clusters.grpc_call(&cluster, call).await;
                     if let GrpcResult::Err { status, message } = &result {
-                        tracing::debug!(target: "polyhost::wasm", plugin = %filter.name(), %cluster, status, %message, "grpc call failed");
+                        tracing::debug!(target: "polyhost::wasm", %plugin, %cluster, status, %message, "grpc call failed");
                     }
-                    filter.with_vm(|vm| vm.deliver_grpc_response(token, result))
+                    let delivered =
+                        group.with_existing_vm(|vm| vm.deliver_grpc_response(token, result));
+                    (plugin, delivered)
                 }
             };
-            if let Ok(Err(e)) = delivered {
-                tracing::error!(target: "polyhost::wasm", plugin = %filter.name(), error = %e, "delivering a callout answer failed");
+            if let Some(Err(e)) = delivered {
+                tracing::error!(target: "polyhost::wasm", %plugin, error = %e, "delivering a callout answer failed");
             }
-            filter.wake_paused();
+            group.wake_paused();
         });
     }
 }

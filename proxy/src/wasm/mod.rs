@@ -9,12 +9,17 @@
 //! the callouts it makes and the ticks of the worker's VM all run on the
 //! thread that owns the VM.
 //!
+//! Plugins whose VM is configured the same (engine, `vm_id`, code, VM
+//! configuration, environment) share one VM per worker, each with a root
+//! context of its own, as in Envoy; see [`group`].
+//!
 //! A plugin that fails (trap, deadline) is handled by its
 //! [`FailurePolicy`]: `FAIL_CLOSED` answers 503 for this request and every
 //! later one on that worker, `FAIL_OPEN` lets them through unfiltered, and
 //! `FAIL_RELOAD` answers 503 and builds a fresh VM for the next request.
 
 mod callouts;
+mod group;
 mod singleton;
 mod vm;
 
@@ -27,15 +32,13 @@ use crate::config::{FailurePolicy, WasmCode, WasmPlugin};
 use crate::error::ProxyError;
 use crate::files::{BoundedReadError, read_at_most};
 use callouts::WorkerCallouts;
+use group::{VmGroup, VmKey};
 use polyhost::services::{InMemoryMetrics, InMemoryQueues, InMemorySharedData, PropertyProvider};
-use polyhost::{AnyEngine, Engine, EngineConfig, EngineVisitor, HostServices, Plugin};
-use polyhost::{PluginConfig, PluginError};
-use std::cell::Cell;
-use std::cell::RefCell;
-use std::collections::HashMap;
+use polyhost::{AnyEngine, ContextId, Engine, EngineConfig, EngineVisitor, HostServices, Plugin};
+use polyhost::{PluginConfig, PluginError, RootConfig};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::sync::Weak;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 use vm::VmFactory;
 
@@ -61,7 +64,7 @@ pub struct SharedServices {
 /// is read, so a path to a device or a huge file cannot exhaust memory.
 const MAX_WASM_FILE_BYTES: u64 = 256 << 20;
 
-/// Distinguishes every loaded filter, so a worker's slot for a filter of an
+/// Distinguishes every loaded filter, so a worker's root of a filter of an
 /// older configuration is never confused with the new one.
 static NEXT_FILTER_KEY: AtomicU64 = AtomicU64::new(1);
 
@@ -75,21 +78,25 @@ struct FilterInner {
     key: u64,
     /// "name (root_id)", for errors.
     label: String,
-    /// Set when a reload replaced this filter: its tick loops end, and
-    /// workers drop its VMs once the last request using it is done.
-    retired: AtomicBool,
     name: String,
-    root_id: String,
+    /// Its root context: name, root id, configuration.
+    root: RootConfig,
     policy: FailurePolicy,
-    factory: Box<dyn VmFactory>,
-    clusters: Arc<ClusterManager>,
+    /// The plugins it shares a VM with, and their module.
+    group: Arc<VmGroup>,
+}
+
+impl Drop for FilterInner {
+    fn drop(&mut self) {
+        group::filter_dropped();
+    }
 }
 
 impl std::fmt::Debug for WasmFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmFilter")
             .field("name", &self.inner.name)
-            .field("root_id", &self.inner.root_id)
+            .field("root_id", &self.inner.root.root_id)
             .field("engine", &self.engine_name())
             .finish_non_exhaustive()
     }
@@ -109,26 +116,43 @@ impl WasmFilter {
         clusters: Arc<ClusterManager>,
         shared: &SharedServices,
     ) -> Result<WasmFilter, ProxyError> {
-        let filter = Self::load_unstarted(config, clusters, shared)?;
+        Self::load_sharing(config, clusters, shared, &[])
+    }
+
+    /// Like [`WasmFilter::load`], sharing the VM of a filter in `others`
+    /// whose VM is configured the same (same engine, `vm_id`, code, VM
+    /// configuration and environment), as Envoy does: the module is not
+    /// compiled again, and on each worker the plugin gets a root context of
+    /// its own in that filter's VM.
+    ///
+    /// # Errors
+    /// As [`WasmFilter::load`].
+    pub fn load_sharing(
+        config: &WasmPlugin,
+        clusters: Arc<ClusterManager>,
+        shared: &SharedServices,
+        others: &[WasmFilter],
+    ) -> Result<WasmFilter, ProxyError> {
+        let filter = Self::load_unstarted(config, clusters, shared, others)?;
         // The reference host starts the plugin once on the main thread
         // before any worker does; a refusal fails the whole configuration.
+        let inner = &filter.inner;
         drop(
-            filter
-                .inner
-                .factory
-                .new_vm()
+            (inner.group.factory)
+                .new_vm_as(inner.root.clone())
                 .map_err(|e| filter.inner_error(e.to_string()))?,
         );
         Ok(filter)
     }
 
-    /// Like [`WasmFilter::load`], without starting a VM: for a singleton
-    /// service, whose one VM starts on its own thread
+    /// Like [`WasmFilter::load_sharing`], without starting a VM: for a
+    /// singleton service, whose one VM starts on its own thread
     /// ([`WasmFilter::start_vm_here`]).
     pub(crate) fn load_unstarted(
         config: &WasmPlugin,
         clusters: Arc<ClusterManager>,
         shared: &SharedServices,
+        others: &[WasmFilter],
     ) -> Result<WasmFilter, ProxyError> {
         let label = plugin_label(config);
         let fail = |message: String| ProxyError::Plugin {
@@ -145,8 +169,48 @@ impl WasmFilter {
                 .ok_or_else(|| fail("this build has no engine".into()))?
                 .to_string(),
         };
-        let engine =
-            AnyEngine::by_name(&engine_name, &shared.engine).map_err(|e| fail(e.to_string()))?;
+        let key = VmKey {
+            engine: engine_name,
+            vm_id: config.vm_id.clone(),
+            vm_configuration: config.vm_configuration.clone(),
+            code: Sha256::digest(&wasm).into(),
+            env: config.env.clone(),
+            host_env_keys: config.host_env_keys.clone(),
+            allow_precompiled: config.allow_precompiled,
+        };
+        let existing = others
+            .iter()
+            .map(|other| &other.inner.group)
+            .find(|group| group.key == key);
+        let group = match existing {
+            Some(group) => group.clone(),
+            None => Self::load_group(config, key, &wasm, clusters, shared).map_err(fail)?,
+        };
+        let inner = Arc::new(FilterInner {
+            key: NEXT_FILTER_KEY.fetch_add(1, Ordering::Relaxed),
+            label,
+            name: config.name.clone(),
+            root: RootConfig::new(
+                config.name.clone(),
+                config.root_id.clone(),
+                config.configuration.clone(),
+            ),
+            policy: config.failure_policy,
+            group: group.clone(),
+        });
+        group.join(&inner);
+        Ok(WasmFilter { inner })
+    }
+
+    /// Compiles the module of a new VM group on its engine.
+    fn load_group(
+        config: &WasmPlugin,
+        key: VmKey,
+        wasm: &[u8],
+        clusters: Arc<ClusterManager>,
+        shared: &SharedServices,
+    ) -> Result<Arc<VmGroup>, String> {
+        let engine = AnyEngine::by_name(&key.engine, &shared.engine).map_err(|e| e.to_string())?;
         let services = HostServices {
             callouts: Arc::new(WorkerCallouts::new(clusters.clone())),
             properties: shared.properties.clone(),
@@ -155,6 +219,8 @@ impl WasmFilter {
             queues: shared.queues.clone(),
             foreign: HostServices::default().foreign,
         };
+        // What the members have in common; each one's own name, root id
+        // and configuration come with its root context.
         let plugin_config = PluginConfig {
             name: config.name.clone(),
             root_id: config.root_id.clone(),
@@ -167,24 +233,13 @@ impl WasmFilter {
         };
         let factory = engine
             .visit(Loader {
-                wasm: &wasm,
+                wasm,
                 config: plugin_config,
                 services,
                 precompiled: config.allow_precompiled,
             })
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(WasmFilter {
-            inner: Arc::new(FilterInner {
-                key: NEXT_FILTER_KEY.fetch_add(1, Ordering::Relaxed),
-                retired: AtomicBool::new(false),
-                label,
-                name: config.name.clone(),
-                root_id: config.root_id.clone(),
-                policy: config.failure_policy,
-                factory,
-                clusters,
-            }),
-        })
+            .map_err(|e| e.to_string())?;
+        Ok(VmGroup::new(key, factory, clusters))
     }
 
     /// A [`ProxyError::Plugin`] naming this plugin.
@@ -201,30 +256,18 @@ impl WasmFilter {
     /// # Errors
     /// [`ProxyError::Plugin`] with the plugin's error.
     pub(crate) fn start_vm_here(&self) -> Result<(), ProxyError> {
-        let vm = self
-            .inner
-            .factory
-            .new_vm()
-            .map_err(|e| self.inner_error(e.to_string()))?;
-        SLOTS.with(|slots| {
-            let mut slots = slots.borrow_mut();
-            let slot = slots
-                .entry(self.inner.key)
-                .or_insert_with(|| Slot::empty(&self.inner));
-            slot.vm = Some(vm);
-        });
-        Ok(())
-    }
-
-    /// Marks the filter as replaced by a reload: its tick loops stop, and
-    /// each worker drops its VM of it once no request uses it any more.
-    pub fn retire(&self) {
-        self.inner.retired.store(true, Ordering::Relaxed);
+        group::start_vm_here(&self.inner.group, &self.inner)
+            .map_err(|e| self.inner_error(e.to_string()))
     }
 
     /// Whether both are the same loaded filter (not just equal configs).
     pub fn same_as(&self, other: &WasmFilter) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Whether both run in the same VM on each worker.
+    pub fn shares_vm_with(&self, other: &WasmFilter) -> bool {
+        Arc::ptr_eq(&self.inner.group, &other.inner.group)
     }
 
     /// The plugin's `name`.
@@ -234,7 +277,7 @@ impl WasmFilter {
 
     /// The plugin's `root_id`.
     pub fn root_id(&self) -> &str {
-        &self.inner.root_id
+        &self.inner.root.root_id
     }
 
     /// What happens to traffic when the plugin fails.
@@ -244,13 +287,12 @@ impl WasmFilter {
 
     /// The engine the plugin runs on.
     pub fn engine_name(&self) -> &'static str {
-        self.inner.factory.engine_name()
+        self.inner.group.factory.engine_name()
     }
 
     /// Runs `f` with this worker's VM of the plugin, creating the VM on
     /// first use (and again after a failure under `FAIL_RELOAD`). Callouts
-    /// the plugin made during `f` are started afterwards, and paused
-    /// requests are woken if `f` may have resumed them.
+    /// the plugin made during `f` are started afterwards.
     ///
     /// Returns [`VmUnavailable`] when this worker's VM has failed (or could
     /// not be created) and the policy does not rebuild it; `f` is not run.
@@ -258,176 +300,31 @@ impl WasmFilter {
         &self,
         f: impl FnOnce(&mut dyn WorkerVm) -> R,
     ) -> Result<R, VmUnavailable> {
-        let result = SLOTS.with(|slots| {
-            let mut slots = slots.borrow_mut();
-            sweep_dropped_filters(&mut slots);
-            let slot = slots
-                .entry(self.inner.key)
-                .or_insert_with(|| Slot::empty(&self.inner));
-            if slot.vm.as_ref().is_some_and(|vm| vm.is_failed())
-                && self.inner.policy == FailurePolicy::FailReload
-            {
-                tracing::warn!(target: "polyhost::wasm", plugin = %self.inner.name, "rebuilding the failed VM (FAIL_RELOAD)");
-                slot.vm = None;
-                slot.ticking = false;
-            }
-            if slot.vm.is_none() && !slot.create_failed {
-                match self.inner.factory.new_vm() {
-                    Ok(vm) => slot.vm = Some(vm),
-                    Err(e) => {
-                        tracing::error!(target: "polyhost::wasm", plugin = %self.inner.name, error = %e, "cannot start the plugin's VM on this worker");
-                        slot.create_failed = self.inner.policy != FailurePolicy::FailReload;
-                        return Err(VmUnavailable);
-                    }
-                }
-            }
-            let vm = slot.vm.as_mut().ok_or(VmUnavailable)?;
-            if vm.is_failed() {
-                return Err(VmUnavailable);
-            }
-            let out = f(vm.as_mut());
-            let start_ticker = !slot.ticking && vm.next_tick().is_some();
-            slot.ticking |= start_ticker;
-            Ok((out, start_ticker))
-        });
-        let (out, start_ticker) = result?;
-        callouts::start_pending(self);
-        if start_ticker {
-            self.spawn_ticker();
-        }
-        Ok(out)
+        self.with_vm_as(|vm, _| f(vm))
     }
 
-    /// Wakes the requests of this worker that wait for the plugin to resume
-    /// them (after a callout answer or a tick).
-    pub(crate) fn wake_paused(&self) {
-        let notify = self.pause_notifier();
-        notify.notify_waiters();
+    /// Like [`WasmFilter::with_vm`], also passing the plugin's root context
+    /// in the VM (which other plugins may share), under which its streams
+    /// are created.
+    pub(crate) fn with_vm_as<R>(
+        &self,
+        f: impl FnOnce(&mut dyn WorkerVm, ContextId) -> R,
+    ) -> Result<R, VmUnavailable> {
+        (self.inner.group)
+            .with_vm_as(&self.inner, f)
+            .ok_or(VmUnavailable)
     }
 
-    /// What a paused request of this worker waits on.
+    /// What a paused request of this worker waits on: a callout answer or
+    /// a tick in the plugin's VM.
     pub(crate) fn pause_notifier(&self) -> Arc<Notify> {
-        SLOTS.with(|slots| {
-            slots
-                .borrow_mut()
-                .entry(self.inner.key)
-                .or_insert_with(|| Slot::empty(&self.inner))
-                .wake
-                .clone()
-        })
-    }
-
-    pub(crate) fn clusters(&self) -> &Arc<ClusterManager> {
-        &self.inner.clusters
-    }
-
-    /// Drives `proxy_on_tick` for this worker's VM at the period the plugin
-    /// set, on the worker's own runtime.
-    fn spawn_ticker(&self) {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        let filter = self.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(due)) = filter.with_vm_quiet(|vm| vm.next_tick()) {
-                tokio::time::sleep_until(due.into()).await;
-                if filter.inner.retired.load(Ordering::Relaxed) {
-                    break;
-                }
-                // Queue notifications are delivered with the ticks: the
-                // consumer VM of a worker runs only on that worker.
-                match filter.with_vm(|vm| {
-                    vm.tick(std::time::Instant::now())
-                        .and_then(|_| vm.deliver_queue_ready())
-                }) {
-                    Ok(Ok(_)) => filter.wake_paused(),
-                    Ok(Err(e)) => {
-                        tracing::error!(target: "polyhost::wasm", plugin = %filter.inner.name, error = %e, "proxy_on_tick failed");
-                        filter.wake_paused();
-                    }
-                    Err(VmUnavailable) => break,
-                }
-            }
-            SLOTS.with(|slots| {
-                if let Some(slot) = slots.borrow_mut().get_mut(&filter.inner.key) {
-                    slot.ticking = false;
-                }
-            });
-        });
-    }
-
-    /// Like [`WasmFilter::with_vm`] but never creates or rebuilds a VM.
-    fn with_vm_quiet<R>(&self, f: impl FnOnce(&dyn WorkerVm) -> R) -> Result<R, VmUnavailable> {
-        SLOTS.with(|slots| {
-            let slots = slots.borrow();
-            let vm = slots
-                .get(&self.inner.key)
-                .and_then(|s| s.vm.as_ref())
-                .ok_or(VmUnavailable)?;
-            if vm.is_failed() {
-                return Err(VmUnavailable);
-            }
-            Ok(f(vm.as_ref()))
-        })
+        self.inner.group.pause_notifier()
     }
 }
 
 /// This worker's VM of a plugin has failed or could not start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct VmUnavailable;
-
-/// One plugin's VM on one worker thread.
-struct Slot {
-    /// The filter the VM belongs to; once it is gone (replaced by a reload
-    /// and no request uses it), the slot is dropped.
-    owner: Weak<FilterInner>,
-    vm: Option<Box<dyn WorkerVm>>,
-    /// Starting a VM failed and the policy does not retry.
-    create_failed: bool,
-    /// A tick loop runs for this VM.
-    ticking: bool,
-    /// Paused requests of this worker wait on it.
-    wake: Arc<Notify>,
-}
-
-impl Slot {
-    fn empty(owner: &Arc<FilterInner>) -> Slot {
-        Slot {
-            owner: Arc::downgrade(owner),
-            vm: None,
-            create_failed: false,
-            ticking: false,
-            wake: Arc::new(Notify::new()),
-        }
-    }
-}
-
-thread_local! {
-    /// This worker's VMs, by filter key.
-    static SLOTS: RefCell<HashMap<u64, Slot>> = RefCell::new(HashMap::new());
-    /// [`DROPPED_FILTERS`] when this worker last swept its slots.
-    static SWEPT_AT: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Counts filters dropped after a reload, so each worker knows when it has
-/// VMs of dropped filters to free (a thread's slots can only be touched from
-/// that thread).
-static DROPPED_FILTERS: AtomicU64 = AtomicU64::new(0);
-
-impl Drop for FilterInner {
-    fn drop(&mut self) {
-        DROPPED_FILTERS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Frees this worker's VMs of filters that no longer exist.
-fn sweep_dropped_filters(slots: &mut HashMap<u64, Slot>) {
-    let dropped = DROPPED_FILTERS.load(Ordering::Relaxed);
-    if SWEPT_AT.get() != dropped {
-        SWEPT_AT.set(dropped);
-        slots.retain(|_, slot| slot.owner.strong_count() > 0);
-    }
-}
 
 /// "name (root_id)" or just the name, for errors.
 fn plugin_label(config: &WasmPlugin) -> String {

@@ -60,7 +60,7 @@ impl WasmServices {
             services: Vec::new(),
         };
         for config in services {
-            let filter = WasmFilter::load_unstarted(config, clusters.clone(), shared)?;
+            let filter = WasmFilter::load_unstarted(config, clusters.clone(), shared, &[])?;
             running.services.push(run(filter)?);
         }
         Ok(running)

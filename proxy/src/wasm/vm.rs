@@ -8,22 +8,22 @@
 
 use polyhost::{
     ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, LocalResponse, PeerType,
-    Plugin, PluginError, StreamEvent, StreamState, Vm,
+    Plugin, PluginError, RootConfig, StreamEvent, StreamState, Vm,
 };
 use std::time::Instant;
 
 /// Makes VMs of one loaded plugin (shared by every worker thread).
 pub(crate) trait VmFactory: Send + Sync {
-    /// A new VM with its root context started (`proxy_on_vm_start`,
-    /// `proxy_on_configure`).
-    fn new_vm(&self) -> Result<Box<dyn WorkerVm>, PluginError>;
+    /// A new VM with `root` as its first root context, started
+    /// (`proxy_on_vm_start`, `proxy_on_configure`).
+    fn new_vm_as(&self, root: RootConfig) -> Result<Box<dyn WorkerVm>, PluginError>;
     /// The engine the plugin runs on.
     fn engine_name(&self) -> &'static str;
 }
 
 impl<E: Engine> VmFactory for Plugin<E> {
-    fn new_vm(&self) -> Result<Box<dyn WorkerVm>, PluginError> {
-        Ok(Box::new(Plugin::new_vm(self)?))
+    fn new_vm_as(&self, root: RootConfig) -> Result<Box<dyn WorkerVm>, PluginError> {
+        Ok(Box::new(Plugin::new_vm_as(self, root)?))
     }
 
     fn engine_name(&self) -> &'static str {
@@ -33,7 +33,11 @@ impl<E: Engine> VmFactory for Plugin<E> {
 
 /// The part of [`Vm`] the data plane drives, object-safe.
 pub(crate) trait WorkerVm {
-    fn create_http_stream(&mut self) -> Result<ContextId, PluginError>;
+    /// The root context the VM was started with.
+    fn first_root(&self) -> ContextId;
+    fn add_root(&mut self, root: RootConfig) -> Result<ContextId, PluginError>;
+    fn shutdown_root(&mut self, root: ContextId) -> Result<(), PluginError>;
+    fn create_http_stream(&mut self, root: ContextId) -> Result<ContextId, PluginError>;
     fn stream(&self, id: ContextId) -> Option<&StreamState>;
     fn stream_mut(&mut self, id: ContextId) -> Option<&mut StreamState>;
     fn on_request_headers(
@@ -73,7 +77,7 @@ pub(crate) trait WorkerVm {
         reply: LocalResponse,
     ) -> Result<LocalResponse, PluginError>;
     fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent>;
-    fn create_tcp_stream(&mut self) -> Result<(ContextId, Decision), PluginError>;
+    fn create_tcp_stream(&mut self, root: ContextId) -> Result<(ContextId, Decision), PluginError>;
     fn on_downstream_data(
         &mut self,
         id: ContextId,
@@ -104,8 +108,18 @@ pub(crate) trait WorkerVm {
 }
 
 impl<E: Engine> WorkerVm for Vm<E> {
-    fn create_http_stream(&mut self) -> Result<ContextId, PluginError> {
-        Vm::create_http_stream(self)
+    fn first_root(&self) -> ContextId {
+        // A VM always starts with one root; later roots come after it.
+        Vm::roots(self)[0]
+    }
+    fn add_root(&mut self, root: RootConfig) -> Result<ContextId, PluginError> {
+        Vm::add_root(self, root)
+    }
+    fn shutdown_root(&mut self, root: ContextId) -> Result<(), PluginError> {
+        Vm::shutdown_root(self, root).map(|_| ())
+    }
+    fn create_http_stream(&mut self, root: ContextId) -> Result<ContextId, PluginError> {
+        Vm::create_http_stream_for(self, root)
     }
     fn stream(&self, id: ContextId) -> Option<&StreamState> {
         Vm::stream(self, id)
@@ -168,8 +182,8 @@ impl<E: Engine> WorkerVm for Vm<E> {
     fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent> {
         Vm::take_events(self, id)
     }
-    fn create_tcp_stream(&mut self) -> Result<(ContextId, Decision), PluginError> {
-        Vm::create_tcp_stream(self)
+    fn create_tcp_stream(&mut self, root: ContextId) -> Result<(ContextId, Decision), PluginError> {
+        Vm::create_tcp_stream_for(self, root)
     }
     fn on_downstream_data(
         &mut self,
