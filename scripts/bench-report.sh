@@ -9,6 +9,10 @@
 #                                     built; writes target/bench-report-quick/
 #                                     so the committed report is left alone
 #
+#   scripts/bench-report.sh --e2e     then the end-to-end run through
+#                                     `polyhost run` (scripts/bench-e2e.sh,
+#                                     with --quick if given)
+#
 # Other arguments go to the report binary, e.g. `--engine wasmtime --engine
 # wasmi` to run only those engines.
 set -euo pipefail
@@ -19,7 +23,12 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 out="bench"
 json="$target_dir/bench-report/results.json"
 args=()
+e2e=()
 for arg in "$@"; do
+    if [ "$arg" = "--e2e" ]; then
+        e2e=(bash scripts/bench-e2e.sh)
+        continue
+    fi
     if [ "$arg" = "--quick" ]; then
         # Quick numbers never overwrite the committed report.
         out="$target_dir/bench-report-quick"
@@ -35,9 +44,26 @@ if [ "$commit" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null)" ]; t
     commit="$commit + uncommitted changes"
 fi
 
+# The report binary rewrites REPORT.md whole; the end-to-end section
+# (written by scripts/bench-e2e.sh between its markers) is kept and put back.
+e2e_section="$(mktemp)"
+trap 'rm -f "$e2e_section"' EXIT
+if [ -f "$out/REPORT.md" ]; then
+    sed -n '/^<!-- bench-e2e:begin -->$/,/^<!-- bench-e2e:end -->$/p' "$out/REPORT.md" >"$e2e_section"
+fi
+
 # Every engine and variant with a permissive licence; the binary runs all
 # that are compiled in.
 cargo build --release -p polyhost-bench --features all-engines --bin polyhost-bench-report
 "$target_dir/release/polyhost-bench-report" --out "$out" --json "$json" \
     --commit "$commit" --date "$(date -u +%Y-%m-%d)" "${args[@]}"
+if [ -s "$e2e_section" ] && ! grep -q '^<!-- bench-e2e:begin -->$' "$out/REPORT.md"; then
+    { echo; cat "$e2e_section"; } >>"$out/REPORT.md"
+fi
 echo "bench-report: wrote $out/REPORT.md and $out/chart.svg"
+
+if [ ${#e2e[@]} -gt 0 ]; then
+    quick=()
+    for arg in "${args[@]}"; do [ "$arg" = --quick ] && quick=(--quick); done
+    "${e2e[@]}" "${quick[@]+"${quick[@]}"}"
+fi

@@ -17,6 +17,17 @@ for component in rustfmt clippy; do
     fi
 done
 
+# The end-to-end benchmark (scripts/bench-e2e.sh) compares `polyhost run`
+# with nginx + its Lua module, the OpenResty baseline, driven by wrk; all
+# three from Debian's packages. Checked first so a re-run never touches apt.
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null \
+    || [ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then
+    echo "setup: installing nginx, libnginx-mod-http-lua and wrk"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        nginx libnginx-mod-http-lua wrk >/dev/null
+fi
+
 # Plugin fixtures, one script per language; each installs its own toolchain.
 for lang in rust go assemblyscript cpp wat; do
     script="scripts/build-$lang-plugins.sh"

@@ -17,6 +17,12 @@ cargo clippy --workspace --all-targets --features "$features" -- -D warnings
 # mode on every engine (numbers never judged).
 cargo test --workspace --features "$features"
 
+# The end-to-end smoke test: `polyhost run`, nginx + Lua and the upstream
+# under wrk for a few thousand requests, on the dev-profile binaries the
+# tests above just built (no release build). Fails on any errored request or
+# missing result, never on timings.
+bash scripts/bench-e2e.sh --quick
+
 # The interpreter alone: the facade and its tests build and pass without
 # wasmtime or wasmer compiling at all.
 cargo test -p polyhost --no-default-features --features wasmi
