@@ -27,8 +27,9 @@
 # Options (after --quick, if given, to override it): --requests N,
 # --languages "rust go ...", --engines "wasmtime wasmer ...", --workers "1 2",
 # --connections "1 32", --polyhost PATH (a prebuilt binary), --no-wait (skip
-# waiting for the machine to be quiet), --out DIR (write the report there
-# instead of bench/).
+# waiting for the machine to be quiet), --no-setup (skip scripts/setup.sh
+# when it has run, e.g. in a worktree that links build/ from another
+# checkout), --out DIR (write the report there instead of bench/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -43,6 +44,7 @@ workers_list="1 2"
 connections_list="1 32"
 polyhost=""
 wait_quiet=1
+setup=1
 out=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -56,6 +58,8 @@ while [ $# -gt 0 ]; do
             # keeping the smoke test short on a debug build.
             connections_list="1 8"
             wait_quiet=0
+            # The test command has just run set-up.
+            setup=0
             ;;
         --requests) requests="$2"; shift ;;
         --languages) languages="$2"; shift ;;
@@ -64,6 +68,7 @@ while [ $# -gt 0 ]; do
         --connections) connections_list="$2"; shift ;;
         --polyhost) polyhost="$2"; shift ;;
         --no-wait) wait_quiet=0 ;;
+        --no-setup) setup=0 ;;
         --out) out="$2"; shift ;;
         *) echo "bench-e2e: unknown argument $1 (see the top of $0)" >&2; exit 2 ;;
     esac
@@ -82,14 +87,12 @@ warmup=$((requests / 10 > 200 ? requests / 10 : 200))
 max_seconds=$((quick ? 60 : 180))
 
 # --- tools and binaries -----------------------------------------------------
-if [ "$quick" = 1 ]; then
-    # The test command has just run set-up; only say what is missing.
-    for tool in nginx wrk curl; do
-        command -v "$tool" >/dev/null || { echo "bench-e2e: $tool is missing; run scripts/setup.sh" >&2; exit 1; }
-    done
-else
+if [ "$setup" = 1 ]; then
     bash scripts/setup.sh >/dev/null
 fi
+for tool in nginx wrk curl; do
+    command -v "$tool" >/dev/null || { echo "bench-e2e: $tool is missing; run scripts/setup.sh" >&2; exit 1; }
+done
 lua_module=/usr/lib/nginx/modules/ngx_http_lua_module.so
 ndk_module=/usr/lib/nginx/modules/ndk_http_module.so
 [ -f "$lua_module" ] || { echo "bench-e2e: $lua_module is missing; run scripts/setup.sh" >&2; exit 1; }
@@ -474,7 +477,7 @@ run_polyhost() {
 
 # --- the run ------------------------------------------------------------------
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ "$commit" != unknown ] && [ -n "$(git status --porcelain -- . ':!bench/REPORT.md' ':!bench/chart-e2e.svg' 2>/dev/null)" ]; then
+if [ "$commit" != unknown ] && [ -n "$(git status --porcelain -- . ':!bench/REPORT.md' ':!bench/chart-e2e.svg' ':!build' 2>/dev/null)" ]; then
     commit="$commit + uncommitted changes"
 fi
 cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
