@@ -54,10 +54,10 @@ fn draw(
     configs.dedup();
     let n = configs.len().max(1);
 
-    let height = 130 + 26 * n as u32;
+    let height = 150 + 26 * n as u32;
     let root = SVGBackend::with_string(out, (1400, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (title, body) = root.split_vertically(60);
+    let (title, body) = root.split_vertically(84);
     let m = |k: &str| meta.get(k).map(String::as_str).unwrap_or("unknown");
     title.draw(&Text::new(
         format!(
@@ -78,6 +78,23 @@ fn draw(
         (20, 38),
         ("sans-serif", 14).into_font().color(&RGBColor(90, 90, 90)),
     ))?;
+
+    // The legend sits under the title, where it cannot cover a row.
+    let mut x = 20;
+    for (name, c) in ENGINE_COLORS
+        .iter()
+        .filter(|(name, _)| configs.iter().any(|x| x.engine.as_deref() == Some(name)))
+        .map(|(n, c)| (n.to_string(), *c))
+        .chain([("baselines (no plugin)".to_string(), BASELINE)])
+    {
+        title.draw(&Circle::new((x + 5, 70), 5, c.filled()))?;
+        title.draw(&Text::new(
+            name.clone(),
+            (x + 15, 62),
+            ("sans-serif", 14).into_font(),
+        ))?;
+        x += 30 + 8 * name.len() as i32;
+    }
 
     let panels = body.split_evenly((1, connections.len().max(1)));
     for (i, (panel, conns)) in panels.iter().zip(&connections).enumerate() {
@@ -110,6 +127,8 @@ fn draw(
                 ("sans-serif", 18),
             )
             .margin(12)
+            // Room for the last x label, centred on the panel's edge.
+            .margin_right(30)
             .x_label_area_size(35)
             .y_label_area_size(if i == 0 { 230 } else { 10 })
             .build_cartesian_2d((lo..hi).log_scale(), -0.5f64..(n as f64 - 0.5))?;
@@ -147,26 +166,6 @@ fn draw(
                 vec![(d.p50, -0.5), (d.p50, n as f64 - 0.5)],
                 RGBColor(180, 180, 180).stroke_width(1),
             )])?;
-        }
-        if i == connections.len() - 1 {
-            for (name, c) in ENGINE_COLORS
-                .iter()
-                .filter(|(name, _)| configs.iter().any(|x| x.engine.as_deref() == Some(name)))
-                .map(|(n, c)| (n.to_string(), *c))
-                .chain([("baselines".to_string(), BASELINE)])
-            {
-                chart
-                    .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
-                    .label(name)
-                    .legend(move |(x, y)| Circle::new((x + 7, y), 5, c.filled()));
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()?;
         }
     }
     root.present()?;
