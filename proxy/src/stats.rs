@@ -52,6 +52,9 @@ pub struct TcpStats {
     pub rx_bytes: AtomicU64,
     /// `downstream_cx_tx_bytes_total`: bytes written to clients.
     pub tx_bytes: AtomicU64,
+    /// `idle_timeout`: connections closed because no byte moved either way
+    /// for the `idle_timeout`.
+    pub idle_timeouts: AtomicU64,
 }
 
 impl TcpStats {
@@ -135,6 +138,7 @@ impl StatsStore {
                 ("downstream_cx_total", &tcp.connections),
                 ("downstream_cx_rx_bytes_total", &tcp.rx_bytes),
                 ("downstream_cx_tx_bytes_total", &tcp.tx_bytes),
+                ("idle_timeout", &tcp.idle_timeouts),
             ] {
                 stats.push(Stat {
                     name: format!("tcp.{}.{suffix}", tcp.stat_prefix),

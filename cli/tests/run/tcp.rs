@@ -244,3 +244,60 @@ fn sighup_swaps_a_tcp_listeners_filters_on_every_engine() {
         assert_eq!(proxy.quit(), Some(0), "{engine}");
     }
 }
+
+#[test]
+fn idle_connections_close_after_the_idle_timeout() {
+    let upstream = TcpUpstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let listener = tcp_listener("idle", port, "upstream", &[]).replace(
+        "stat_prefix: idle\n",
+        "stat_prefix: idle\n          idle_timeout: 0.3s\n",
+    );
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+
+    // A client that sends nothing is closed by the proxy once no byte has
+    // moved for 0.3 s, and the close is counted.
+    let started = std::time::Instant::now();
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = std::io::Read::read_to_end(&mut client, &mut answer);
+    assert!(
+        read.is_ok()
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{read:?}\n{}",
+        proxy.stderr()
+    );
+    assert!(answer.is_empty(), "{answer:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "closed before the idle timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        eventually(|| stat(&proxy, "tcp.idle.idle_timeout").is_some_and(|n| n >= 1)),
+        "{}",
+        proxy.admin("/stats").text()
+    );
+
+    // A connection that moves a byte every 0.2 s lives longer than the
+    // timeout: each byte starts it again.
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    for _ in 0..5 {
+        std::io::Write::write_all(&mut client, b"x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut client, &mut answer).unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer), "got 5 bytes");
+    assert_eq!(proxy.quit(), Some(0));
+}

@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use super::ignored::check;
 use super::model::{
-    Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, Discovery, Endpoint, FailurePolicy,
-    HttpConnectionManager, Listener, ListenerKind, Node, Route, RouteAction, TcpProxy, VirtualHost,
-    WasmCode, WasmPlugin,
+    Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TCP_IDLE_TIMEOUT, Discovery,
+    Endpoint, FailurePolicy, HttpConnectionManager, Listener, ListenerKind, Node, Route,
+    RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
 };
 use super::raw;
 use super::route::{
@@ -489,10 +489,16 @@ fn network_filters(
                     )
                 })?;
                 walk.cluster_refs.push((cluster_at, cluster.clone()));
+                let idle_timeout = match raw.idle_timeout {
+                    None => Some(DEFAULT_TCP_IDLE_TIMEOUT),
+                    Some(t) if t.0.is_zero() => None,
+                    Some(t) => Some(t.0),
+                };
                 let proxy = TcpProxy {
                     stat_prefix: raw.stat_prefix,
                     cluster,
                     wasm_filters: std::mem::take(&mut wasm_filters),
+                    idle_timeout,
                 };
                 terminal = Some((ListenerKind::Tcp(proxy), canonical(ext)));
             }

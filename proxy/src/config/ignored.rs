@@ -166,11 +166,6 @@ pub(super) const IGNORED: &[(&str, &str, &str)] = &[
     ),
     (
         "TcpProxy",
-        "idle_timeout",
-        "connection timeouts are Pingora's",
-    ),
-    (
-        "TcpProxy",
         "max_connect_attempts",
         "connection retries are Pingora's",
     ),

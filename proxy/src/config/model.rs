@@ -184,6 +184,10 @@ pub struct TcpProxy {
     pub cluster: String,
     /// The `envoy.filters.network.wasm` filters before the proxy, in order.
     pub wasm_filters: Vec<WasmPlugin>,
+    /// `idle_timeout`: a connection on which no byte moves either way for
+    /// this long is closed. Envoy's default is 1 h; `0s` turns it off
+    /// (`None`).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// One Wasm plugin: a filter (`envoy.filters.http.wasm`,
@@ -272,6 +276,9 @@ pub struct Cluster {
 
 /// Envoy's default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Envoy's default `idle_timeout` of `tcp_proxy`.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How a cluster's endpoint addresses become IPs (`type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

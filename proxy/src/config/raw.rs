@@ -306,6 +306,8 @@ pub(super) struct TcpProxy {
     pub stat_prefix: String,
     #[serde(default)]
     pub cluster: Option<String>,
+    #[serde(default)]
+    pub idle_timeout: Option<ProtoDuration>,
     #[serde(flatten)]
     pub rest: Rest,
 }

@@ -355,6 +355,7 @@ fn go_sdk_shape() {
     );
     let proxy = tcp(&b.listeners[2]);
     assert_eq!(proxy.wasm_filters.len(), 1);
+    assert_eq!(proxy.idle_timeout, Some(DEFAULT_TCP_IDLE_TIMEOUT));
     let cluster = b.cluster("responder").unwrap();
     assert_eq!(
         cluster.discovery,
@@ -592,6 +593,44 @@ static_resources:
         "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.cluster"
     );
     assert_eq!(message, "unknown cluster \"missing\"");
+}
+
+#[test]
+fn tcp_proxy_idle_timeout() {
+    let with = |timeout: &str| {
+        format!(
+            r#"
+static_resources:
+  listeners:
+    - address: {{ socket_address: {{ address: 0.0.0.0, port_value: 1 }} }}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.tcp_proxy
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+                cluster: backend
+                idle_timeout: {timeout}
+  clusters:
+    - name: backend
+      load_assignment:
+        endpoints:
+          - lb_endpoints:
+              - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 2 }} }} }}
+"#
+        )
+    };
+    let idle = |timeout: &str| {
+        let b = yaml(&with(timeout)).unwrap_or_else(|e| panic!("{timeout}: {e}"));
+        tcp(&b.listeners[0]).idle_timeout
+    };
+    assert_eq!(idle("2.5s"), Some(Duration::from_millis(2500)));
+    assert_eq!(idle("0s"), None, "0s turns the timeout off");
+    let (path, message) = fails(&with("soon"));
+    assert_eq!(
+        path,
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.idle_timeout"
+    );
+    assert!(message.starts_with("invalid duration"), "{message}");
 }
 
 #[test]

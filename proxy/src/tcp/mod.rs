@@ -33,10 +33,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Envoy's default `idle_timeout` of `tcp_proxy`: a connection on which no
-/// byte moves either way for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 16 << 10;
 
@@ -48,6 +44,8 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 pub struct TcpTable {
     listener: String,
     cluster: String,
+    /// `None`: connections never time out for being idle.
+    idle_timeout: Option<Duration>,
     filters: Vec<WasmFilter>,
     clusters: Arc<ClusterManager>,
 }
@@ -64,6 +62,7 @@ impl TcpTable {
         TcpTable {
             listener: listener.to_string(),
             cluster: proxy.cluster.clone(),
+            idle_timeout: proxy.idle_timeout,
             filters,
             clusters,
         }
@@ -126,18 +125,19 @@ impl ServerApp for WasmTcpProxy {
             downstream_ended: None,
             upstream_ended: None,
         };
-        let flags = match tokio::time::timeout(IDLE_TIMEOUT, connection.pump(&mut chain)).await {
-            Ok(Ok(())) => "-",
-            Ok(Err(Ended::Closed(close))) => {
+        let flags = match connection.pump(&mut chain).await {
+            Ok(()) => "-",
+            Err(Ended::Closed(close)) => {
                 tracing::info!(target: "polyhost::wasm", listener = %table.listener, reason = %close.reason, "connection closed by a network filter");
                 "-"
             }
-            Ok(Err(Ended::UpstreamFailure(e))) => {
+            Err(Ended::UpstreamFailure(e)) => {
                 tracing::info!(target: "polyhost::upstream", listener = %table.listener, cluster = %table.cluster, flags = "UF", error = %e, "connection failed");
                 "UF"
             }
-            Ok(Err(Ended::Io)) => "-",
-            Err(_) => {
+            Err(Ended::Io) => "-",
+            Err(Ended::Idle) => {
+                self.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target: "polyhost::upstream", listener = %table.listener, "connection idle for too long");
                 "-"
             }
@@ -163,6 +163,8 @@ enum Ended {
     UpstreamFailure(String),
     /// A socket failed while writing.
     Io,
+    /// No byte moved either way for the `idle_timeout`.
+    Idle,
 }
 
 impl From<Close> for Ended {
@@ -193,6 +195,15 @@ impl Connection<'_> {
         let mut upstream_done = false;
         let mut down_buf = vec![0u8; READ_CHUNK];
         let mut up_buf = vec![0u8; READ_CHUNK];
+        // Pushed back whenever a byte arrives from either side.
+        let idle_timeout = self.table.idle_timeout;
+        let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX));
+        tokio::pin!(idle);
+        let reset_idle = |idle: std::pin::Pin<&mut tokio::time::Sleep>| {
+            if let Some(timeout) = idle_timeout {
+                idle.reset(tokio::time::Instant::now() + timeout);
+            }
+        };
         loop {
             if self.upstream.is_none() && chain.ready() {
                 let mut upstream = self.connect().await?;
@@ -210,7 +221,9 @@ impl Connection<'_> {
             let upstream = &mut self.upstream;
             let downstream = &mut self.downstream;
             tokio::select! {
+                () = idle.as_mut(), if idle_timeout.is_some() => return Err(Ended::Idle),
                 read = downstream.read(&mut down_buf), if !client_done => {
+                    reset_idle(idle.as_mut());
                     let chunk = match read {
                         Ok(n) => &down_buf[..n],
                         Err(_) => &[][..],
@@ -234,6 +247,7 @@ impl Connection<'_> {
                     }
                 }
                 read = read_from(upstream, &mut up_buf), if !upstream_done && upstream.is_some() => {
+                    reset_idle(idle.as_mut());
                     let chunk = match read {
                         Ok(n) => &up_buf[..n],
                         Err(_) => &[][..],
