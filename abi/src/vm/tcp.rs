@@ -24,7 +24,24 @@ impl<E: Engine> Vm<E> {
         &mut self,
         root: ContextId,
     ) -> Result<(ContextId, Decision), PluginError> {
+        self.create_tcp_stream_with(root, std::iter::empty())
+    }
+
+    /// As [`Vm::create_tcp_stream_for`], with `properties` (dotted path,
+    /// value) set on the stream before `proxy_on_new_connection` runs, so
+    /// the plugin reads the connection's addresses there, as in Envoy.
+    ///
+    /// # Errors
+    /// An unknown root, a trap, or a failed VM.
+    pub fn create_tcp_stream_with(
+        &mut self,
+        root: ContextId,
+        properties: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<(ContextId, Decision), PluginError> {
         let id = self.create_context(root)?;
+        if let Some(stream) = self.stream_mut(id) {
+            stream.properties.extend(properties);
+        }
         let ret = self.call_in(id.0, Callback::NewConnection, &[id.0 as i32])?;
         let decision = self.decide(id, ret);
         Ok((id, decision))

@@ -301,3 +301,58 @@ fn idle_connections_close_after_the_idle_timeout() {
     assert_eq!(String::from_utf8_lossy(&answer), "got 5 bytes");
     assert_eq!(proxy.quit(), Some(0));
 }
+
+/// A network plugin that logs `destination.address` from
+/// `proxy_on_new_connection` and lets every byte through.
+const LOG_ADDRESS_ON_CONNECT: &str = r#"
+(module
+  (import "env" "proxy_get_property"
+    (func $get_property (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "destination\00address")
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_new_connection") (param i32) (result i32)
+    (if (i32.eqz (call $get_property (i32.const 0) (i32.const 19) (i32.const 64) (i32.const 68)))
+      (then (drop (call $log (i32.const 2) (i32.load (i32.const 64)) (i32.load (i32.const 68)))))
+      (else (drop (call $log (i32.const 2) (i32.const 0) (i32.const 0)))))
+    (i32.const 0))
+  (func (export "proxy_on_downstream_data") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32) (i32.const 0)))
+"#;
+
+#[test]
+fn connection_properties_are_readable_in_proxy_on_new_connection_on_every_engine() {
+    let upstream = TcpUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log_address.wasm");
+    std::fs::write(
+        &file,
+        wat::parse_str(LOG_ADDRESS_ON_CONNECT).expect("valid wat"),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    for engine in engines() {
+        let admin = free_port();
+        let port = free_port();
+        let plugin = WasmFilterSpec::new("props", engine, &file);
+        let listener = tcp_listener("props", port, "upstream", &[plugin]);
+        let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+        let answer = tcp_exchange(port, b"hi").unwrap();
+        assert_eq!(answer, b"got 2 bytes", "{engine}: {}", proxy.stderr());
+        let expected = format!("wasm log props: 127.0.0.1:{port}");
+        assert!(
+            eventually(|| proxy.stderr().lines().any(|l| l.ends_with(&expected))),
+            "{engine}: no `{expected}` in\n{}",
+            proxy.stderr()
+        );
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}

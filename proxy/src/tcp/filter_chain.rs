@@ -196,14 +196,7 @@ impl NetworkChain {
         let properties = &self.properties;
         let filter = &mut self.filters[i];
         let created = filter.filter.with_vm_as(|vm, root| {
-            let (id, decision) = vm.create_tcp_stream(root)?;
-            if let Some(state) = vm.stream_mut(id) {
-                for (path, value) in properties {
-                    state
-                        .properties
-                        .insert(path.as_bytes().to_vec(), value.clone());
-                }
-            }
+            let (id, decision) = vm.create_tcp_stream(root, properties)?;
             let closed = took_close(vm, id);
             Ok::<_, PluginError>((id, decision, closed))
         });

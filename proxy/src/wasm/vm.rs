@@ -77,7 +77,13 @@ pub(crate) trait WorkerVm {
         reply: LocalResponse,
     ) -> Result<LocalResponse, PluginError>;
     fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent>;
-    fn create_tcp_stream(&mut self, root: ContextId) -> Result<(ContextId, Decision), PluginError>;
+    /// A TCP stream under `root`, with `properties` (dotted path, value)
+    /// set before `proxy_on_new_connection` runs.
+    fn create_tcp_stream(
+        &mut self,
+        root: ContextId,
+        properties: &[(&'static str, Vec<u8>)],
+    ) -> Result<(ContextId, Decision), PluginError>;
     fn on_downstream_data(
         &mut self,
         id: ContextId,
@@ -182,8 +188,14 @@ impl<E: Engine> WorkerVm for Vm<E> {
     fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent> {
         Vm::take_events(self, id)
     }
-    fn create_tcp_stream(&mut self, root: ContextId) -> Result<(ContextId, Decision), PluginError> {
-        Vm::create_tcp_stream_for(self, root)
+    fn create_tcp_stream(
+        &mut self,
+        root: ContextId,
+        properties: &[(&'static str, Vec<u8>)],
+    ) -> Result<(ContextId, Decision), PluginError> {
+        let properties =
+            (properties.iter()).map(|(path, value)| (path.as_bytes().to_vec(), value.clone()));
+        Vm::create_tcp_stream_with(self, root, properties)
     }
     fn on_downstream_data(
         &mut self,
