@@ -356,3 +356,74 @@ fn connection_properties_are_readable_in_proxy_on_new_connection_on_every_engine
         assert_eq!(proxy.quit(), Some(0), "{engine}");
     }
 }
+
+/// A network plugin that holds the first bytes of a connection and lets
+/// them go from `proxy_on_tick` 100 ms later, with `proxy_continue_stream`.
+const RESUME_FROM_TICK: &str = r#"
+(module
+  (import "env" "proxy_set_tick_period_milliseconds"
+    (func $set_tick (param i32) (result i32)))
+  (import "env" "proxy_set_effective_context" (func $set_context (param i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (global $held (mut i32) (i32.const 0))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_new_connection") (param i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_downstream_data")
+    (param $ctx i32) (param $size i32) (param $end i32) (result i32)
+    (if (i32.eqz (global.get $held))
+      (then
+        (global.set $held (local.get $ctx))
+        (drop (call $set_tick (i32.const 100)))
+        (return (i32.const 1))))
+    (i32.const 0))
+  (func (export "proxy_on_tick") (param $root i32)
+    (drop (call $set_tick (i32.const 0)))
+    (drop (call $set_context (global.get $held)))
+    ;; 2: the downstream direction of a TCP stream.
+    (drop (call $continue (i32.const 2))))
+  (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32) (i32.const 0)))
+"#;
+
+#[test]
+fn a_tick_resumes_held_connection_data_on_every_engine() {
+    // The upstream speaks HTTP, so it answers (and closes) as soon as the
+    // request reaches it, while the client keeps its side open: without
+    // the resume nothing would move until the client gave up.
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("resume_from_tick.wasm");
+    std::fs::write(&file, wat::parse_str(RESUME_FROM_TICK).expect("valid wat")).unwrap();
+    let file = file.display().to_string();
+    for engine in engines() {
+        let admin = free_port();
+        let port = free_port();
+        let plugin = WasmFilterSpec::new("resume", engine, &file);
+        let listener = tcp_listener("resume", port, "upstream", &[plugin]);
+        let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+        let path = format!("/tcp-resume/{engine}");
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        std::io::Write::write_all(&mut client, request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let read = std::io::Read::read_to_end(&mut client, &mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok() && answer.starts_with("HTTP/1.1 200"),
+            "{engine}: {read:?} {answer:?}\n{}",
+            proxy.stderr()
+        );
+        assert!(upstream.last(&path).is_some(), "{engine}");
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}

@@ -13,11 +13,14 @@
 //! A filter that pauses a data callback holds the bytes: the VM keeps them
 //! in the connection's buffer and shows the plugin the whole buffer with
 //! the next chunk. At end of stream nothing more can arrive, so what is
-//! held is passed on.
+//! held is passed on. A plugin may also let held bytes (or a connection
+//! paused at its start) go from a tick or a callout answer with
+//! `proxy_continue_stream`: the connection waits on the plugin's VM for
+//! that ([`NetworkChain::woken`], [`NetworkChain::resume`]).
 
 use crate::config::FailurePolicy;
 use crate::wasm::{VmUnavailable, WasmFilter, WorkerVm};
-use polyhost::{ContextId, Decision, PeerType, PluginError, StreamEvent};
+use polyhost::{ContextId, Decision, PeerType, PluginError, StreamEvent, StreamType};
 
 /// The most bytes one filter may hold back in one direction by pausing;
 /// past it the connection is closed, so a plugin cannot make the proxy
@@ -120,8 +123,18 @@ impl NetworkChain {
         chunk: Vec<u8>,
         end_of_stream: bool,
     ) -> Result<Vec<u8>, Close> {
+        self.downstream_from(0, chunk, end_of_stream)
+    }
+
+    /// [`NetworkChain::downstream`] from filter `first` on.
+    fn downstream_from(
+        &mut self,
+        first: usize,
+        chunk: Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Vec<u8>, Close> {
         let mut data = chunk;
-        for i in 0..self.filters.len() {
+        for i in first..self.filters.len() {
             if self.filters[i].phase == Phase::NotStarted {
                 self.start(i)?;
             }
@@ -150,17 +163,120 @@ impl NetworkChain {
         chunk: Vec<u8>,
         end_of_stream: bool,
     ) -> Result<Vec<u8>, Close> {
+        self.upstream_before(self.filters.len(), chunk, end_of_stream)
+    }
+
+    /// [`NetworkChain::upstream`] through the filters before `end` only.
+    fn upstream_before(
+        &mut self,
+        end: usize,
+        chunk: Vec<u8>,
+        end_of_stream: bool,
+    ) -> Result<Vec<u8>, Close> {
         let mut data = chunk;
         if data.is_empty() && !end_of_stream {
             return Ok(data);
         }
-        for filter in self.filters.iter_mut().rev() {
+        for filter in self.filters[..end].iter_mut().rev() {
             match pass(filter, Direction::Upstream, data, end_of_stream)? {
                 Some(out) => data = out,
                 None => return Ok(Vec::new()),
             }
         }
         Ok(data)
+    }
+
+    /// Whether some filter holds bytes or keeps the connection waiting at
+    /// its start: only then can a tick or a callout answer release
+    /// anything.
+    pub(crate) fn waiting(&self) -> bool {
+        self.filters.iter().any(NetworkFilter::waiting)
+    }
+
+    /// Resolves when the VM of a waiting filter may have resumed its
+    /// connection: at once if `proxy_continue_stream` (or
+    /// `proxy_close_stream`) is already pending, else on the next tick or
+    /// callout answer in one of those VMs. [`NetworkChain::resume`] then
+    /// says what moved.
+    pub(crate) async fn woken(&self) {
+        use std::future::Future;
+        let waiting = self.filters.iter().filter(|f| f.waiting());
+        // Register interest before looking, so a wake-up between the look
+        // and the wait is not lost.
+        let mut wakes: Vec<_> = waiting
+            .clone()
+            .map(|f| Box::pin(f.filter.pause_notifier().notified_owned()))
+            .collect();
+        for wake in &mut wakes {
+            wake.as_mut().enable();
+        }
+        let pending = waiting.into_iter().any(|f| {
+            let Some(id) = f.context else { return false };
+            f.filter
+                .with_vm(|vm| {
+                    vm.stream(id).is_some_and(|s| {
+                        s.events
+                            .iter()
+                            .any(|e| matches!(e, StreamEvent::Resume(_) | StreamEvent::Close(_)))
+                    })
+                })
+                .unwrap_or(true)
+        });
+        if pending {
+            return;
+        }
+        std::future::poll_fn(|cx| {
+            if wakes.iter_mut().any(|w| w.as_mut().poll(cx).is_ready()) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    /// Lets go what waiting filters released with `proxy_continue_stream`
+    /// since they paused: returns the bytes for the upstream and for the
+    /// client, each already through the rest of the chain in its direction.
+    /// A filter resumed at its start lets the filters after it start, and
+    /// so the upstream connection be made.
+    pub(crate) fn resume(&mut self) -> Result<(Vec<u8>, Vec<u8>), Close> {
+        let mut to_upstream = Vec::new();
+        let mut to_client = Vec::new();
+        for i in 0..self.filters.len() {
+            let filter = &mut self.filters[i];
+            if !filter.waiting() {
+                continue;
+            }
+            let Some(id) = filter.context else { continue };
+            let events = match filter.filter.with_vm(|vm| vm.take_events(id)) {
+                Ok(events) => events,
+                // The VM failed meanwhile: the filter's policy decides, and
+                // what it held goes on unfiltered if it fails open.
+                Err(VmUnavailable) => {
+                    fail(filter)?;
+                    let down = std::mem::take(&mut filter.held[Direction::Downstream.index()]);
+                    let up = std::mem::take(&mut filter.held[Direction::Upstream.index()]);
+                    to_upstream.extend(self.downstream_from(i + 1, down, false)?);
+                    to_client.extend(self.upstream_before(i, up, false)?);
+                    continue;
+                }
+            };
+            if events.iter().any(|e| matches!(e, StreamEvent::Close(_))) {
+                return Err(closed_by_plugin(&filter.filter));
+            }
+            if events.contains(&StreamEvent::Resume(StreamType::Downstream)) {
+                filter.paused_at_start = false;
+                let released = release(filter, Direction::Downstream, id);
+                to_upstream.extend(self.downstream_from(i + 1, released, false)?);
+            }
+            let filter = &mut self.filters[i];
+            if events.contains(&StreamEvent::Resume(StreamType::Upstream)) {
+                let released = release(filter, Direction::Upstream, id);
+                to_client.extend(self.upstream_before(i, released, false)?);
+            }
+        }
+        Ok((to_upstream, to_client))
     }
 
     /// Tells every started filter that the client connection closed
@@ -217,6 +333,29 @@ impl NetworkChain {
             Err(VmUnavailable) => fail(filter),
         }
     }
+}
+
+impl NetworkFilter {
+    /// Whether it holds bytes or waits at its start.
+    fn waiting(&self) -> bool {
+        self.context.is_some()
+            && (self.paused_at_start || self.held.iter().any(|held| !held.is_empty()))
+    }
+}
+
+/// What a filter held in `direction`, as the plugin left its buffer, now
+/// that it let it go.
+fn release(filter: &mut NetworkFilter, direction: Direction, id: ContextId) -> Vec<u8> {
+    let held = std::mem::take(&mut filter.held[direction.index()]);
+    if held.is_empty() {
+        return held;
+    }
+    let taken = filter.filter.with_vm(|vm| match direction {
+        Direction::Downstream => vm.take_downstream_data(id),
+        Direction::Upstream => vm.take_upstream_data(id),
+    });
+    // Should the VM be gone, the bytes still go on as they came.
+    taken.unwrap_or(held)
 }
 
 /// Runs one chunk through one filter. `Some(bytes)` to pass on, `None` when

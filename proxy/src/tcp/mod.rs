@@ -220,8 +220,22 @@ impl Connection<'_> {
             }
             let upstream = &mut self.upstream;
             let downstream = &mut self.downstream;
+            let waiting = chain.waiting();
             tokio::select! {
                 () = idle.as_mut(), if idle_timeout.is_some() => return Err(Ended::Idle),
+                // A plugin let held bytes go from a tick or callout answer.
+                () = chain.woken(), if waiting => {
+                    reset_idle(idle.as_mut());
+                    let (to_upstream, to_client) = chain.resume()?;
+                    if !to_client.is_empty() {
+                        write_all(downstream, &to_client).await?;
+                        self.stats.tx_bytes.fetch_add(to_client.len() as u64, Ordering::Relaxed);
+                    }
+                    match upstream {
+                        Some(upstream) => write_all(upstream, &to_upstream).await?,
+                        None => pending.extend_from_slice(&to_upstream),
+                    }
+                }
                 read = downstream.read(&mut down_buf), if !client_done => {
                     reset_idle(idle.as_mut());
                     let chunk = match read {
