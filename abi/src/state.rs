@@ -2,7 +2,7 @@
 
 use crate::headers::HeaderMap;
 use crate::limits::{Budget, HostLimits, Limit, StreamCharge};
-use crate::services::HostServices;
+use crate::services::{Clock, HostServices, SystemClock};
 use crate::types::{AbiVersion, BufferType, LogLevel, MapType, StreamType};
 use crate::vm::ContextId;
 use crossbeam::queue::SegQueue;
@@ -262,6 +262,8 @@ pub struct HostState {
     /// Bytes held for the plugin and the limits reported (see
     /// [`crate::limits`]).
     pub(crate) budget: Budget,
+    /// The time the plugin reads and its ticks are scheduled on.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Why a host call trapped the guest.
@@ -297,6 +299,7 @@ impl HostState {
             allocator_depth: 0,
             trap_cause: None,
             budget: Budget::new(plugin_limits),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -390,6 +393,28 @@ impl HostState {
     /// Counts a refusal of `limit` and reports the first of its kind.
     pub(crate) fn refused(&mut self, limit: Limit, detail: &str) {
         self.budget.refused(&self.plugin.name, limit, detail);
+    }
+
+    /// Puts the VM on `clock` (the system's by default), e.g. a
+    /// [`crate::services::VirtualClock`] that a tool advances to run ticks
+    /// without waiting: `proxy_get_current_time_nanoseconds` reads it from
+    /// now on, and every tick timer restarts on it, due one period after
+    /// its [`Clock::now`] (a timer the plugin set while starting was set on
+    /// the previous clock). Drive ticks with the same clock:
+    /// `vm.tick(clock.now())`.
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        let now = clock.now();
+        for root in &mut self.roots {
+            if let Some(period) = root.tick_period {
+                root.next_tick = Some(now + period);
+            }
+        }
+        self.clock = clock;
+    }
+
+    /// The clock the VM runs on ([`HostState::set_clock`]).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The limits this VM runs under.

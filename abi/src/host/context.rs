@@ -6,7 +6,7 @@ use crate::state::{HostState, LogLine, ShutdownPhase};
 use crate::types::{LogLevel, Status};
 use crate::vm::ContextId;
 use polyhost_engine_core::HostContext;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// `proxy_done`: the current root context finished the work it deferred
 /// when its `proxy_on_done` returned false. As in the reference host, the
@@ -116,9 +116,13 @@ pub(super) fn get_log_level<C: HostContext<Data = HostState>>(cx: &mut C, out: i
     put_u32(cx, out, level)
 }
 
-/// `proxy_get_current_time_nanoseconds(*u64)`: wall-clock time.
+/// `proxy_get_current_time_nanoseconds(*u64)`: wall-clock time, on the
+/// VM's clock ([`HostState::set_clock`]).
 pub(super) fn current_time<C: HostContext<Data = HostState>>(cx: &mut C, out: i32) -> Ret {
-    let nanos = SystemTime::now()
+    let nanos = cx
+        .data()
+        .clock
+        .wall_time()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     Ok(cx.write_u64(out as u32, nanos)?)
@@ -127,6 +131,7 @@ pub(super) fn current_time<C: HostContext<Data = HostState>>(cx: &mut C, out: i3
 /// `proxy_set_tick_period_milliseconds(ms)` for the current root context;
 /// 0 stops its ticks.
 pub(super) fn set_tick_period<C: HostContext<Data = HostState>>(cx: &mut C, ms: i32) -> Ret {
+    let now = cx.data().clock.now();
     // Each root context has its own timer, as in Envoy.
     let state = cx.data_mut().root_mut();
     if ms as u32 == 0 {
@@ -135,7 +140,7 @@ pub(super) fn set_tick_period<C: HostContext<Data = HostState>>(cx: &mut C, ms: 
     } else {
         let period = Duration::from_millis(u64::from(ms as u32));
         state.tick_period = Some(period);
-        state.next_tick = Some(Instant::now() + period);
+        state.next_tick = Some(now + period);
     }
     Ok(())
 }

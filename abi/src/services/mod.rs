@@ -7,6 +7,7 @@
 //! shared data, queues and metrics process-wide.
 
 mod callouts;
+mod clock;
 mod foreign;
 mod metrics;
 mod properties;
@@ -16,6 +17,7 @@ mod shared_data;
 pub use callouts::{
     CalloutDispatcher, CalloutQueue, CalloutRequest, GrpcCallout, GrpcStreamOpen, HttpCallout,
 };
+pub use clock::{Clock, SystemClock, VirtualClock};
 pub use foreign::{ForeignFunction, ForeignFunctionRegistry, ForeignFunctions};
 pub use metrics::{InMemoryMetrics, MetricValue, MetricsSink};
 pub use properties::{PropertyProvider, StaticProperties};
