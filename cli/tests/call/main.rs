@@ -2,6 +2,8 @@
 //! reads, one answer for a text module on every engine, the module cache,
 //! and many headers.
 
+mod bench;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,550 @@
+//! What `polyhost call` observed, printed as it happens (text) or as one
+//! JSON document at the end (`--format json`).
+//!
+//! Every step of the run is an [`Event`]; the text form of an event is
+//! printed the moment it happens, so a plugin that traps still shows what
+//! came before. The JSON form collects the same events in order, then adds
+//! what the plugin left behind ([`Leftovers`]). The README documents the
+//! JSON schema; keep the two in step.
+
+use polyhost::{HeaderMap, LogLine};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// How the run is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Lines for people, printed as the run goes.
+    Text,
+    /// One JSON object on stdout at the end.
+    Json,
+}
+
+/// A header map as `[name, value]` pairs in order, repeated names kept.
+pub type Pairs = Vec<(String, String)>;
+
+/// One step of the run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A line the plugin logged.
+    Log {
+        /// `trace` ... `critical`.
+        level: &'static str,
+        /// The text.
+        message: String,
+    },
+    /// Request or response headers went through the plugin.
+    Headers {
+        /// `request` or `response`.
+        side: &'static str,
+        /// `callback`: right after the headers callback; `resumed`: as
+        /// they went on after the stream waited, when the plugin changed
+        /// them meanwhile (from a callout answer or a tick).
+        stage: &'static str,
+        /// What the headers callback returned: `continue`, `pause` or
+        /// `local_response`.
+        decision: &'static str,
+        /// Pairs the plugin removed, compared with the headers sent (as a
+        /// multiset).
+        removed: Pairs,
+        /// Pairs the plugin added.
+        added: Pairs,
+        /// Every pair as the plugin left them.
+        headers: Pairs,
+    },
+    /// One body chunk went through the plugin (printed when the body is
+    /// sent in several chunks).
+    BodyChunk {
+        /// `request` or `response`.
+        side: &'static str,
+        /// 1-based chunk number.
+        index: usize,
+        /// How many chunks the body has.
+        count: usize,
+        /// Bytes in this chunk.
+        bytes: usize,
+        /// What the callback returned.
+        decision: &'static str,
+    },
+    /// The whole body, as sent and as the plugin let it through.
+    Body {
+        /// `request` or `response`.
+        side: &'static str,
+        /// The body given on the command line.
+        sent: String,
+        /// What went on after the plugin's edits.
+        forwarded: String,
+    },
+    /// The plugin made an HTTP or gRPC callout.
+    Callout(Callout),
+    /// A callout was answered from `--callout-response`.
+    CalloutAnswer {
+        /// The callout's token.
+        token: u32,
+        /// The answer, as given.
+        answer: String,
+    },
+    /// `proxy_on_tick` ran.
+    Tick {
+        /// Time since the start of the run, in milliseconds (virtual
+        /// unless `--real-time`).
+        at_ms: u64,
+    },
+    /// The plugin resumed a paused direction (`proxy_continue_stream`).
+    Resume {
+        /// `request` or `response`.
+        side: &'static str,
+    },
+    /// The plugin closed a direction (`proxy_close_stream`).
+    Close {
+        /// `request` or `response`.
+        side: &'static str,
+    },
+    /// The plugin answered locally; the reply went through its response
+    /// callbacks as Envoy's encoder path does.
+    LocalResponse {
+        /// The status the plugin sent.
+        sent_status: u32,
+        /// The reply as it leaves: status after the plugin's own edits.
+        status: u32,
+        /// Headers of the reply as it leaves (without `:status`).
+        headers: Pairs,
+        /// gRPC status, if any.
+        grpc_status: Option<u32>,
+        /// Body.
+        body: String,
+    },
+    /// The run ended with a direction still paused and nothing left that
+    /// could resume it.
+    StillPaused {
+        /// `request` or `response`.
+        side: &'static str,
+    },
+    /// How the exchange ended: `continue` (the response went to the
+    /// client), `local_response` or `paused`.
+    Done {
+        /// The outcome.
+        outcome: &'static str,
+    },
+}
+
+/// A callout the plugin made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Callout {
+    /// `http` or `grpc`.
+    pub kind: &'static str,
+    /// The token the plugin got.
+    pub token: u32,
+    /// The cluster (gRPC: the upstream as text).
+    pub cluster: String,
+    /// HTTP: request headers; gRPC: initial metadata.
+    pub headers: Pairs,
+    /// gRPC service and method (`pkg.Service/Method`); empty for HTTP.
+    pub method: String,
+    /// Request body or message.
+    pub body: String,
+    /// Timeout in milliseconds.
+    pub timeout_ms: u128,
+}
+
+/// One metric the plugin defined.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metric {
+    /// Its name.
+    pub name: String,
+    /// `counter`, `gauge` or `histogram`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Counter or gauge value; for a histogram, the samples.
+    pub value: serde_json::Value,
+}
+
+/// What the plugin left behind after the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Leftovers {
+    /// Metrics, in definition order.
+    pub metrics: Vec<Metric>,
+    /// Shared data the plugin set: `[vm_id, key, value]`, sorted.
+    pub shared_data: Vec<(String, String, String)>,
+    /// Queues the plugin registered: `[vm_id, name, messages left]`.
+    pub queues: Vec<(String, String, usize)>,
+    /// Properties the plugin set on the stream, sorted by path.
+    pub properties: Vec<(String, String)>,
+    /// Callouts nobody answered.
+    pub unanswered_callouts: Vec<Callout>,
+}
+
+/// The whole run, as `--format json` prints it.
+#[derive(Debug, Serialize)]
+struct Document<'a> {
+    plugin: &'a str,
+    abi: &'a str,
+    engine: &'a str,
+    events: &'a [Event],
+    #[serde(flatten)]
+    leftovers: &'a Leftovers,
+}
+
+/// Prints events as they happen, or keeps them for the JSON document.
+pub struct Report {
+    format: Format,
+    events: Vec<Event>,
+    plugin: (String, String, String),
+}
+
+impl Report {
+    /// A report in `format`.
+    pub fn new(format: Format) -> Self {
+        Report {
+            format,
+            events: Vec::new(),
+            plugin: Default::default(),
+        }
+    }
+
+    /// The plugin loaded: name, ABI version, engine.
+    pub fn plugin(&mut self, name: &str, abi: &str, engine: &str) {
+        if self.format == Format::Text {
+            println!("plugin `{name}` (proxy-wasm ABI {abi}) on {engine}");
+        }
+        self.plugin = (name.into(), abi.into(), engine.into());
+    }
+
+    /// Records one event.
+    pub fn emit(&mut self, event: Event) {
+        match self.format {
+            Format::Text => print!("{}", text(&event)),
+            Format::Json => self.events.push(event),
+        }
+    }
+
+    /// Records the plugin's log lines.
+    pub fn logs(&mut self, lines: Vec<LogLine>) {
+        for line in lines {
+            self.emit(Event::Log {
+                level: line.level.as_str(),
+                message: line.message,
+            });
+        }
+    }
+
+    /// Prints what the plugin left behind (text), or the whole document
+    /// (JSON).
+    pub fn finish(self, leftovers: &Leftovers) {
+        match self.format {
+            Format::Text => print!("{}", leftovers_text(leftovers)),
+            Format::Json => {
+                let (plugin, abi, engine) = &self.plugin;
+                let document = Document {
+                    plugin,
+                    abi,
+                    engine,
+                    events: &self.events,
+                    leftovers,
+                };
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&document).expect("plain data serializes")
+                );
+            }
+        }
+    }
+}
+
+/// The text form of one event (whole lines).
+fn text(event: &Event) -> String {
+    let mut out = String::new();
+    match event {
+        Event::Log { level, message } => {
+            let _ = writeln!(out, "log [{level}] {message}");
+        }
+        Event::Headers {
+            side,
+            stage,
+            removed,
+            added,
+            headers,
+            ..
+        } => {
+            let what = if *stage == "resumed" {
+                format!("{side} headers as resumed")
+            } else {
+                format!("{side} headers")
+            };
+            out = diff_lines(&what, removed, added);
+            out.push_str(&repeated_names(headers));
+        }
+        Event::BodyChunk {
+            side,
+            index,
+            count,
+            bytes,
+            decision,
+        } => {
+            let _ = writeln!(
+                out,
+                "{side} body chunk {index}/{count} ({bytes} bytes): {decision}"
+            );
+        }
+        Event::Body {
+            side,
+            sent,
+            forwarded,
+        } => {
+            if sent == forwarded {
+                let _ = writeln!(out, "{side} body: unchanged ({} bytes)", sent.len());
+            } else {
+                let _ = writeln!(out, "{side} body: {sent:?} -> {forwarded:?}");
+            }
+        }
+        Event::Callout(c) => {
+            let target = if c.kind == "grpc" {
+                format!("{} {}", c.cluster, c.method)
+            } else {
+                let path = c
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == ":path")
+                    .map_or("", |(_, v)| v.as_str());
+                format!("`{}` {path}", c.cluster)
+            };
+            let _ = writeln!(
+                out,
+                "{} callout {} to {target} (timeout {} ms)",
+                c.kind, c.token, c.timeout_ms
+            );
+        }
+        Event::CalloutAnswer { token, answer } => {
+            let _ = writeln!(out, "callout {token} answered: {answer}");
+        }
+        Event::Tick { at_ms } => {
+            let _ = writeln!(out, "tick at {at_ms} ms");
+        }
+        Event::Resume { side } => {
+            let _ = writeln!(out, "plugin resumed the {side}");
+        }
+        Event::Close { side } => {
+            let _ = writeln!(out, "plugin closed the {side}");
+        }
+        Event::LocalResponse {
+            sent_status,
+            status,
+            headers,
+            grpc_status,
+            body,
+        } => {
+            if sent_status == status {
+                let _ = writeln!(out, "local response: {status}");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "local response: {status} (sent as {sent_status}, changed by the response callbacks)"
+                );
+            }
+            for (k, v) in headers {
+                let _ = writeln!(out, "  {k}: {v}");
+            }
+            if let Some(g) = grpc_status {
+                let _ = writeln!(out, "  grpc-status: {g}");
+            }
+            if !body.is_empty() {
+                let _ = writeln!(out, "  body: {body:?}");
+            }
+        }
+        Event::StillPaused { side } => {
+            let _ = writeln!(
+                out,
+                "the {side} is still paused: nothing left to resume it (a proxy would wait for its timeout)"
+            );
+        }
+        Event::Done { outcome } => {
+            if *outcome != "local_response" {
+                let _ = writeln!(out, "decision: {}", outcome.replace("paused", "pause"));
+            }
+        }
+    }
+    out
+}
+
+fn leftovers_text(left: &Leftovers) -> String {
+    let mut out = String::new();
+    for c in &left.unanswered_callouts {
+        let headers: Vec<String> = c.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let _ = writeln!(
+            out,
+            "unanswered {} callout {} to `{}`{} (timeout {} ms): {}",
+            c.kind,
+            c.token,
+            c.cluster,
+            if c.method.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", c.method)
+            },
+            c.timeout_ms,
+            headers.join(", ")
+        );
+    }
+    for m in &left.metrics {
+        let _ = writeln!(out, "metric {} ({}) = {}", m.name, m.kind, m.value);
+    }
+    for (vm_id, key, value) in &left.shared_data {
+        let _ = writeln!(out, "shared data [{vm_id}] {key} = {value:?}");
+    }
+    for (vm_id, name, left) in &left.queues {
+        let _ = writeln!(out, "queue [{vm_id}] {name}: {left} message(s) left");
+    }
+    for (path, value) in &left.properties {
+        let _ = writeln!(out, "property {path} = {value:?}");
+    }
+    out
+}
+
+/// The pairs of `from` that `other` does not match one for one, in order.
+/// Linear in the number of headers (one count per distinct pair), so a
+/// request with 100k headers prints at once.
+pub fn missing(from: &[(String, String)], other: &[(String, String)]) -> Pairs {
+    let mut left: HashMap<&(String, String), usize> = HashMap::with_capacity(other.len());
+    for pair in other {
+        *left.entry(pair).or_default() += 1;
+    }
+    from.iter()
+        .filter(|pair| match left.get_mut(pair) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// The headers removed (`-`) and added (`+`) between two maps, in their
+/// order, as multisets: a header sent twice and kept once is one removal.
+pub fn diff(before: &HeaderMap, after: &HeaderMap) -> (Pairs, Pairs) {
+    let b = before.to_string_pairs();
+    let a = after.to_string_pairs();
+    (missing(&b, &a), missing(&a, &b))
+}
+
+fn diff_lines(what: &str, removed: &Pairs, added: &Pairs) -> String {
+    if removed.is_empty() && added.is_empty() {
+        return format!("{what}: unchanged\n");
+    }
+    let mut out = format!("{what}:\n");
+    for (k, v) in removed {
+        let _ = writeln!(out, "  - {k}: {v}");
+    }
+    for (k, v) in added {
+        let _ = writeln!(out, "  + {k}: {v}");
+    }
+    out
+}
+
+/// One line per header name that occurs more than once, with every value
+/// in order: a diff line alone does not show that an added header joined
+/// an existing one.
+fn repeated_names(headers: &Pairs) -> String {
+    let mut order: Vec<&str> = Vec::new();
+    let mut values: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (k, v) in headers {
+        let entry = values.entry(k).or_default();
+        if entry.is_empty() {
+            order.push(k);
+        }
+        entry.push(v);
+    }
+    let mut out = String::new();
+    for name in order {
+        let vals = &values[name];
+        if vals.len() > 1 {
+            let quoted: Vec<String> = vals.iter().map(|v| format!("{v:?}")).collect();
+            let _ = writeln!(
+                out,
+                "  {name} appears {} times: {}",
+                vals.len(),
+                quoted.join(", ")
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs.iter().copied().collect()
+    }
+
+    fn diff_text(what: &str, before: &HeaderMap, after: &HeaderMap) -> String {
+        let (removed, added) = diff(before, after);
+        diff_lines(what, &removed, &added)
+    }
+
+    #[test]
+    fn diff_lists_removed_then_added_in_order() {
+        let before = map(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let after = map(&[("a", "1"), ("c", "30"), ("d", "4")]);
+        assert_eq!(
+            diff_text("request headers", &before, &after),
+            "request headers:\n  - b: 2\n  - c: 3\n  + c: 30\n  + d: 4\n"
+        );
+        assert_eq!(
+            diff_text("response headers", &before, &before),
+            "response headers: unchanged\n"
+        );
+    }
+
+    #[test]
+    fn diff_counts_repeated_headers() {
+        let before = map(&[("x", "1"), ("x", "1"), ("x", "1")]);
+        let after = map(&[("x", "1"), ("y", "1")]);
+        assert_eq!(
+            diff_text("h", &before, &after),
+            "h:\n  - x: 1\n  - x: 1\n  + y: 1\n"
+        );
+    }
+
+    #[test]
+    fn repeated_names_are_listed_with_every_value() {
+        let headers = map(&[("a", "1"), ("x", "p"), ("b", "2"), ("x", "q")]).to_string_pairs();
+        assert_eq!(
+            repeated_names(&headers),
+            "  x appears 2 times: \"p\", \"q\"\n"
+        );
+    }
+
+    /// 20 000 headers (the quadratic version compared 4e8 pairs here): the
+    /// plugin-side edit, one removed and one added header, is all that is
+    /// printed, and so is a whole map replaced.
+    #[test]
+    fn diff_of_many_headers_is_exact() {
+        let names: Vec<String> = (0..20_000).map(|i| format!("h{i}")).collect();
+        let mut before = HeaderMap::new();
+        for n in &names {
+            before.add(n, "v");
+        }
+        let mut after = HeaderMap::new();
+        for n in names.iter().filter(|n| *n != "h777") {
+            after.add(n, "v");
+        }
+        after.add("x-new", "1");
+        assert_eq!(
+            diff_text("request headers", &before, &after),
+            "request headers:\n  - h777: v\n  + x-new: 1\n"
+        );
+        let replaced = map(&[("only", "one")]);
+        let text = diff_text("request headers", &before, &replaced);
+        assert_eq!(text.lines().count(), 1 + 20_000 + 1);
+        assert!(
+            text.ends_with("  - h19999: v\n  + only: one\n"),
+            "{}",
+            &text[text.len() - 60..]
+        );
+    }
+}
