@@ -128,7 +128,7 @@ impl Admin {
                     let name = &cluster.name;
                     writeln!(out, "{name}::observability_name::{name}").expect("infallible");
                     writeln!(out, "{name}::added_via_api::false").expect("infallible");
-                    for endpoint in cluster.endpoints() {
+                    for endpoint in cluster.endpoints().iter() {
                         writeln!(out, "{name}::{endpoint}::health_flags::healthy")
                             .expect("infallible");
                         writeln!(out, "{name}::{endpoint}::weight::1").expect("infallible");

@@ -2,8 +2,11 @@
 //! that plugin callouts use.
 //!
 //! Endpoints of `STATIC` clusters are taken as written; `STRICT_DNS` and
-//! `LOGICAL_DNS` names are resolved once when the configuration loads (Envoy
-//! re-resolves them periodically; Polyhost does not yet, see the README).
+//! `LOGICAL_DNS` names are resolved when the configuration loads (a name
+//! that does not resolve is an error then) and again every
+//! `dns_refresh_rate` on a thread of their own
+//! ([`ClusterManager::start_dns_refresh`]). As in Envoy, a lookup that fails
+//! or finds nothing later keeps the endpoints of the last good one.
 
 use crate::config::{Cluster, Discovery};
 use crate::error::ProxyError;
@@ -19,7 +22,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest callout response body kept; a larger answer is a failure, so an
 /// upstream cannot make the host buffer without bound.
@@ -28,12 +31,52 @@ const MAX_CALLOUT_BODY_BYTES: usize = 16 << 20;
 /// A set of clusters resolved for a reload, not yet installed.
 pub(crate) struct PreparedClusters(HashMap<String, Arc<UpstreamCluster>>);
 
+/// Resolves a host name and port to addresses (the system resolver in the
+/// proxy; tests give their own).
+type Resolver = dyn Fn(&str, u16) -> std::io::Result<Vec<SocketAddr>>;
+
+fn system_resolver(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+/// The names of a `STRICT_DNS` or `LOGICAL_DNS` cluster and when to look
+/// them up again.
+#[derive(Debug)]
+struct DnsNames {
+    hosts: Vec<(String, u16)>,
+    /// `LOGICAL_DNS`: only the first address of each name is used.
+    logical: bool,
+    refresh_rate: Duration,
+    next_refresh: std::sync::Mutex<Instant>,
+}
+
+impl DnsNames {
+    /// Every endpoint the names resolve to, in order; the first failure or
+    /// a name with no address is the error.
+    fn resolve(&self, resolver: &Resolver) -> Result<Vec<SocketAddr>, String> {
+        let mut endpoints = Vec::new();
+        for (host, port) in &self.hosts {
+            let found =
+                resolver(host, *port).map_err(|e| format!("cannot resolve `{host}`: {e}"))?;
+            if found.is_empty() {
+                return Err(format!("`{host}` resolves to no address"));
+            }
+            let take = if self.logical { 1 } else { found.len() };
+            endpoints.extend(found.into_iter().take(take));
+        }
+        Ok(endpoints)
+    }
+}
+
 /// One cluster, ready to pick endpoints from.
 #[derive(Debug)]
 pub struct UpstreamCluster {
     /// The cluster's name.
     pub name: String,
-    endpoints: Vec<SocketAddr>,
+    /// Replaced as a whole when a DNS refresh finds other addresses.
+    endpoints: ArcSwap<Vec<SocketAddr>>,
+    /// For DNS clusters, what to look up again.
+    dns: Option<DnsNames>,
     next: AtomicUsize,
     connect_timeout: Duration,
     http2: bool,
@@ -46,11 +89,12 @@ pub struct UpstreamCluster {
 }
 
 impl UpstreamCluster {
-    fn from_config(cluster: &Cluster) -> Result<UpstreamCluster, ProxyError> {
+    fn from_config(cluster: &Cluster, resolver: &Resolver) -> Result<UpstreamCluster, ProxyError> {
         let mut endpoints = Vec::new();
-        for (i, endpoint) in cluster.endpoints.iter().enumerate() {
-            let resolved: Vec<SocketAddr> = match cluster.discovery {
-                Discovery::Static => {
+        let mut dns = None;
+        match cluster.discovery {
+            Discovery::Static => {
+                for (i, endpoint) in cluster.endpoints.iter().enumerate() {
                     let ip = endpoint.host.parse().map_err(|_| ProxyError::Invalid {
                         path: format!("clusters[{}].endpoints[{i}]", cluster.name),
                         message: format!(
@@ -58,28 +102,32 @@ impl UpstreamCluster {
                             endpoint.host
                         ),
                     })?;
-                    vec![SocketAddr::new(ip, endpoint.port)]
+                    endpoints.push(SocketAddr::new(ip, endpoint.port));
                 }
-                Discovery::StrictDns | Discovery::LogicalDns => {
-                    let found = (endpoint.host.as_str(), endpoint.port)
-                        .to_socket_addrs()
-                        .map_err(|e| ProxyError::Invalid {
-                            path: format!("clusters[{}].endpoints[{i}]", cluster.name),
-                            message: format!("cannot resolve `{}`: {e}", endpoint.host),
-                        })?;
+            }
+            Discovery::StrictDns | Discovery::LogicalDns => {
+                let names = DnsNames {
+                    hosts: (cluster.endpoints.iter())
+                        .map(|e| (e.host.clone(), e.port))
+                        .collect(),
                     // LOGICAL_DNS uses only the first address, as Envoy does.
-                    if cluster.discovery == Discovery::LogicalDns {
-                        found.take(1).collect()
-                    } else {
-                        found.collect()
-                    }
-                }
-            };
-            endpoints.extend(resolved);
+                    logical: cluster.discovery == Discovery::LogicalDns,
+                    refresh_rate: cluster.dns_refresh_rate,
+                    next_refresh: std::sync::Mutex::new(Instant::now() + cluster.dns_refresh_rate),
+                };
+                endpoints = names
+                    .resolve(resolver)
+                    .map_err(|message| ProxyError::Invalid {
+                        path: format!("clusters[{}].endpoints", cluster.name),
+                        message,
+                    })?;
+                dns = Some(names);
+            }
         }
         Ok(UpstreamCluster {
             name: cluster.name.clone(),
-            endpoints,
+            endpoints: ArcSwap::from_pointee(endpoints),
+            dns,
             next: AtomicUsize::new(0),
             connect_timeout: cluster.connect_timeout,
             http2: cluster.http2,
@@ -89,9 +137,35 @@ impl UpstreamCluster {
         })
     }
 
-    /// The cluster's endpoints.
-    pub fn endpoints(&self) -> &[SocketAddr] {
-        &self.endpoints
+    /// The cluster's endpoints now.
+    pub fn endpoints(&self) -> Arc<Vec<SocketAddr>> {
+        self.endpoints.load_full()
+    }
+
+    /// Looks the cluster's names up again if they are due at `now`, and
+    /// installs what they resolve to; a failure keeps the endpoints. Returns
+    /// whether the endpoints changed.
+    fn refresh_dns(&self, now: Instant, resolver: &Resolver) -> bool {
+        let Some(dns) = &self.dns else { return false };
+        {
+            let mut next = dns.next_refresh.lock().unwrap_or_else(|e| e.into_inner());
+            if now < *next {
+                return false;
+            }
+            *next = now + dns.refresh_rate;
+        }
+        match dns.resolve(resolver) {
+            Ok(found) if found != **self.endpoints.load() => {
+                tracing::info!(target: "polyhost::upstream", cluster = %self.name, endpoints = ?found, "DNS refresh changed the endpoints");
+                self.endpoints.store(Arc::new(found));
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(target: "polyhost::upstream", cluster = %self.name, error = %e, "DNS refresh failed; keeping the last endpoints");
+                false
+            }
+        }
     }
 
     /// Whether requests go out as HTTP/2 (prior knowledge, no TLS).
@@ -101,11 +175,12 @@ impl UpstreamCluster {
 
     /// The next endpoint, round robin; `None` for a cluster without any.
     pub fn peer(&self) -> Option<HttpPeer> {
-        if self.endpoints.is_empty() {
+        let endpoints = self.endpoints.load();
+        if endpoints.is_empty() {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        let mut peer = HttpPeer::new(self.endpoints[i], false, String::new());
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % endpoints.len();
+        let mut peer = HttpPeer::new(endpoints[i], false, String::new());
         peer.options.connection_timeout = Some(self.connect_timeout);
         if self.http2 {
             peer.options.alpn = ALPN::H2;
@@ -150,7 +225,7 @@ impl ClusterManager {
     ) -> Result<HashMap<String, Arc<UpstreamCluster>>, ProxyError> {
         let mut map = HashMap::new();
         for cluster in clusters {
-            let built = UpstreamCluster::from_config(cluster)?;
+            let built = UpstreamCluster::from_config(cluster, &system_resolver)?;
             if let Some(old) = previous.get(&cluster.name) {
                 for (new, old) in [
                     (&built.requests, &old.requests),
@@ -181,6 +256,42 @@ impl ClusterManager {
     /// already routed finish on the clusters they picked.
     pub(crate) fn replace(&self, prepared: PreparedClusters) {
         self.clusters.store(Arc::new(prepared.0));
+    }
+
+    /// Starts the thread that looks up the names of DNS clusters again
+    /// every `dns_refresh_rate` (clusters a reload adds included); it ends
+    /// once the manager is dropped. It runs even when no cluster uses DNS
+    /// yet, since a reload may add one.
+    pub fn start_dns_refresh(self: &Arc<Self>) -> std::io::Result<()> {
+        let manager = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("polyhost-dns".into())
+            .spawn(move || {
+                loop {
+                    let Some(manager) = manager.upgrade() else {
+                        break;
+                    };
+                    let wait = manager.refresh_dns(Instant::now(), &system_resolver);
+                    drop(manager);
+                    std::thread::sleep(wait);
+                }
+            })
+            .map(drop)
+    }
+
+    /// Refreshes the DNS clusters due at `now`; returns how long until the
+    /// next one is due (at most a second, so clusters a reload adds are
+    /// picked up soon).
+    fn refresh_dns(&self, now: Instant, resolver: &Resolver) -> Duration {
+        let mut wait = Duration::from_secs(1);
+        for cluster in self.clusters.load().values() {
+            cluster.refresh_dns(now, resolver);
+            if let Some(dns) = &cluster.dns {
+                let next = *dns.next_refresh.lock().unwrap_or_else(|e| e.into_inner());
+                wait = wait.min(next.saturating_duration_since(now));
+            }
+        }
+        wait.max(Duration::from_millis(1))
     }
 
     /// The client (with its connection pools) callouts go through.
@@ -286,4 +397,118 @@ fn callout_request(call: &HttpCallout) -> Option<RequestHeader> {
             .ok()?;
     }
     Some(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Endpoint;
+    use std::sync::Mutex;
+
+    fn dns_cluster(discovery: Discovery) -> Cluster {
+        Cluster {
+            name: "backend".into(),
+            discovery,
+            connect_timeout: Duration::from_secs(1),
+            dns_refresh_rate: Duration::from_secs(5),
+            endpoints: vec![
+                Endpoint {
+                    host: "one.test".into(),
+                    port: 80,
+                },
+                Endpoint {
+                    host: "two.test".into(),
+                    port: 81,
+                },
+            ],
+            http2: false,
+            metadata: serde_json::Map::new(),
+        }
+    }
+
+    /// A resolver that answers from a table the test changes.
+    fn table_resolver(
+        table: &Arc<Mutex<HashMap<String, Vec<&'static str>>>>,
+    ) -> impl Fn(&str, u16) -> std::io::Result<Vec<SocketAddr>> + use<> {
+        let table = table.clone();
+        move |host, port| match table.lock().unwrap().get(host) {
+            Some(ips) => Ok(ips
+                .iter()
+                .map(|ip| SocketAddr::new(ip.parse().unwrap(), port))
+                .collect()),
+            None => Err(std::io::Error::other("no such host")),
+        }
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn dns_clusters_follow_the_names_at_the_refresh_rate() {
+        let table = Arc::new(Mutex::new(HashMap::from([
+            ("one.test".to_string(), vec!["10.0.0.1", "10.0.0.2"]),
+            ("two.test".to_string(), vec!["10.0.0.3"]),
+        ])));
+        let resolver = table_resolver(&table);
+        let strict =
+            UpstreamCluster::from_config(&dns_cluster(Discovery::StrictDns), &resolver).unwrap();
+        let logical =
+            UpstreamCluster::from_config(&dns_cluster(Discovery::LogicalDns), &resolver).unwrap();
+        assert_eq!(
+            *strict.endpoints(),
+            addrs(&["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:81"])
+        );
+        assert_eq!(
+            *logical.endpoints(),
+            addrs(&["10.0.0.1:80", "10.0.0.3:81"]),
+            "LOGICAL_DNS takes the first address of each name"
+        );
+
+        // The names move; nothing changes before the refresh is due.
+        table
+            .lock()
+            .unwrap()
+            .insert("one.test".into(), vec!["10.0.1.1"]);
+        let start = Instant::now();
+        assert!(!strict.refresh_dns(start, &resolver));
+        assert_eq!(strict.endpoints().len(), 3);
+        let due = start + Duration::from_secs(6);
+        assert!(strict.refresh_dns(due, &resolver));
+        assert_eq!(*strict.endpoints(), addrs(&["10.0.1.1:80", "10.0.0.3:81"]));
+
+        // A failed lookup keeps the last good endpoints.
+        table.lock().unwrap().remove("two.test");
+        assert!(!strict.refresh_dns(due + Duration::from_secs(6), &resolver));
+        assert_eq!(*strict.endpoints(), addrs(&["10.0.1.1:80", "10.0.0.3:81"]));
+        assert!(strict.peer().is_some());
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_at_start_is_an_error_naming_it() {
+        let table = Arc::new(Mutex::new(HashMap::new()));
+        let error = UpstreamCluster::from_config(
+            &dns_cluster(Discovery::StrictDns),
+            &table_resolver(&table),
+        )
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("one.test"), "{message}");
+        assert!(message.contains("clusters[backend]"), "{message}");
+    }
+
+    #[test]
+    fn static_clusters_are_never_refreshed() {
+        let mut cluster = dns_cluster(Discovery::Static);
+        cluster.endpoints = vec![Endpoint {
+            host: "127.0.0.1".into(),
+            port: 9,
+        }];
+        let never = |_: &str, _: u16| -> std::io::Result<Vec<SocketAddr>> {
+            panic!("a STATIC cluster looked a name up")
+        };
+        let built = UpstreamCluster::from_config(&cluster, &never).unwrap();
+        assert!(!built.refresh_dns(Instant::now() + Duration::from_secs(3600), &never));
+        assert_eq!(*built.endpoints(), addrs(&["127.0.0.1:9"]));
+    }
 }

@@ -92,6 +92,9 @@ impl Proxy {
     /// plane does not run yet, each named.
     pub fn new(bootstrap: &Bootstrap, options: &RunOptions) -> Result<Proxy, ProxyError> {
         let clusters = Arc::new(ClusterManager::new(&bootstrap.clusters)?);
+        clusters
+            .start_dns_refresh()
+            .map_err(|e| ProxyError::Server(format!("cannot start the DNS refresh thread: {e}")))?;
         let mut properties = StaticProperties::default()
             .with("node.id", bootstrap.node.id.as_bytes().to_vec())
             .with("node.cluster", bootstrap.node.cluster.as_bytes().to_vec());

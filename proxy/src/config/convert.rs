@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use super::ignored::check;
 use super::model::{
-    Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TCP_IDLE_TIMEOUT, Discovery,
-    Endpoint, FailurePolicy, HttpConnectionManager, Listener, ListenerKind, Node, Route,
-    RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
+    Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
+    DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint, FailurePolicy, HttpConnectionManager, Listener,
+    ListenerKind, Node, Route, RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
 };
 use super::raw;
 use super::route::{
@@ -1265,10 +1265,22 @@ fn cluster(raw: raw::Cluster, at: &At) -> Result<Cluster, ConfigError> {
         Some(m) => metadata(m, &at.field("metadata"))?,
         None => Map::new(),
     };
+    let dns_refresh_rate = match raw.dns_refresh_rate {
+        None => DEFAULT_DNS_REFRESH_RATE,
+        // Envoy requires more than 1 ms; a busy loop of lookups helps no one.
+        Some(rate) if rate.0 <= std::time::Duration::from_millis(1) => {
+            return Err(invalid(
+                &at.field("dns_refresh_rate"),
+                "must be more than 1ms",
+            ));
+        }
+        Some(rate) => rate.0,
+    };
     Ok(Cluster {
         name: raw.name,
         discovery,
         connect_timeout: raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |t| t.0),
+        dns_refresh_rate,
         endpoints,
         http2,
         metadata,

@@ -176,11 +176,6 @@ pub(super) const IGNORED: &[(&str, &str, &str)] = &[
     ),
     (
         "Cluster",
-        "dns_refresh_rate",
-        "DNS caching is the resolver's",
-    ),
-    (
-        "Cluster",
         "respect_dns_ttl",
         "DNS caching is the resolver's",
     ),

@@ -63,9 +63,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_ROUTE_TIMEOUT,
-    DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint, FailurePolicy, HttpConnectionManager, Listener,
-    ListenerKind, Node, Route, RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
+    Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
+    DEFAULT_ROUTE_TIMEOUT, DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint, FailurePolicy,
+    HttpConnectionManager, Listener, ListenerKind, Node, Route, RouteAction, TcpProxy, VirtualHost,
+    WasmCode, WasmPlugin,
 };
 pub use route::{
     FullRegex, HeaderMatcher, HeaderRule, PathMatch, RouteMatch, StringMatcher, StringPattern,

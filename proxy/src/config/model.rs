@@ -262,6 +262,9 @@ pub struct Cluster {
     pub discovery: Discovery,
     /// `connect_timeout`; Envoy's default, 5 seconds, when absent.
     pub connect_timeout: Duration,
+    /// `dns_refresh_rate`: how often `STRICT_DNS` and `LOGICAL_DNS` names
+    /// are resolved again; Envoy's default, 5 seconds, when absent.
+    pub dns_refresh_rate: Duration,
     /// `load_assignment.endpoints[].lb_endpoints[].endpoint.address`, all
     /// localities flattened in file order.
     pub endpoints: Vec<Endpoint>,
@@ -276,6 +279,9 @@ pub struct Cluster {
 
 /// Envoy's default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Envoy's default `dns_refresh_rate`.
+pub const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_secs(5);
 
 /// Envoy's default `idle_timeout` of `tcp_proxy`.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);

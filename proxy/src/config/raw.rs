@@ -403,6 +403,8 @@ pub(super) struct Cluster {
     #[serde(default)]
     pub connect_timeout: Option<ProtoDuration>,
     #[serde(default)]
+    pub dns_refresh_rate: Option<ProtoDuration>,
+    #[serde(default)]
     pub lb_policy: Option<EnumName>,
     #[serde(default)]
     pub load_assignment: Option<ClusterLoadAssignment>,

@@ -634,6 +634,27 @@ static_resources:
 }
 
 #[test]
+fn cluster_dns_refresh_rate() {
+    let rate = |text: &str| yaml(text).unwrap().clusters[0].dns_refresh_rate;
+    assert_eq!(
+        rate(BASE),
+        DEFAULT_DNS_REFRESH_RATE,
+        "Envoy's 5 s when absent"
+    );
+    let set = base_with(
+        "connect_timeout: 1s",
+        "connect_timeout: 1s\n      dns_refresh_rate: 30s",
+    );
+    assert_eq!(rate(&set), Duration::from_secs(30));
+    let (path, message) = fails(&base_with(
+        "connect_timeout: 1s",
+        "connect_timeout: 1s\n      dns_refresh_rate: 0.001s",
+    ));
+    assert_eq!(path, "static_resources.clusters[0].dns_refresh_rate");
+    assert!(message.contains("more than 1ms"), "{message}");
+}
+
+#[test]
 fn bad_duration() {
     let (path, message) = fails(&base_with("connect_timeout: 1s", "connect_timeout: 1m"));
     assert_eq!(path, "static_resources.clusters[0].connect_timeout");
