@@ -68,6 +68,14 @@ fn hello_plugin_edits_requests_and_responses_in_every_language_on_every_engine()
             assert_eq!(seen.header("x-hello"), Some("polyhost"), "{what}: {seen:?}");
             assert_eq!(seen.header("user-agent"), Some("polyhost-hello"), "{what}");
             assert_eq!(seen.header("x-remove-me"), None, "{what}");
+            // A request without a body gets no body callback (as in Envoy),
+            // so nothing is written upstream after its end: Pingora warns on
+            // every such write.
+            assert!(
+                !proxy.stderr().contains("Upstream body is already finished"),
+                "{what}: an empty body was written after the request ended:\n{}",
+                proxy.stderr()
+            );
 
             // A local response: 403 with the plugin's body and header, and
             // nothing reaches the upstream.

@@ -148,6 +148,9 @@ pub struct RequestContext {
     route: Option<RouteTarget>,
     /// A response-phase local reply replaces the upstream body with this.
     replacement_body: Option<Bytes>,
+    /// The request headers ended the stream: there is no request body, and
+    /// as in Envoy the plugins get no body callback for it.
+    request_ended_at_headers: bool,
     /// Envoy's response flags for the access log (UF, UT, NR, ...).
     response_flags: &'static str,
 }
@@ -162,6 +165,7 @@ impl ProxyHttp for WasmHttpProxy {
             streams: Vec::new(),
             route: None,
             replacement_body: None,
+            request_ended_at_headers: false,
             response_flags: "-",
         }
     }
@@ -194,6 +198,7 @@ impl ProxyHttp for WasmHttpProxy {
             }
         }
         let end_of_stream = session.is_body_empty();
+        ctx.request_ended_at_headers = end_of_stream;
         let headers = if ctx.streams.is_empty() {
             headers
         } else {
@@ -318,12 +323,13 @@ impl ProxyHttp for WasmHttpProxy {
         end_of_stream: bool,
         ctx: &mut RequestContext,
     ) -> Result<()> {
-        if ctx.streams.iter().all(|s| s.context.is_none()) {
+        if ctx.request_ended_at_headers || ctx.streams.iter().all(|s| s.context.is_none()) {
             return Ok(());
         }
+        let had_chunk = body.is_some();
         let chunk = body.take().map(|b| b.to_vec()).unwrap_or_default();
         match filter_chain::body(&mut ctx.streams, Side::Request, chunk, end_of_stream) {
-            BodyOutcome::Continue(data) => *body = Some(Bytes::from(data)),
+            BodyOutcome::Continue(data) => *body = body_out(had_chunk, data),
             BodyOutcome::Hold => *body = None,
             BodyOutcome::Respond(reply) => {
                 send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await?;
@@ -369,9 +375,10 @@ impl ProxyHttp for WasmHttpProxy {
         if ctx.streams.iter().all(|s| s.context.is_none()) {
             return Ok(None);
         }
+        let had_chunk = body.is_some();
         let chunk = body.take().map(|b| b.to_vec()).unwrap_or_default();
         match filter_chain::body(&mut ctx.streams, Side::Response, chunk, end_of_stream) {
-            BodyOutcome::Continue(data) => *body = Some(Bytes::from(data)),
+            BodyOutcome::Continue(data) => *body = body_out(had_chunk, data),
             BodyOutcome::Hold => *body = None,
             BodyOutcome::Respond(reply) => {
                 // Headers have gone out; all that can change is the rest of
@@ -486,6 +493,13 @@ impl ProxyHttp for WasmHttpProxy {
             tracing::info!(target: "polyhost::http", status, flags = ctx.response_flags, path = %String::from_utf8_lossy(session.req_header().raw_path()), "request failed");
         }
     }
+}
+
+/// What goes on to Pingora after the plugins saw a body step: nothing when
+/// there was no chunk and the plugins added none (Pingora warns on every
+/// empty write after the body has ended), else the bytes.
+fn body_out(had_chunk: bool, data: Vec<u8>) -> Option<Bytes> {
+    (had_chunk || !data.is_empty()).then(|| Bytes::from(data))
 }
 
 fn simple_reply(status: u16, details: &str) -> LocalResponse {
