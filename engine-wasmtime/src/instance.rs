@@ -392,7 +392,7 @@ impl<D: Send + 'static> Instance<D> for WasmtimeInstance<D> {
                 ),
             )
         })?;
-        self.store.data_mut().allocator = Some(typed);
+        self.store.data_mut().allocator = Some(Arc::new(typed));
         Ok(())
     }
 }

@@ -214,7 +214,10 @@ fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
 pub struct StoreData<D> {
     pub(crate) user: D,
     pub(crate) memory: Option<wasmtime::Memory>,
-    pub(crate) allocator: Option<TypedFunc<i32, i32>>,
+    /// Shared, so that a host call can take its own handle with a reference
+    /// count instead of cloning the `TypedFunc` (which copies its type
+    /// registration) on every guest allocation.
+    pub(crate) allocator: Option<std::sync::Arc<TypedFunc<i32, i32>>>,
     pub(crate) limits: StoreLimits,
     pub(crate) engine_name: &'static str,
     /// [`EngineConfig::call_timeout`], to name it when a call is stopped.
