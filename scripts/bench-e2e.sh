@@ -470,7 +470,7 @@ run_polyhost() {
     measure "$workers" "$setup" "$lang" "$engine" "$polyhost_port" "$pid"
     if grep -qiE '\]\[(error|critical)\]' "$work/polyhost.log"; then
         echo "bench-e2e: polyhost logged errors for $setup $lang $engine:" >&2
-        grep -iE '\]\[(error|critical)\]' "$work/polyhost.log" | head -5 >&2
+        grep -m5 -iE '\]\[(error|critical)\]' "$work/polyhost.log" >&2
     fi
     stop "$pid"
 }
