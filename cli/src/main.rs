@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Send one HTTP request through a plugin and show what it did.
+    /// Run one HTTP request (or, with --tcp, one TCP connection) through a
+    /// plugin, with its ticks and callouts, and show what it did.
     Call(call::CallArgs),
     /// Precompile plugins into the module cache, so loading them later does
     /// not compile.

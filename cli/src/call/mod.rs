@@ -1,17 +1,20 @@
-//! `polyhost call`: one HTTP request through a plugin, with its callouts
-//! answered from the command line and its ticks run on a virtual clock,
-//! printed step by step (or as JSON) with what the plugin left behind.
+//! `polyhost call`: one HTTP request (or, with `--tcp`, one TCP
+//! connection) through a plugin, with its callouts answered from the
+//! command line and its ticks run on a virtual clock, printed step by step
+//! (or as JSON) with what the plugin left behind.
 
 mod callouts;
 mod exchange;
 mod input;
 mod report;
 mod services;
+mod session;
+mod tcp;
 
 use crate::compile;
 use crate::files::{MAX_CONFIG_BYTES, MAX_PLUGIN_BYTES, read_bounded};
 use anyhow::{Context, Result};
-use exchange::{Exchange, Timeline, Traffic};
+use exchange::{Exchange, Traffic};
 use polyhost::cache::{CacheError, DEFAULT_MAX_BYTES, ModuleCache};
 use polyhost::engine_core::HostContext;
 use polyhost::services::HostServices;
@@ -20,6 +23,7 @@ use polyhost::{
     check_binary,
 };
 use report::{Format, Leftovers, Report};
+use session::{Session, Timeline};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -63,6 +67,9 @@ pub struct CallArgs {
     /// `--response-body @FILE`).
     #[arg(long, value_name = "FILE")]
     response_body_file: Option<PathBuf>,
+    /// `--tcp` and the connection's events.
+    #[command(flatten)]
+    tcp: tcp::TcpArgs,
     /// What the run answers, injects and prints (boxed: the arguments of
     /// every command share one enum).
     #[command(flatten)]
@@ -131,6 +138,8 @@ struct Inputs {
     response_body: Option<Vec<u8>>,
     answers: callouts::Answers,
     services: services::RunServices,
+    /// With `--tcp`: the connection to run instead of the request.
+    connection: Option<tcp::Connection>,
 }
 
 impl Inputs {
@@ -155,6 +164,13 @@ impl Inputs {
             )?,
             answers: callouts::Answers::parse(&args.bench.callout_responses)?,
             services: services::RunServices::new(&args.bench.properties)?,
+            connection: match args.tcp.tcp {
+                true => Some(tcp::Connection::parse(
+                    &args.tcp.steps,
+                    &args.bench.properties,
+                )?),
+                false => None,
+            },
         })
     }
 }
@@ -268,6 +284,7 @@ impl EngineVisitor for Call {
             response_body,
             answers,
             services,
+            connection,
         } = inputs;
         let mut report = Report::new(args.bench.format);
         let location = args.plugin.display().to_string();
@@ -295,21 +312,34 @@ impl EngineVisitor for Call {
         // A timer the plugin set while starting restarts on the run's clock.
         vm.instance().data_mut().set_clock(timeline.clock());
         report.logs(vm.take_logs());
-        let traffic = Traffic {
-            request_headers,
-            request_body: request_body.as_deref(),
-            response_headers,
-            response_body: response_body.as_deref(),
-            chunk_size: args.bench.chunk_size.map(|n| n as usize),
-        };
         let mut leftovers = Leftovers::default();
-        let outcome = Exchange::new(&mut vm, &mut report, &services.callouts, answers, timeline)
-            .and_then(|exchange| exchange.run(&traffic, &mut leftovers));
+        let session = Session::new(&mut vm, &mut report, &services.callouts, answers, timeline);
+        let (outcome, what) = match connection {
+            Some(connection) => (
+                tcp::Run::new(session, &connection)
+                    .and_then(|run| run.run(connection, &mut leftovers)),
+                "connection",
+            ),
+            None => {
+                let traffic = Traffic {
+                    request_headers,
+                    request_body: request_body.as_deref(),
+                    response_headers,
+                    response_body: response_body.as_deref(),
+                    chunk_size: args.bench.chunk_size.map(|n| n as usize),
+                };
+                (
+                    Exchange::new(session)
+                        .and_then(|exchange| exchange.run(&traffic, &mut leftovers)),
+                    "request",
+                )
+            }
+        };
         report.logs(vm.take_logs());
         services.leftovers(&mut leftovers);
         // What happened so far is printed even when the plugin failed.
         report.finish(&leftovers);
-        outcome.with_context(|| format!("`{location}` failed while handling the request"))?;
+        outcome.with_context(|| format!("`{location}` failed while handling the {what}"))?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -94,12 +94,12 @@ pub enum Event {
     },
     /// The plugin resumed a paused direction (`proxy_continue_stream`).
     Resume {
-        /// `request` or `response`.
+        /// `request` or `response` (TCP: `downstream` or `upstream`).
         side: &'static str,
     },
     /// The plugin closed a direction (`proxy_close_stream`).
     Close {
-        /// `request` or `response`.
+        /// `request` or `response` (TCP: `downstream` or `upstream`).
         side: &'static str,
     },
     /// The plugin answered locally; the reply went through its response
@@ -122,8 +122,76 @@ pub enum Event {
         /// `request` or `response`.
         side: &'static str,
     },
+    /// TCP: `proxy_on_new_connection` ran.
+    NewConnection {
+        /// `source.address` as the plugin reads it.
+        source: String,
+        /// `destination.address` as the plugin reads it.
+        destination: String,
+        /// What the callback returned: `continue` or `pause`.
+        decision: &'static str,
+    },
+    /// TCP: bytes from one peer went through the plugin
+    /// (`proxy_on_downstream_data` or `proxy_on_upstream_data`).
+    Data {
+        /// Who sent them: `downstream` (the client) or `upstream`.
+        side: &'static str,
+        /// The chunk given on the command line (empty at end of stream).
+        sent: String,
+        /// Whether the sender ended its stream with it.
+        end_of_stream: bool,
+        /// What the callback returned: `continue` or `pause`.
+        decision: &'static str,
+        /// What went on to the other peer after the plugin's edits.
+        forwarded: String,
+        /// Bytes the plugin holds back in this direction afterwards.
+        held: usize,
+    },
+    /// TCP: bytes the plugin held went on after it resumed their direction
+    /// (from a tick or a callout answer).
+    Released {
+        /// `downstream` or `upstream`: who sent them.
+        side: &'static str,
+        /// What went on to the other peer.
+        forwarded: String,
+    },
+    /// TCP: a command-line event that could not happen.
+    NotDelivered {
+        /// `downstream` or `upstream`.
+        side: &'static str,
+        /// `data` or `end_of_stream`.
+        what: &'static str,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// TCP: the run ended with bytes still held by the plugin; they never
+    /// reached the other peer.
+    StillHeld {
+        /// `downstream` or `upstream`: who sent them.
+        side: &'static str,
+        /// The held bytes, as the plugin left them.
+        data: String,
+        /// How many.
+        bytes: usize,
+    },
+    /// TCP: `proxy_on_downstream_connection_close` or
+    /// `proxy_on_upstream_connection_close` ran.
+    ConnectionClose {
+        /// `downstream` or `upstream`.
+        side: &'static str,
+        /// Who ended that side first: `remote` (the peer) or `local`.
+        peer: &'static str,
+    },
+    /// TCP: everything one peer received over the connection.
+    Received {
+        /// `upstream` or `downstream` (the client).
+        by: &'static str,
+        /// The bytes, in order.
+        data: String,
+    },
     /// How the exchange ended: `continue` (the response went to the
-    /// client), `local_response` or `paused`.
+    /// client), `local_response` or `paused`; for a connection `closed`,
+    /// `closed_by_plugin` or `held` (closed with bytes still held).
     Done {
         /// The outcome.
         outcome: &'static str,
@@ -359,13 +427,94 @@ fn text(event: &Event) -> String {
                 "the {side} is still paused: nothing left to resume it (a proxy would wait for its timeout)"
             );
         }
+        Event::NewConnection {
+            source,
+            destination,
+            decision,
+        } => {
+            let _ = writeln!(
+                out,
+                "new connection from {source} to {destination}: {decision}"
+            );
+        }
+        Event::Data {
+            side,
+            sent,
+            end_of_stream,
+            decision,
+            forwarded,
+            held,
+        } => {
+            let what = if *end_of_stream && sent.is_empty() {
+                format!("{side} end of stream")
+            } else if *end_of_stream {
+                format!("{side} data {sent:?} with end of stream")
+            } else {
+                format!("{side} data {sent:?}")
+            };
+            let _ = write!(out, "{what}: {decision}");
+            if *held > 0 {
+                let _ = write!(
+                    out,
+                    " (holds {held} byte{})",
+                    if *held == 1 { "" } else { "s" }
+                );
+            }
+            // An empty `forwarded` is shown when the plugin let the chunk
+            // through and dropped every byte of it.
+            if !forwarded.is_empty() || (*decision == "continue" && *held == 0 && !sent.is_empty())
+            {
+                let _ = write!(out, " -> {} gets {forwarded:?}", other_peer(side));
+            }
+            out.push('\n');
+        }
+        Event::Released { side, forwarded } => {
+            let _ = writeln!(
+                out,
+                "held {side} data released -> {} gets {forwarded:?}",
+                other_peer(side)
+            );
+        }
+        Event::NotDelivered { side, what, reason } => {
+            let what = what.replace('_', " ");
+            let _ = writeln!(out, "{side} {what} not delivered: {reason}");
+        }
+        Event::StillHeld { side, data, bytes } => {
+            let _ = writeln!(
+                out,
+                "the {side} data is still held: {data:?} ({bytes} bytes) never reached the {}",
+                other_peer(side)
+            );
+        }
+        Event::ConnectionClose { side, peer } => {
+            let _ = writeln!(out, "{side} connection closed (peer: {peer})");
+        }
+        Event::Received { by, data } => {
+            let _ = writeln!(out, "{by} received in all: {data:?}");
+        }
         Event::Done { outcome } => {
-            if *outcome != "local_response" {
+            if let Some(how) = match *outcome {
+                "closed" => Some("connection closed"),
+                "closed_by_plugin" => Some("connection closed by the plugin"),
+                "held" => Some("connection closed with data still held"),
+                _ => None,
+            } {
+                let _ = writeln!(out, "{how}");
+            } else if *outcome != "local_response" {
                 let _ = writeln!(out, "decision: {}", outcome.replace("paused", "pause"));
             }
         }
     }
     out
+}
+
+/// The peer that gets what `side` sends.
+fn other_peer(side: &str) -> &'static str {
+    if side == "upstream" {
+        "downstream"
+    } else {
+        "upstream"
+    }
 }
 
 fn leftovers_text(left: &Leftovers) -> String {

@@ -9,11 +9,11 @@ use super::{assert_fails, engines, fixture, polyhost, stderr, stdout};
 use std::process::Output;
 
 /// The SDK builds of a plugin that every language has.
-const LANGUAGES: [&str; 4] = ["rust-wasip1", "go", "assemblyscript", "cpp"];
+pub(super) const LANGUAGES: [&str; 4] = ["rust-wasip1", "go", "assemblyscript", "cpp"];
 
 /// Runs `polyhost call PLUGIN ARGS` on `engine` without the module cache
 /// and returns stdout, failing on a non-zero exit.
-fn call_ok(engine: &str, plugin: &str, args: &[&str]) -> String {
+pub(super) fn call_ok(engine: &str, plugin: &str, args: &[&str]) -> String {
     let o = call(engine, plugin, args);
     assert!(
         o.status.success(),
@@ -24,7 +24,7 @@ fn call_ok(engine: &str, plugin: &str, args: &[&str]) -> String {
     stdout(&o)
 }
 
-fn call(engine: &str, plugin: &str, args: &[&str]) -> Output {
+pub(super) fn call(engine: &str, plugin: &str, args: &[&str]) -> Output {
     let mut all = vec!["call", plugin, "--no-cache", "--engine", engine];
     all.extend(args);
     polyhost(&all)
@@ -32,7 +32,7 @@ fn call(engine: &str, plugin: &str, args: &[&str]) -> Output {
 
 /// Asserts every needle is in `out`, in the order given.
 #[track_caller]
-fn assert_in_order(out: &str, needles: &[&str]) {
+pub(super) fn assert_in_order(out: &str, needles: &[&str]) {
     let mut from = 0;
     for needle in needles {
         match out[from..].find(needle) {

@@ -1,8 +1,9 @@
 //! `polyhost call` and `polyhost compile` as a user runs them: bounded
 //! reads, one answer for a text module on every engine, the module cache,
-//! and many headers.
+//! and many headers; `polyhost call --tcp` in tcp.rs.
 
 mod bench;
+mod tcp;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
