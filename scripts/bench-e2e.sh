@@ -33,6 +33,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 command_line="scripts/bench-e2e.sh${*:+ $*}"
 
@@ -137,23 +139,8 @@ for engine in $engines; do
 done
 
 # --- a quiet machine ----------------------------------------------------------
-# Other people compile on this 2-core machine; a compile during a run would
-# move the numbers far more than anything measured. Wait for 60 s in a row
-# without rustc (checked every 15 s), for at most 20 minutes, then go anyway.
 if [ "$wait_quiet" = 1 ]; then
-    quiet=0 waited=0
-    while [ "$quiet" -lt 5 ] && [ "$waited" -lt 1200 ]; do
-        if pgrep -x rustc >/dev/null; then quiet=0; else quiet=$((quiet + 1)); fi
-        [ "$quiet" -lt 5 ] || break
-        sleep 15
-        waited=$((waited + 15))
-    done
-    if [ "$quiet" -lt 5 ]; then
-        echo "bench-e2e: the machine did not go quiet in 20 minutes; measuring anyway" >&2
-        quiet_note="no (rustc still running after 20 minutes of waiting)"
-    else
-        quiet_note="yes (no rustc for 60 s before the start)"
-    fi
+    wait_for_quiet_machine bench-e2e
 else
     quiet_note="not waited for"
 fi
@@ -528,14 +515,7 @@ status=0
 # appended the first time. (scripts/bench-report.sh keeps it when it
 # regenerates the in-process part.)
 report="$out/REPORT.md"
-touch "$report"
-awk -v section="$keep/section.md" '
-    /^<!-- bench-e2e:begin -->$/ { while ((getline line < section) > 0) print line; skip = 1; done = 1; next }
-    /^<!-- bench-e2e:end -->$/ { skip = 0; next }
-    !skip { print }
-    END { if (!done) { print ""; while ((getline line < section) > 0) print line } }
-' "$report" >"$work/REPORT.md"
-cp "$work/REPORT.md" "$report"
+put_report_section bench-e2e "$keep/section.md" "$report"
 if [ "$status" != 0 ]; then
     echo "bench-e2e: FAILED: see the messages above; raw results in $keep/results.tsv" >&2
     exit "$status"

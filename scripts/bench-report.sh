@@ -12,6 +12,9 @@
 #   scripts/bench-report.sh --e2e     then the end-to-end run through
 #                                     `polyhost run` (scripts/bench-e2e.sh,
 #                                     with --quick if given)
+#   scripts/bench-report.sh --peer    then the side-by-side run against
+#                                     proxy-wasm-host (scripts/bench-peer.sh,
+#                                     with --quick if given)
 #
 # Other arguments go to the report binary, e.g. `--engine wasmtime --engine
 # wasmi` to run only those engines.
@@ -24,9 +27,15 @@ out="bench"
 json="$target_dir/bench-report/results.json"
 args=()
 e2e=()
+peer=()
 for arg in "$@"; do
     if [ "$arg" = "--e2e" ]; then
         e2e=(bash scripts/bench-e2e.sh)
+        continue
+    fi
+    if [ "$arg" = "--peer" ]; then
+        # Set-up has run just before.
+        peer=(bash scripts/bench-peer.sh --no-setup)
         continue
     fi
     if [ "$arg" = "--quick" ]; then
@@ -44,12 +53,16 @@ if [ "$commit" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null)" ]; t
     commit="$commit + uncommitted changes"
 fi
 
-# The report binary rewrites REPORT.md whole; the end-to-end section
-# (written by scripts/bench-e2e.sh between its markers) is kept and put back.
-e2e_section="$(mktemp)"
-trap 'rm -f "$e2e_section"' EXIT
+# The report binary rewrites REPORT.md whole; the sections other scripts
+# write between their markers (bench-e2e: scripts/bench-e2e.sh, bench-peer:
+# scripts/bench-peer.sh, profile: scripts/profile.sh) are kept and put back, in this order.
+kept_sections=(bench-e2e bench-peer profile)
+kept="$(mktemp -d)"
+trap 'rm -rf "$kept"' EXIT
 if [ -f "$out/REPORT.md" ]; then
-    sed -n '/^<!-- bench-e2e:begin -->$/,/^<!-- bench-e2e:end -->$/p' "$out/REPORT.md" >"$e2e_section"
+    for name in "${kept_sections[@]}"; do
+        sed -n "/^<!-- $name:begin -->\$/,/^<!-- $name:end -->\$/p" "$out/REPORT.md" >"$kept/$name"
+    done
 fi
 
 # Every engine and variant with a permissive licence; the binary runs all
@@ -57,13 +70,20 @@ fi
 cargo build --release -p polyhost-bench --features all-engines --bin polyhost-bench-report
 "$target_dir/release/polyhost-bench-report" --out "$out" --json "$json" \
     --commit "$commit" --date "$(date -u +%Y-%m-%d)" "${args[@]}"
-if [ -s "$e2e_section" ] && ! grep -q '^<!-- bench-e2e:begin -->$' "$out/REPORT.md"; then
-    { echo; cat "$e2e_section"; } >>"$out/REPORT.md"
-fi
+for name in "${kept_sections[@]}"; do
+    if [ -s "$kept/$name" ] && ! grep -q "^<!-- $name:begin -->\$" "$out/REPORT.md"; then
+        { echo; cat "$kept/$name"; } >>"$out/REPORT.md"
+    fi
+done
 echo "bench-report: wrote $out/REPORT.md and $out/chart.svg"
 
 if [ ${#e2e[@]} -gt 0 ]; then
     quick=()
     for arg in "${args[@]}"; do [ "$arg" = --quick ] && quick=(--quick); done
     "${e2e[@]}" "${quick[@]+"${quick[@]}"}"
+fi
+if [ ${#peer[@]} -gt 0 ]; then
+    quick=()
+    for arg in "${args[@]}"; do [ "$arg" = --quick ] && quick=(--quick); done
+    "${peer[@]}" "${quick[@]+"${quick[@]}"}"
 fi

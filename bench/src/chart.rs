@@ -218,6 +218,7 @@ mod tests {
     fn draws_bars_and_labels_as_svg() {
         let stats = |us: f64| Stats {
             median_ns: us * 1e3,
+            mean_ns: us * 1e3,
             min_ns: us * 0.9e3,
             max_ns: us * 1.1e3,
             batches: 3,

@@ -16,6 +16,7 @@
 //! * [`report`], [`chart`]: markdown and SVG output.
 
 pub mod chart;
+pub mod fixture_headers;
 pub mod lua;
 pub mod measure;
 pub mod micro;

@@ -54,6 +54,9 @@ impl Settings {
 pub struct Stats {
     /// Median of the batch means, in nanoseconds.
     pub median_ns: f64,
+    /// Mean of the batch means, in nanoseconds: every batch runs the same
+    /// number of iterations, so this is the mean over every timed iteration.
+    pub mean_ns: f64,
     /// Fastest batch mean, in nanoseconds.
     pub min_ns: f64,
     /// Slowest batch mean, in nanoseconds.
@@ -75,6 +78,7 @@ impl Stats {
         };
         Stats {
             median_ns: median,
+            mean_ns: means.iter().sum::<f64>() / n as f64,
             min_ns: means[0],
             max_ns: means[n - 1],
             batches: n,
@@ -87,6 +91,7 @@ impl Stats {
     pub fn per(self, n: f64) -> Stats {
         Stats {
             median_ns: self.median_ns / n,
+            mean_ns: self.mean_ns / n,
             min_ns: self.min_ns / n,
             max_ns: self.max_ns / n,
             ..self
@@ -174,6 +179,7 @@ mod tests {
     fn stats_take_median_min_max() {
         let s = Stats::from_means(vec![3.0, 1.0, 2.0, 10.0], 5);
         assert_eq!((s.median_ns, s.min_ns, s.max_ns), (2.5, 1.0, 10.0));
+        assert_eq!(s.mean_ns, 4.0);
         assert_eq!((s.batches, s.iterations), (4, 5));
         assert_eq!(s.per(2.0).median_ns, 1.25);
     }

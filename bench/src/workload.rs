@@ -2,6 +2,7 @@
 //! implementation serves, and the check each result must pass before it is
 //! timed.
 
+use crate::fixture_headers::{REQUEST_HEADERS, RESPONSE_HEADERS};
 use polyhost::HeaderMap;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -219,30 +220,8 @@ pub const BODY_BYTES: usize = 16 * 1024;
 
 impl Default for Fixture {
     fn default() -> Self {
-        let request_headers = [
-            (":method", "POST"),
-            (":path", "/api/v1/items?id=42"),
-            (":scheme", "https"),
-            (":authority", "api.example.com"),
-            ("user-agent", "curl/8.5.0"),
-            ("accept", "*/*"),
-            ("accept-encoding", "gzip, deflate"),
-            ("content-type", "text/plain"),
-            ("content-length", "16384"),
-            ("x-request-id", "6f1d8a0e-2c4b-4f7e-9a51-3b2e8c9d0f12"),
-            ("x-forwarded-for", "203.0.113.7"),
-        ]
-        .into_iter()
-        .collect();
-        let response_headers = [
-            (":status", "200"),
-            ("content-type", "application/json"),
-            ("content-length", "2"),
-            ("server", "upstream"),
-            ("date", "Sat, 22 Nov 2025 00:00:00 GMT"),
-        ]
-        .into_iter()
-        .collect();
+        let request_headers = REQUEST_HEADERS.iter().copied().collect();
+        let response_headers = RESPONSE_HEADERS.iter().copied().collect();
         let callout_response = [(":status", "200"), ("content-length", "0")]
             .into_iter()
             .collect();
