@@ -463,10 +463,7 @@ run_polyhost() {
 }
 
 # --- the run ------------------------------------------------------------------
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ "$commit" != unknown ] && [ -n "$(git status --porcelain -- . ':!bench/REPORT.md' ':!bench/chart-e2e.svg' ':!build' 2>/dev/null)" ]; then
-    commit="$commit + uncommitted changes"
-fi
+commit="$(report_commit)"
 cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 {
     echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"

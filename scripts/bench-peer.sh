@@ -122,10 +122,7 @@ echo "bench-peer: measured in $((SECONDS - started)) s" >&2
 lock_version() { # lock_version LOCKFILE CRATE
     awk -v name="$2" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' "$1"
 }
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ "$commit" != unknown ] && [ -n "$(git status --porcelain -- . ':!bench/REPORT.md' ':!build' 2>/dev/null)" ]; then
-    commit="$commit + uncommitted changes"
-fi
+commit="$(report_commit)"
 cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 settings="the report's full settings: 200 ms warm-up, 30 batches of about 20 ms"
 [ "$quick" = 1 ] && settings="the report's quick settings: 10 ms warm-up, 5 batches of about 2 ms"

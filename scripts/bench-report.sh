@@ -15,12 +15,16 @@
 #   scripts/bench-report.sh --peer    then the side-by-side run against
 #                                     proxy-wasm-host (scripts/bench-peer.sh,
 #                                     with --quick if given)
+#   scripts/bench-report.sh --profile then perf profiles of the hot path
+#                                     (scripts/profile.sh --report)
 #
 # Other arguments go to the report binary, e.g. `--engine wasmtime --engine
 # wasmi` to run only those engines.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 out="bench"
@@ -28,6 +32,7 @@ json="$target_dir/bench-report/results.json"
 args=()
 e2e=()
 peer=()
+profile=()
 for arg in "$@"; do
     if [ "$arg" = "--e2e" ]; then
         e2e=(bash scripts/bench-e2e.sh)
@@ -36,6 +41,10 @@ for arg in "$@"; do
     if [ "$arg" = "--peer" ]; then
         # Set-up has run just before.
         peer=(bash scripts/bench-peer.sh --no-setup)
+        continue
+    fi
+    if [ "$arg" = "--profile" ]; then
+        profile=(bash scripts/profile.sh --no-setup --report)
         continue
     fi
     if [ "$arg" = "--quick" ]; then
@@ -48,10 +57,7 @@ done
 
 bash scripts/setup.sh
 
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ "$commit" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null)" ]; then
-    commit="$commit + uncommitted changes"
-fi
+commit="$(report_commit)"
 
 # The report binary rewrites REPORT.md whole; the sections other scripts
 # write between their markers (bench-e2e: scripts/bench-e2e.sh, bench-peer:
@@ -86,4 +92,7 @@ if [ ${#peer[@]} -gt 0 ]; then
     quick=()
     for arg in "${args[@]}"; do [ "$arg" = --quick ] && quick=(--quick); done
     "${peer[@]}" "${quick[@]+"${quick[@]}"}"
+fi
+if [ ${#profile[@]} -gt 0 ]; then
+    "${profile[@]}"
 fi

@@ -55,10 +55,7 @@ bin="$target_dir/release/polyhost-bench-profile"
 out="$target_dir/profile"
 mkdir -p "$out"
 section="$out/section.md"
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ "$commit" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null)" ]; then
-    commit="$commit + uncommitted changes"
-fi
+commit="$(report_commit)"
 {
     echo "<!-- profile:begin -->"
     echo "## Where the time goes"

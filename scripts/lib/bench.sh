@@ -40,3 +40,16 @@ put_report_section() {
     cp "$new" "$report"
     rm -f "$new"
 }
+
+# report_commit
+# The commit a report was measured at, with "+ uncommitted changes" when the
+# tree differs from it (the report itself and build outputs aside).
+report_commit() {
+    local commit
+    commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if [ "$commit" != unknown ] &&
+        [ -n "$(git status --porcelain -- . ':!bench/REPORT.md' ':!bench/chart*.svg' ':!build' 2>/dev/null)" ]; then
+        commit="$commit + uncommitted changes"
+    fi
+    echo "$commit"
+}
