@@ -46,6 +46,17 @@ fn lower(key: &[u8]) -> Vec<u8> {
     key.to_ascii_lowercase()
 }
 
+/// A header name lowercased for lookup: on the stack when it is as short as
+/// header names usually are, so a lookup allocates nothing.
+pub(crate) type LowerKey = smallvec::SmallVec<[u8; 64]>;
+
+/// `key` lowercased, as every key in a [`HeaderMap`] is kept.
+pub(crate) fn lower_key(key: &[u8]) -> LowerKey {
+    let mut lowered = LowerKey::from_slice(key);
+    lowered.make_ascii_lowercase();
+    lowered
+}
+
 impl HeaderMap {
     /// An empty map.
     pub fn new() -> Self {
@@ -64,10 +75,15 @@ impl HeaderMap {
 
     /// The first value of `key`.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&[u8]> {
-        let key = key.as_ref();
+        self.get_lowered(&lower_key(key.as_ref()))
+    }
+
+    /// [`HeaderMap::get`] for a key already lowercased: keys are kept
+    /// lowercase, so this compares bytes exactly.
+    pub(crate) fn get_lowered(&self, key: &[u8]) -> Option<&[u8]> {
         self.entries
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .find(|(k, _)| k.as_slice() == key)
             .map(|(_, v)| v.as_slice())
     }
 
@@ -90,6 +106,14 @@ impl HeaderMap {
         let (key, value) = (key.as_ref(), value.as_ref());
         self.serialized_len += entry_bytes(key.len(), value.len());
         self.entries.push((lower(key), value.to_vec()));
+    }
+
+    /// [`HeaderMap::add`] taking the key and value it keeps, so a host call
+    /// that has just read them from the guest copies nothing more.
+    pub(crate) fn add_owned(&mut self, mut key: Vec<u8>, value: Vec<u8>) {
+        key.make_ascii_lowercase();
+        self.serialized_len += entry_bytes(key.len(), value.len());
+        self.entries.push((key, value));
     }
 
     /// How many entries are named `key`, and their serialized bytes (what
@@ -128,37 +152,60 @@ impl HeaderMap {
     /// Sets `key` to `value`: the first entry of that name is replaced in
     /// place and any further ones are removed; a missing name is appended.
     pub fn replace(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        let mut seen = false;
-        let mut size = self.serialized_len;
-        self.entries.retain_mut(|(k, v)| {
-            if !k.eq_ignore_ascii_case(key) {
-                return true;
-            }
-            size -= entry_bytes(k.len(), v.len());
-            if seen {
-                return false;
-            }
-            seen = true;
-            *v = value.to_vec();
-            size += entry_bytes(k.len(), v.len());
-            true
-        });
-        self.serialized_len = size;
-        if !seen {
-            self.add(key, value);
+        self.replace_lowered(&lower_key(key.as_ref()), value.as_ref().to_vec());
+    }
+
+    /// [`HeaderMap::replace`] for a key already lowercased, taking the
+    /// value it keeps. Only a map that holds the name more than once is
+    /// rewritten; the usual single entry is changed in place.
+    pub(crate) fn replace_lowered(&mut self, key: &[u8], value: Vec<u8>) {
+        let Some(first) = self.entries.iter().position(|(k, _)| k.as_slice() == key) else {
+            self.serialized_len += entry_bytes(key.len(), value.len());
+            self.entries.push((key.to_vec(), value));
+            return;
+        };
+        let (k, v) = &mut self.entries[first];
+        self.serialized_len =
+            self.serialized_len - entry_bytes(k.len(), v.len()) + entry_bytes(k.len(), value.len());
+        *v = value;
+        let rest = first + 1;
+        if self.entries[rest..]
+            .iter()
+            .any(|(k, _)| k.as_slice() == key)
+        {
+            let mut size = self.serialized_len;
+            let mut index = 0;
+            self.entries.retain(|(k, v)| {
+                let keep = index < rest || k.as_slice() != key;
+                if !keep {
+                    size -= entry_bytes(k.len(), v.len());
+                }
+                index += 1;
+                keep
+            });
+            self.serialized_len = size;
         }
     }
 
     /// Removes every entry named `key`.
     pub fn remove(&mut self, key: impl AsRef<[u8]>) {
-        let key = key.as_ref();
+        self.remove_lowered(&lower_key(key.as_ref()));
+    }
+
+    /// [`HeaderMap::remove`] for a key already lowercased. A name that is
+    /// not there costs one scan and moves nothing.
+    pub(crate) fn remove_lowered(&mut self, key: &[u8]) {
+        let Some(first) = self.entries.iter().position(|(k, _)| k.as_slice() == key) else {
+            return;
+        };
         let mut size = self.serialized_len;
+        let mut index = 0;
         self.entries.retain(|(k, v)| {
-            let keep = !k.eq_ignore_ascii_case(key);
+            let keep = index < first || k.as_slice() != key;
             if !keep {
                 size -= entry_bytes(k.len(), v.len());
             }
+            index += 1;
             keep
         });
         self.serialized_len = size;
@@ -297,6 +344,28 @@ mod tests {
         assert_eq!(map.get_str("c"), Some("4"));
         map.remove("a");
         assert_eq!(map.len(), 2);
+    }
+
+    #[test]
+    fn lookups_ignore_case_and_leave_other_entries_in_place() {
+        let mut map: HeaderMap = [("A", "1"), ("b", "2"), ("a", "3"), ("c", "4")]
+            .into_iter()
+            .collect();
+        assert_eq!(map.get("a"), Some(&b"1"[..]));
+        assert_eq!(map.get("B"), Some(&b"2"[..]));
+        map.remove("missing");
+        assert_eq!(map.len(), 4);
+        map.replace("B", "22");
+        map.remove("A");
+        assert_eq!(
+            map.to_string_pairs(),
+            vec![("b".into(), "22".into()), ("c".into(), "4".into())]
+        );
+        assert_eq!(map.serialized_len(), map.serialize().len());
+        let mut owned = HeaderMap::new();
+        owned.add_owned(b"X-Mixed".to_vec(), b"v".to_vec());
+        assert_eq!(owned.get("x-mixed"), Some(&b"v"[..]));
+        assert_eq!(owned.serialized_len(), owned.serialize().len());
     }
 
     #[test]

@@ -240,7 +240,9 @@ pub struct HostState {
     /// Some root's `proxy_done` was called; its `proxy_on_delete` runs
     /// after the current callback.
     pub(crate) done_pending: bool,
-    pub(crate) streams: HashMap<u32, StreamState>,
+    /// Keyed by context id with Fx hashing: every header call looks its
+    /// stream up here, and SipHash showed in the profile of that path.
+    pub(crate) streams: rustc_hash::FxHashMap<u32, StreamState>,
     pub(crate) scratch: CallScratch,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) callouts: HashMap<u32, (u32, CalloutKind)>,
@@ -287,7 +289,7 @@ impl HostState {
             services,
             effective: 0,
             root_context: root,
-            streams: HashMap::new(),
+            streams: rustc_hash::FxHashMap::default(),
             scratch: CallScratch::default(),
             logs: Vec::new(),
             callouts: HashMap::new(),

@@ -10,7 +10,7 @@
 //! [`HostLimits::max_header_value_bytes`]: crate::HostLimits::max_header_value_bytes
 //! [`HostLimits::max_vm_bytes`]: crate::HostLimits::max_vm_bytes
 
-use super::{Fail, Ret, give, in_bounds, over_limit, put_u32, read};
+use super::{Fail, Ret, ShortBytes, give, in_bounds, over_limit, put_u32, read, read_short};
 use crate::headers::{HeaderMap, MAX_MAP_PAIRS, MAX_SERIALIZED_MAP_BYTES, entry_bytes};
 use crate::limits::{Budget, Limit, StreamCharge};
 use crate::state::HostState;
@@ -150,8 +150,13 @@ pub(super) fn get_value<C: HostContext<Data = HostState>>(
     pp: i32,
     p: i32,
 ) -> Ret {
-    let key = read(cx, kp, kl)?;
-    let value = map_ref(cx.data(), t)?.get(&key).map(<[u8]>::to_vec);
+    let mut key = read_short(cx, kp, kl)?;
+    key.make_ascii_lowercase();
+    // Copied out (on the stack when short) because handing it to the guest
+    // runs the guest's allocator, which may call back into the host.
+    let value = map_ref(cx.data(), t)?
+        .get_lowered(&key)
+        .map(ShortBytes::from_slice);
     match value {
         Some(v) => give(cx, &v, pp, p),
         // 0.1.0 hosts answered a missing header with an empty value.
@@ -191,7 +196,7 @@ pub(super) fn add_value<C: HostContext<Data = HostState>>(
     let value = read(cx, vp, vl)?;
     let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
     budget.resize_stream(charge, old, old + entry);
-    map.add(key, value);
+    map.add_owned(key, value);
     Ok(())
 }
 
@@ -212,7 +217,8 @@ pub(super) fn replace_value<C: HostContext<Data = HostState>>(
         return Err(map_full(cx.data_mut(), 1, entry_bytes(klen, vlen)));
     }
     check_value_len(cx.data_mut(), vlen)?;
-    let key = read(cx, kp, kl)?;
+    let mut key = read_short(cx, kp, kl)?;
+    key.make_ascii_lowercase();
     let state = cx.data_mut();
     let entry = entry_bytes(klen, vlen);
     let (map, _, budget) = stream_map(state, t)?;
@@ -230,7 +236,7 @@ pub(super) fn replace_value<C: HostContext<Data = HostState>>(
     }
     let value = read(cx, vp, vl)?;
     let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
-    map.replace(key, value);
+    map.replace_lowered(&key, value);
     // Within what was checked above.
     budget.resize_stream(charge, old, map.serialized_len());
     Ok(())
@@ -243,10 +249,11 @@ pub(super) fn remove_value<C: HostContext<Data = HostState>>(
     kp: i32,
     kl: i32,
 ) -> Ret {
-    let key = read(cx, kp, kl)?;
+    let mut key = read_short(cx, kp, kl)?;
+    key.make_ascii_lowercase();
     let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
     let old = map.serialized_len();
-    map.remove(key);
+    map.remove_lowered(&key);
     // Shrinking always fits.
     budget.resize_stream(charge, old, map.serialized_len());
     Ok(())

@@ -76,11 +76,14 @@ impl<E: Engine> Vm<E> {
                 (Callback::ResponseHeaders, stream.response_headers.len())
             }
         };
-        let mut args = vec![id.0 as i32, n as i32];
-        if self.instance.data().plugin.abi >= AbiVersion::V0_2_0 {
-            args.push(i32::from(end_of_stream));
-        }
-        let ret = self.call_in(id.0, cb, &args)?;
+        let args = [id.0 as i32, n as i32, i32::from(end_of_stream)];
+        // ABI 0.1.0 headers callbacks have no end_of_stream flag.
+        let args = if self.instance.data().plugin.abi >= AbiVersion::V0_2_0 {
+            &args[..]
+        } else {
+            &args[..2]
+        };
+        let ret = self.call_in(id.0, cb, args)?;
         Ok(self.decide(id, ret))
     }
 

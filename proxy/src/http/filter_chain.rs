@@ -200,7 +200,17 @@ pub(crate) async fn headers(
     let n = streams.len();
     for i in 0..n {
         let stream = &mut streams[side.nth(i, n)];
-        let input = headers.clone();
+        if stream.context.is_none() {
+            continue;
+        }
+        // The VM keeps the map it is given (plugins read it in later
+        // callbacks), and the edited map is read back below, so the headers
+        // move in; only a filter that fails open needs the original kept.
+        let input = if stream.filter.failure_policy() == FailurePolicy::FailOpen {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
         let Some(decision) = run(stream, |vm, id| match side {
             Side::Request => vm.on_request_headers(id, input, end_of_stream),
             Side::Response => vm.on_response_headers(id, input, end_of_stream),
@@ -221,12 +231,13 @@ pub(crate) async fn headers(
                 }
             }
         }
-        if let Ok(Some(Some(edited))) = run(stream, |vm, id| {
+        // A VM that became unusable since answers by its failure policy.
+        if let Some(Some(edited)) = run(stream, |vm, id| {
             Ok(vm.stream(id).map(|s| match side {
                 Side::Request => s.request_headers.clone(),
                 Side::Response => s.response_headers.clone(),
             }))
-        }) {
+        })? {
             headers = edited;
         }
     }
