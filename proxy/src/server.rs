@@ -17,7 +17,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use polyhost::EngineConfig;
-use polyhost::services::{InMemoryMetrics, InMemoryQueues, InMemorySharedData, StaticProperties};
+use polyhost::services::{InMemoryMetrics, InMemorySharedData, StaticProperties};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,7 +104,7 @@ impl Proxy {
         let shared = SharedServices {
             metrics: Arc::new(InMemoryMetrics::default()),
             shared_data: Arc::new(InMemorySharedData::default()),
-            queues: Arc::new(InMemoryQueues::default()),
+            queues: Arc::new(crate::wasm::WakingQueues::default()),
             properties: Arc::new(properties),
             engine: options.engine.clone(),
         };

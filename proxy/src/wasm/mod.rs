@@ -20,6 +20,7 @@
 
 mod callouts;
 mod group;
+mod queues;
 mod singleton;
 mod vm;
 
@@ -33,9 +34,10 @@ use crate::error::ProxyError;
 use crate::files::{BoundedReadError, read_at_most};
 use callouts::WorkerCallouts;
 use group::{VmGroup, VmKey};
-use polyhost::services::{InMemoryMetrics, InMemoryQueues, InMemorySharedData, PropertyProvider};
+use polyhost::services::{InMemoryMetrics, InMemorySharedData, PropertyProvider};
 use polyhost::{AnyEngine, ContextId, Engine, EngineConfig, EngineVisitor, HostServices, Plugin};
 use polyhost::{PluginConfig, PluginError, RootConfig};
+pub use queues::WakingQueues;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,8 +53,9 @@ pub struct SharedServices {
     pub metrics: Arc<InMemoryMetrics>,
     /// `proxy_set_shared_data` / `proxy_get_shared_data`.
     pub shared_data: Arc<InMemorySharedData>,
-    /// Shared queues.
-    pub queues: Arc<InMemoryQueues>,
+    /// Shared queues; enqueueing wakes the Wasm service that registered
+    /// the queue.
+    pub queues: Arc<WakingQueues>,
     /// Properties of the node (`node.id`, `node.cluster`, ...).
     pub properties: Arc<dyn PropertyProvider>,
     /// The settings every plugin's engine is made with: the callback and

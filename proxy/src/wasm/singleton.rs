@@ -8,10 +8,9 @@
 //! VM starts before the listeners open; a service that does not start fails
 //! the configuration, naming the plugin.
 //!
-//! Queue notifications (`proxy_on_queue_ready`) are delivered by polling
-//! the VM's ready list every [`QUEUE_POLL`], since producers on the workers
-//! cannot wake another thread's runtime through the library's queue
-//! service.
+//! Queue notifications (`proxy_on_queue_ready`) are delivered as soon as a
+//! producer on any thread enqueues: the service's thread sleeps until one
+//! of its queues has data ([`super::queues`]).
 
 use super::WasmFilter;
 use crate::cluster::ClusterManager;
@@ -21,11 +20,7 @@ use crate::wasm::SharedServices;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 use tokio::sync::Notify;
-
-/// How often a service's VM is asked for queues that became ready.
-const QUEUE_POLL: Duration = Duration::from_millis(5);
 
 /// The running Wasm services; dropping it stops them.
 pub struct WasmServices {
@@ -95,8 +90,9 @@ fn run(filter: WasmFilter) -> Result<RunningService, ProxyError> {
     }
 }
 
-/// The service thread: start the VM, then deliver queue notifications
-/// (ticks and callouts run as tasks on the same runtime) until stopped.
+/// The service thread: start the VM, then deliver queue notifications as
+/// producers enqueue (ticks and callouts run as tasks on the same runtime)
+/// until stopped.
 fn serve(filter: WasmFilter, stop: Arc<Notify>, started: mpsc::Sender<Result<(), ProxyError>>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -111,6 +107,10 @@ fn serve(filter: WasmFilter, stop: Arc<Notify>, started: mpsc::Sender<Result<(),
             return;
         }
     };
+    // Set before the VM starts: plugins register their queues in
+    // `proxy_on_vm_start` / `proxy_on_configure`.
+    let queue_ready = Arc::new(Notify::new());
+    super::queues::wake_this_thread_on_enqueue(queue_ready.clone());
     runtime.block_on(async move {
         let outcome = filter.start_vm_here();
         let ok = outcome.is_ok();
@@ -123,7 +123,7 @@ fn serve(filter: WasmFilter, stop: Arc<Notify>, started: mpsc::Sender<Result<(),
         loop {
             tokio::select! {
                 () = stop.notified() => break,
-                () = tokio::time::sleep(QUEUE_POLL) => {
+                () = queue_ready.notified() => {
                     match filter.with_vm(|vm| vm.deliver_queue_ready()) {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => {
