@@ -22,28 +22,19 @@
 //! with the process.
 
 use crate::cluster::ClusterManager;
-use crate::config::{Bootstrap, Codec, Listener, ListenerKind, WasmCode, WasmPlugin};
+use crate::config::{Bootstrap, Codec, Listener, ListenerKind, WasmPlugin};
 use crate::error::ProxyError;
-use crate::files::read_at_most;
 use crate::http::RouteTable;
 use crate::tcp::TcpTable;
 use crate::wasm::{SharedServices, WasmFilter};
 use arc_swap::ArcSwap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
-
-/// Largest plugin file hashed to tell whether a plugin changed (the same
-/// bound as loading it).
-const MAX_HASHED_FILE_BYTES: u64 = 256 << 20;
 
 /// A plugin loaded for the configuration, with what it was loaded from.
 #[derive(Clone)]
 struct LoadedFilter {
     config: WasmPlugin,
-    /// A hash of the module's bytes; `None` when the file could not be read
-    /// (the plugin is then reloaded, and loading reports the error).
-    code: Option<u64>,
     filter: WasmFilter,
 }
 
@@ -63,11 +54,13 @@ impl FilterSet {
         clusters: &Arc<ClusterManager>,
         shared: &SharedServices,
     ) -> Result<WasmFilter, ProxyError> {
-        let code = code_hash(&plugin.code);
+        // Read once: to see whether the code changed, and to load it if so.
+        let wasm = WasmFilter::read_code(plugin)?;
+        let digest: [u8; 32] = Sha256::digest(&wasm).into();
         let reused = previous
             .loaded
             .iter()
-            .find(|old| code.is_some() && old.code == code && old.config == *plugin);
+            .find(|old| old.filter.code_digest() == digest && old.config == *plugin);
         let filter = match reused {
             Some(old) => old.filter.clone(),
             None => {
@@ -78,12 +71,11 @@ impl FilterSet {
                     .chain(&previous.loaded)
                     .map(|l| l.filter.clone())
                     .collect();
-                WasmFilter::load_sharing(plugin, clusters.clone(), shared, &others)?
+                WasmFilter::load_code_sharing(plugin, wasm, clusters.clone(), shared, &others)?
             }
         };
         self.loaded.push(LoadedFilter {
             config: plugin.clone(),
-            code,
             filter: filter.clone(),
         });
         Ok(filter)
@@ -92,17 +84,6 @@ impl FilterSet {
     fn contains(&self, filter: &WasmFilter) -> bool {
         self.loaded.iter().any(|l| l.filter.same_as(filter))
     }
-}
-
-fn code_hash(code: &WasmCode) -> Option<u64> {
-    let mut hasher = DefaultHasher::new();
-    match code {
-        WasmCode::Inline(bytes) => bytes.hash(&mut hasher),
-        WasmCode::File(path) => read_at_most(path, MAX_HASHED_FILE_BYTES)
-            .ok()?
-            .hash(&mut hasher),
-    }
-    Some(hasher.finish())
 }
 
 /// One listener's routes or TCP proxy, and its filters, built from a

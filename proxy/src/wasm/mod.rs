@@ -136,7 +136,38 @@ impl WasmFilter {
         shared: &SharedServices,
         others: &[WasmFilter],
     ) -> Result<WasmFilter, ProxyError> {
-        let filter = Self::load_unstarted(config, clusters, shared, others)?;
+        let wasm = Self::read_code(config)?;
+        Self::load_code_sharing(config, wasm, clusters, shared, others)
+    }
+
+    /// The module bytes `config` names: inline, or read from its file
+    /// (bounded in size); an error names the plugin.
+    pub(crate) fn read_code(config: &WasmPlugin) -> Result<Vec<u8>, ProxyError> {
+        match &config.code {
+            WasmCode::Inline(bytes) => Ok(bytes.clone()),
+            WasmCode::File(path) => read_bounded(path).map_err(|message| ProxyError::Plugin {
+                plugin: plugin_label(config),
+                message,
+            }),
+        }
+    }
+
+    /// SHA-256 of the module bytes this filter was loaded from.
+    pub(crate) fn code_digest(&self) -> [u8; 32] {
+        self.inner.group.key.code
+    }
+
+    /// [`WasmFilter::load_sharing`] with the module bytes already read
+    /// ([`WasmFilter::read_code`]), so a reload that has read them to see
+    /// whether the plugin changed does not read the file again.
+    pub(crate) fn load_code_sharing(
+        config: &WasmPlugin,
+        wasm: Vec<u8>,
+        clusters: Arc<ClusterManager>,
+        shared: &SharedServices,
+        others: &[WasmFilter],
+    ) -> Result<WasmFilter, ProxyError> {
+        let filter = Self::load_code(config, wasm, clusters, shared, others)?;
         // The reference host starts the plugin once on the main thread
         // before any worker does; a refusal fails the whole configuration.
         let inner = &filter.inner;
@@ -157,14 +188,23 @@ impl WasmFilter {
         shared: &SharedServices,
         others: &[WasmFilter],
     ) -> Result<WasmFilter, ProxyError> {
+        let wasm = Self::read_code(config)?;
+        Self::load_code(config, wasm, clusters, shared, others)
+    }
+
+    /// Loads (or joins the VM group of) a filter from module bytes, without
+    /// starting a VM.
+    fn load_code(
+        config: &WasmPlugin,
+        wasm: Vec<u8>,
+        clusters: Arc<ClusterManager>,
+        shared: &SharedServices,
+        others: &[WasmFilter],
+    ) -> Result<WasmFilter, ProxyError> {
         let label = plugin_label(config);
         let fail = |message: String| ProxyError::Plugin {
             plugin: label.clone(),
             message,
-        };
-        let wasm = match &config.code {
-            WasmCode::Inline(bytes) => bytes.clone(),
-            WasmCode::File(path) => read_bounded(path).map_err(fail)?,
         };
         let engine_name = match &config.engine {
             Some(name) => name.clone(),
