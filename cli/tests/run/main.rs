@@ -1014,3 +1014,45 @@ fn sequential_load_ends_without_errors() {
     );
     assert_eq!(proxy.quit(), Some(0));
 }
+
+#[test]
+fn a_removed_plugin_that_defers_its_done_keeps_its_vm_until_proxy_done_on_every_engine() {
+    let upstream = Upstream::start();
+    // proxy_on_done answers false; the next tick calls proxy_done, which
+    // lets the host run proxy_on_delete (logged as "on_delete 1").
+    let deferred = fixture("wat/deferred_done.wasm");
+    for engine in engines() {
+        let admin = free_port();
+        let port = free_port();
+        let with_plugin = bootstrap(
+            &[http_listener(
+                "ingress",
+                port,
+                &[WasmFilterSpec::new("deferred", engine, &deferred)],
+            )],
+            upstream.addr,
+            admin,
+        );
+        let proxy = Proxy::start(&with_plugin, admin, &["--concurrency", "1"]);
+        let what = |step: &str| format!("{engine}: {step}\n{}", proxy.stderr());
+        // The worker's VM exists once a request has gone through it.
+        get(&format!("http://127.0.0.1:{port}/kept"), &[]).unwrap();
+        let before = proxy.stderr().len();
+        let without_plugin =
+            bootstrap(&[http_listener("ingress", port, &[])], upstream.addr, admin);
+        let line = proxy.reload(&without_plugin, 1);
+        assert!(line.contains("configuration reloaded"), "{}", what(&line));
+        let after = || proxy.stderr().get(before..).unwrap_or("").to_string();
+        assert!(
+            eventually(|| after().contains("on_delete 1")),
+            "{}",
+            what("the removed root never got proxy_on_delete")
+        );
+        let log = after();
+        let deferring = log.find("on_done: deferring").expect("on_done ran");
+        let done = log.find("proxy_done: Ok").expect("proxy_done called");
+        let deleted = log.find("on_delete 1").expect("on_delete ran");
+        assert!(deferring < done && done < deleted, "{}", what("order"));
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}

@@ -13,7 +13,7 @@ use super::vm::{VmFactory, WorkerVm};
 use super::{FilterInner, callouts};
 use crate::cluster::ClusterManager;
 use crate::config::FailurePolicy;
-use polyhost::ContextId;
+use polyhost::{ContextId, Shutdown};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,6 +197,10 @@ struct WorkerSlot {
     ticking: bool,
     /// Paused requests of this worker wait on it.
     wake: Arc<Notify>,
+    /// Roots of removed plugins whose `proxy_on_done` answered false: as in
+    /// Envoy, the VM lives (and ticks, and takes callout answers) until
+    /// each calls `proxy_done` and gets its `proxy_on_delete`.
+    draining: Vec<ContextId>,
 }
 
 /// A member plugin's root context in a worker's VM.
@@ -215,6 +219,7 @@ impl WorkerSlot {
             roots: Vec::new(),
             ticking: false,
             wake: Arc::new(Notify::new()),
+            draining: Vec::new(),
         }
     }
 
@@ -299,13 +304,24 @@ impl WorkerSlot {
         self.roots = live;
         if let Some(vm) = self.vm.as_mut().filter(|vm| !vm.is_failed()) {
             for root in dead.iter().filter_map(|r| r.context) {
-                if let Err(e) = vm.shutdown_root(root) {
-                    tracing::warn!(target: "polyhost::wasm", error = %e, "shutting down a removed plugin's root context failed");
+                match vm.shutdown_root(root) {
+                    Ok(Shutdown::Complete) => {}
+                    Ok(Shutdown::Pending) => self.draining.push(root),
+                    Err(e) => {
+                        tracing::warn!(target: "polyhost::wasm", error = %e, "shutting down a removed plugin's root context failed");
+                    }
                 }
             }
+            // Asking again runs no callback: it only says whether the root
+            // has called `proxy_done` (and been deleted) since.
+            self.draining
+                .retain(|root| matches!(vm.shutdown_root(*root), Ok(Shutdown::Pending)));
+        } else {
+            self.draining.clear();
         }
         let had_roots = !dead.is_empty() || !self.roots.is_empty();
-        self.group.strong_count() > 0 && !(had_roots && self.roots.is_empty())
+        let serving = self.group.strong_count() > 0 && !(had_roots && self.roots.is_empty());
+        serving || !self.draining.is_empty()
     }
 }
 
@@ -314,6 +330,8 @@ thread_local! {
     static SLOTS: RefCell<HashMap<u64, WorkerSlot>> = RefCell::new(HashMap::new());
     /// [`DROPPED_FILTERS`] when this worker last swept its slots.
     static SWEPT_AT: Cell<u64> = const { Cell::new(0) };
+    /// Roots of removed plugins this worker's VMs still wait on.
+    static DRAINING: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Counts filters dropped after a reload, so each worker knows when it has
@@ -328,11 +346,15 @@ pub(super) fn filter_dropped() {
 
 /// Shuts down this worker's roots of filters that no longer exist, and
 /// frees VMs no plugin uses any more.
+///
+/// While a removed plugin's root waits to call `proxy_done`, every use of
+/// this worker's VMs looks again, so the VM is freed soon after it does.
 fn sweep_dropped_filters(slots: &mut HashMap<u64, WorkerSlot>) {
     let dropped = DROPPED_FILTERS.load(Ordering::Relaxed);
-    if SWEPT_AT.get() != dropped {
+    if SWEPT_AT.get() != dropped || DRAINING.get() > 0 {
         SWEPT_AT.set(dropped);
         slots.retain(|_, slot| slot.drop_dead_roots());
+        DRAINING.set(slots.values().map(|slot| slot.draining.len()).sum());
     }
 }
 

@@ -8,7 +8,7 @@
 
 use polyhost::{
     ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, LocalResponse, PeerType,
-    Plugin, PluginError, RootConfig, StreamEvent, StreamState, Vm,
+    Plugin, PluginError, RootConfig, Shutdown, StreamEvent, StreamState, Vm,
 };
 use std::time::Instant;
 
@@ -36,7 +36,7 @@ pub(crate) trait WorkerVm {
     /// The root context the VM was started with.
     fn first_root(&self) -> ContextId;
     fn add_root(&mut self, root: RootConfig) -> Result<ContextId, PluginError>;
-    fn shutdown_root(&mut self, root: ContextId) -> Result<(), PluginError>;
+    fn shutdown_root(&mut self, root: ContextId) -> Result<Shutdown, PluginError>;
     fn create_http_stream(&mut self, root: ContextId) -> Result<ContextId, PluginError>;
     fn stream(&self, id: ContextId) -> Option<&StreamState>;
     fn stream_mut(&mut self, id: ContextId) -> Option<&mut StreamState>;
@@ -121,8 +121,8 @@ impl<E: Engine> WorkerVm for Vm<E> {
     fn add_root(&mut self, root: RootConfig) -> Result<ContextId, PluginError> {
         Vm::add_root(self, root)
     }
-    fn shutdown_root(&mut self, root: ContextId) -> Result<(), PluginError> {
-        Vm::shutdown_root(self, root).map(|_| ())
+    fn shutdown_root(&mut self, root: ContextId) -> Result<Shutdown, PluginError> {
+        Vm::shutdown_root(self, root)
     }
     fn create_http_stream(&mut self, root: ContextId) -> Result<ContextId, PluginError> {
         Vm::create_http_stream_for(self, root)
