@@ -1,28 +1,29 @@
 //! `polyhost call`: one HTTP request (or, with `--tcp`, one TCP
-//! connection) through a plugin, with its callouts answered from the
-//! command line and its ticks run on a virtual clock, printed step by step
-//! (or as JSON) with what the plugin left behind.
+//! connection) through a plugin, or through several listed in `--config`
+//! (with services beside them), with callouts answered from the command
+//! line, queue notifications delivered, foreign functions answered and
+//! ticks run on a virtual clock, printed step by step (or as JSON) with
+//! what the plugins left behind.
 
 mod callouts;
 mod exchange;
 mod input;
+mod plugins;
 mod report;
 mod services;
 mod session;
 mod tcp;
 
 use crate::compile;
-use crate::files::{MAX_CONFIG_BYTES, MAX_PLUGIN_BYTES, read_bounded};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use exchange::{Exchange, Traffic};
 use polyhost::cache::{CacheError, DEFAULT_MAX_BYTES, ModuleCache};
-use polyhost::engine_core::HostContext;
 use polyhost::services::HostServices;
 use polyhost::{
     AnyEngine, Engine, EngineConfig, EngineVisitor, HeaderMap, Plugin, PluginConfig, PluginError,
-    check_binary,
+    RootConfig, check_binary,
 };
-use report::{Format, Leftovers, Report};
+use report::{Format, Leftovers, PluginRow, Report};
 use session::{Session, Timeline};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,10 +32,13 @@ use std::time::Duration;
 /// Arguments of `polyhost call`.
 #[derive(clap::Args)]
 pub struct CallArgs {
-    /// The plugin (.wasm).
-    plugin: PathBuf,
+    /// The plugin (.wasm); not given when --config lists the plugins.
+    plugin: Option<PathBuf>,
     /// Plugin settings as JSON: {"name", "root_id", "vm_id", "configuration",
-    /// "vm_configuration", "allowed_env", "env", "log_level"}.
+    /// "vm_configuration", "allowed_env", "env", "log_level"}; or several
+    /// plugins: {"plugins": [{"file": "a.wasm", ...settings}, ...],
+    /// "services": [...]} (the request goes through the plugins in order;
+    /// services get their root context only).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The plugin configuration string (overrides the one in --config).
@@ -125,6 +129,11 @@ struct BenchArgs {
     /// (`node.metadata.team=edge`; `int:N` for an integer). Repeatable.
     #[arg(long = "property", value_name = "PATH=VALUE")]
     properties: Vec<String>,
+    /// Answer the plugins' `proxy_call_foreign_function` of NAME with
+    /// TEXT, the bytes of a file (`@FILE`) or a failure (`!STATUS`, e.g.
+    /// `!InternalFailure`). Repeatable; other names get NotFound.
+    #[arg(long = "foreign-function", value_name = "NAME=ANSWER")]
+    foreign_functions: Vec<String>,
     /// Output format: text lines as the run goes, or one JSON document.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -163,7 +172,10 @@ impl Inputs {
                 args.response_body_file.as_deref(),
             )?,
             answers: callouts::Answers::parse(&args.bench.callout_responses)?,
-            services: services::RunServices::new(&args.bench.properties)?,
+            services: services::RunServices::new(
+                &args.bench.properties,
+                &args.bench.foreign_functions,
+            )?,
             connection: match args.tcp.tcp {
                 true => Some(tcp::Connection::parse(
                     &args.tcp.steps,
@@ -193,21 +205,18 @@ pub fn run(args: CallArgs) -> Result<ExitCode> {
     };
     let engine =
         AnyEngine::by_name(&engine_name, &engine_config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let wasm = read_bounded("plugin", &args.plugin, MAX_PLUGIN_BYTES)?;
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = read_bounded("config", path, MAX_CONFIG_BYTES)?;
-            serde_json::from_slice::<PluginConfig>(&text)
-                .with_context(|| format!("invalid plugin settings in `{}`", path.display()))?
+    let entries = plugins::entries(
+        args.plugin.as_deref(),
+        args.config.as_deref(),
+        args.plugin_config.as_deref(),
+    )?;
+    if args.tcp.tcp {
+        let filters = entries.iter().filter(|e| !e.service).count();
+        if filters != 1 {
+            bail!(
+                "--tcp runs one network filter (with services beside it, if any); the config lists {filters} plugins"
+            );
         }
-        None => PluginConfig::named(
-            args.plugin
-                .file_stem()
-                .map_or("plugin".into(), |s| s.to_string_lossy().into_owned()),
-        ),
-    };
-    if let Some(c) = &args.plugin_config {
-        config.configuration = c.clone();
     }
     let inputs = Inputs::parse(&args)?;
     let cache = if args.no_cache {
@@ -220,8 +229,7 @@ pub fn run(args: CallArgs) -> Result<ExitCode> {
     };
     engine.visit(Call {
         args,
-        wasm,
-        config,
+        entries,
         inputs,
         cache,
     })
@@ -229,8 +237,7 @@ pub fn run(args: CallArgs) -> Result<ExitCode> {
 
 struct Call {
     args: CallArgs,
-    wasm: Vec<u8>,
-    config: PluginConfig,
+    entries: Vec<plugins::Entry>,
     inputs: Inputs,
     cache: Option<ModuleCache>,
 }
@@ -272,8 +279,7 @@ impl EngineVisitor for Call {
     fn visit<E: Engine>(self, engine: E) -> Result<ExitCode> {
         let Call {
             args,
-            wasm,
-            config,
+            entries,
             inputs,
             cache,
         } = self;
@@ -287,59 +293,112 @@ impl EngineVisitor for Call {
             connection,
         } = inputs;
         let mut report = Report::new(args.bench.format);
-        let location = args.plugin.display().to_string();
-        let plugin = load_plugin(
-            &engine,
-            &wasm,
-            config,
-            services.host.clone(),
-            cache.as_ref(),
-        )
-        .with_context(|| format!("cannot load `{location}`"))?;
-        report.plugin(
-            &plugin.info().name,
-            plugin.info().abi.as_str(),
-            engine.name(),
-        );
+        // Services start first, as the data plane starts them before its
+        // listeners; then the filters in chain order.
+        let mut order: Vec<&plugins::Entry> = (entries.iter()).filter(|e| e.service).collect();
+        order.extend(entries.iter().filter(|e| !e.service));
+        // Each VM's code, loaded once: (entry that made it, plugin, callouts).
+        let mut loaded = Vec::new();
+        for entry in &order {
+            if loaded
+                .iter()
+                .any(|(first, _, _): &(&plugins::Entry, _, _)| first.shares_vm_with(entry))
+            {
+                continue;
+            }
+            let (host, callouts) = services.for_vm();
+            let plugin = load_plugin(
+                &engine,
+                &entry.wasm,
+                entry.config.clone(),
+                host,
+                cache.as_ref(),
+            )
+            .with_context(|| format!("cannot load `{}`", entry.location))?;
+            loaded.push((*entry, plugin, callouts));
+        }
+        let several = entries.len() > 1;
+        if several {
+            let mut rows = Vec::new();
+            for entry in &order {
+                let vm = (loaded.iter()).position(|(first, _, _)| first.shares_vm_with(entry));
+                let (_, plugin, _) = &loaded[vm.expect("loaded above")];
+                rows.push(PluginRow {
+                    name: entry.config.name.clone(),
+                    kind: if entry.service { "service" } else { "filter" },
+                    file: entry.location.clone(),
+                    root_id: entry.config.root_id.clone(),
+                    vm_id: entry.config.vm_id.clone(),
+                    abi: plugin.info().abi.as_str().to_string(),
+                    vm: vm.map_or(0, |v| v + 1),
+                });
+            }
+            report.plugins(rows, engine.name());
+        } else {
+            let plugin = &loaded[0].1;
+            report.plugin(
+                &plugin.info().name,
+                plugin.info().abi.as_str(),
+                engine.name(),
+            );
+        }
         let timeline = Timeline::new(
             args.bench.ticks,
             args.bench.run_for.map(Duration::from_millis),
             args.bench.real_time,
         );
-        let mut vm = plugin
-            .new_vm()
-            .with_context(|| format!("`{location}` failed to start"))?;
-        // A timer the plugin set while starting restarts on the run's clock.
-        vm.instance().data_mut().set_clock(timeline.clock());
-        report.logs(vm.take_logs());
+        let mut vms = Vec::new();
         let mut leftovers = Leftovers::default();
-        let session = Session::new(&mut vm, &mut report, &services.callouts, answers, timeline);
-        let (outcome, what) = match connection {
-            Some(connection) => (
-                tcp::Run::new(session, &connection)
-                    .and_then(|run| run.run(connection, &mut leftovers)),
-                "connection",
-            ),
-            None => {
-                let traffic = Traffic {
-                    request_headers,
-                    request_body: request_body.as_deref(),
-                    response_headers,
-                    response_body: response_body.as_deref(),
-                    chunk_size: args.bench.chunk_size.map(|n| n as usize),
-                };
-                (
-                    Exchange::new(session)
-                        .and_then(|exchange| exchange.run(&traffic, &mut leftovers)),
-                    "request",
-                )
+        let (outcome, what) = {
+            let mut session = Session::new(&mut vms, &mut report, &services, answers, timeline);
+            let mut started: Vec<(usize, usize)> = Vec::new();
+            for entry in &order {
+                let group = (loaded.iter()).position(|(first, _, _)| first.shares_vm_with(entry));
+                let group = group.expect("loaded above");
+                let vm = started.iter().find(|(g, _)| *g == group).map(|(_, vm)| *vm);
+                let (_, plugin, callouts) = &loaded[group];
+                let index = session
+                    .start(
+                        plugin,
+                        callouts,
+                        vm,
+                        RootConfig::from(&entry.config),
+                        !entry.service,
+                    )
+                    .with_context(|| format!("`{}` failed to start", entry.location))?;
+                started.push((group, index));
+            }
+            match connection {
+                Some(connection) => (
+                    tcp::Run::new(session, &connection)
+                        .and_then(|run| run.run(connection, &mut leftovers)),
+                    "connection",
+                ),
+                None => {
+                    let traffic = Traffic {
+                        request_headers,
+                        request_body: request_body.as_deref(),
+                        response_headers,
+                        response_body: response_body.as_deref(),
+                        chunk_size: args.bench.chunk_size.map(|n| n as usize),
+                    };
+                    (
+                        Exchange::new(session)
+                            .and_then(|exchange| exchange.run(&traffic, &mut leftovers)),
+                        "request",
+                    )
+                }
             }
         };
-        report.logs(vm.take_logs());
-        services.leftovers(&mut leftovers);
+        services.leftovers(&mut leftovers, report.several());
         // What happened so far is printed even when the plugin failed.
         report.finish(&leftovers);
-        outcome.with_context(|| format!("`{location}` failed while handling the {what}"))?;
+        let failed = if several {
+            "a plugin".to_string()
+        } else {
+            format!("`{}`", entries[0].location)
+        };
+        outcome.with_context(|| format!("{failed} failed while handling the {what}"))?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -189,6 +189,30 @@ pub enum Event {
         /// The bytes, in order.
         data: String,
     },
+    /// A queue a plugin registered received data:
+    /// `proxy_on_queue_ready` ran on the plugin that registered it.
+    QueueReady {
+        /// The queue's VM id.
+        vm_id: String,
+        /// Its name.
+        queue: String,
+        /// The id the plugin got for it.
+        queue_id: u32,
+    },
+    /// The plugin called `proxy_call_foreign_function`.
+    ForeignCall {
+        /// The function's name.
+        name: String,
+        /// The argument bytes, as text.
+        argument: String,
+        /// The answer's bytes, as text; `null` when the call failed.
+        answer: Option<String>,
+        /// `Ok`, or the status the call failed with (`NotFound` for a
+        /// function no `--foreign-function` names).
+        status: String,
+        /// Whether a `--foreign-function` named it.
+        named: bool,
+    },
     /// How the exchange ended: `continue` (the response went to the
     /// client), `local_response` or `paused`; for a connection `closed`,
     /// `closed_by_plugin` or `held` (closed with bytes still held).
@@ -217,7 +241,19 @@ pub struct Callout {
     pub timeout_ms: u128,
 }
 
-/// One metric the plugin defined.
+/// An event, a metric or a callout with the plugin it is about, when the
+/// run has several.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tagged<T: Serialize> {
+    /// The event or item.
+    #[serde(flatten)]
+    pub item: T,
+    /// The plugin's name (only when the run has several).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+}
+
+/// One metric the plugins defined.
 #[derive(Debug, Clone, Serialize)]
 pub struct Metric {
     /// Its name.
@@ -229,37 +265,133 @@ pub struct Metric {
     pub value: serde_json::Value,
 }
 
-/// What the plugin left behind after the run.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Leftovers {
-    /// Metrics, in definition order.
-    pub metrics: Vec<Metric>,
-    /// Shared data the plugin set: `[vm_id, key, value]`, sorted.
-    pub shared_data: Vec<(String, String, String)>,
-    /// Queues the plugin registered: `[vm_id, name, messages left]`.
-    pub queues: Vec<(String, String, usize)>,
-    /// Properties the plugin set on the stream, sorted by path.
-    pub properties: Vec<(String, String)>,
-    /// Callouts nobody answered.
-    pub unanswered_callouts: Vec<Callout>,
+/// Shared data set during the run.
+#[derive(Debug, Clone)]
+pub struct SharedRow {
+    /// The VM id it is kept under.
+    pub vm_id: String,
+    /// Its key, as text.
+    pub key: String,
+    /// Its value, as text.
+    pub value: String,
+    /// The plugin that set it last (only when the run has several).
+    pub by: Option<String>,
 }
 
-/// The whole run, as `--format json` prints it.
-#[derive(Debug, Serialize)]
-struct Document<'a> {
-    plugin: &'a str,
-    abi: &'a str,
-    engine: &'a str,
-    events: &'a [Event],
-    #[serde(flatten)]
-    leftovers: &'a Leftovers,
+/// A queue registered during the run.
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    /// The VM id it belongs to.
+    pub vm_id: String,
+    /// Its name.
+    pub name: String,
+    /// Messages nobody dequeued.
+    pub left: usize,
+    /// The plugin that registered it (only when the run has several).
+    pub by: Option<String>,
+}
+
+/// What the plugins left behind after the run.
+#[derive(Debug, Clone, Default)]
+pub struct Leftovers {
+    /// Metrics, in definition order.
+    pub metrics: Vec<Tagged<Metric>>,
+    /// Shared data the plugins set, sorted by VM id and key.
+    pub shared_data: Vec<SharedRow>,
+    /// Queues the plugins registered.
+    pub queues: Vec<QueueRow>,
+    /// Properties the plugin set on the stream, sorted by path:
+    /// `(path, value, plugin when the run has several)`.
+    pub properties: Vec<(String, String, Option<String>)>,
+    /// Callouts nobody answered.
+    pub unanswered_callouts: Vec<Tagged<Callout>>,
+}
+
+/// A row as a JSON array of its columns, with the plugin last when given.
+fn row(columns: Vec<serde_json::Value>, by: &Option<String>) -> serde_json::Value {
+    let mut columns = columns;
+    if let Some(by) = by {
+        columns.push(serde_json::Value::from(by.as_str()));
+    }
+    serde_json::Value::Array(columns)
+}
+
+impl Leftovers {
+    /// The JSON fields: `metrics`, `shared_data`, `queues`, `properties`,
+    /// `unanswered_callouts`.
+    fn json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        map.insert("metrics".into(), to_value(&self.metrics));
+        let shared = (self.shared_data.iter())
+            .map(|r| {
+                row(
+                    vec![
+                        r.vm_id.as_str().into(),
+                        r.key.as_str().into(),
+                        r.value.as_str().into(),
+                    ],
+                    &r.by,
+                )
+            })
+            .collect();
+        map.insert("shared_data".into(), serde_json::Value::Array(shared));
+        let queues = (self.queues.iter())
+            .map(|q| {
+                row(
+                    vec![
+                        q.vm_id.as_str().into(),
+                        q.name.as_str().into(),
+                        q.left.into(),
+                    ],
+                    &q.by,
+                )
+            })
+            .collect();
+        map.insert("queues".into(), serde_json::Value::Array(queues));
+        let properties = (self.properties.iter())
+            .map(|(path, value, by)| row(vec![path.as_str().into(), value.as_str().into()], by))
+            .collect();
+        map.insert("properties".into(), serde_json::Value::Array(properties));
+        map.insert(
+            "unanswered_callouts".into(),
+            to_value(&self.unanswered_callouts),
+        );
+        map
+    }
+}
+
+/// Plain data as a JSON value (it cannot fail to serialize).
+fn to_value<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("plain data serializes")
+}
+
+/// One plugin of a run with several, for the JSON document.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginRow {
+    /// Its name.
+    pub name: String,
+    /// `filter` (the request or connection goes through it) or `service`.
+    pub kind: &'static str,
+    /// The file it was loaded from.
+    pub file: String,
+    /// Its root id.
+    pub root_id: String,
+    /// Its VM id.
+    pub vm_id: String,
+    /// Its proxy-wasm ABI version.
+    pub abi: String,
+    /// Which VM of the run it has its root context in (from 1); plugins
+    /// with the same number share one.
+    pub vm: usize,
 }
 
 /// Prints events as they happen, or keeps them for the JSON document.
 pub struct Report {
     format: Format,
-    events: Vec<Event>,
+    events: Vec<Tagged<Event>>,
     plugin: (String, String, String),
+    /// The plugins of a run with several (events then name theirs).
+    plugins: Vec<PluginRow>,
 }
 
 impl Report {
@@ -269,6 +401,7 @@ impl Report {
             format,
             events: Vec::new(),
             plugin: Default::default(),
+            plugins: Vec::new(),
         }
     }
 
@@ -280,21 +413,84 @@ impl Report {
         self.plugin = (name.into(), abi.into(), engine.into());
     }
 
+    /// The plugins of a run with several, in the order they started; from
+    /// now on events say which plugin they are about.
+    pub fn plugins(&mut self, plugins: Vec<PluginRow>, engine: &str) {
+        if self.format == Format::Text {
+            for p in &plugins {
+                let shared: Vec<String> = (plugins.iter())
+                    .filter(|o| o.vm == p.vm && o.name != p.name)
+                    .map(|o| format!("`{}`", o.name))
+                    .collect();
+                let sharing = if shared.is_empty() {
+                    String::new()
+                } else {
+                    format!(", sharing its VM with {}", shared.join(", "))
+                };
+                println!(
+                    "{} `{}` (proxy-wasm ABI {}) on {engine}, vm_id `{}`{sharing}",
+                    if p.kind == "service" {
+                        "service"
+                    } else {
+                        "plugin"
+                    },
+                    p.name,
+                    p.abi,
+                    p.vm_id,
+                );
+            }
+        }
+        let first = plugins
+            .iter()
+            .find(|p| p.kind == "filter")
+            .or(plugins.first());
+        if let Some(p) = first {
+            self.plugin = (p.name.clone(), p.abi.clone(), engine.into());
+        }
+        self.plugins = plugins;
+    }
+
+    /// Whether the run has several plugins, so that events name theirs.
+    pub fn several(&self) -> bool {
+        !self.plugins.is_empty()
+    }
+
+    /// `plugin` when the run has several, to tag what it did.
+    pub fn tag(&self, plugin: &str) -> Option<String> {
+        self.several().then(|| plugin.to_string())
+    }
+
     /// Records one event.
     pub fn emit(&mut self, event: Event) {
+        self.emit_tagged(None, event);
+    }
+
+    /// Records one event about `plugin` (named when the run has several).
+    pub fn emit_by(&mut self, plugin: &str, event: Event) {
+        let tag = self.tag(plugin);
+        self.emit_tagged(tag, event);
+    }
+
+    fn emit_tagged(&mut self, plugin: Option<String>, event: Event) {
         match self.format {
-            Format::Text => print!("{}", text(&event)),
-            Format::Json => self.events.push(event),
+            Format::Text => print!("{}", prefixed(plugin.as_deref(), &text(&event))),
+            Format::Json => self.events.push(Tagged {
+                item: event,
+                plugin,
+            }),
         }
     }
 
-    /// Records the plugin's log lines.
-    pub fn logs(&mut self, lines: Vec<LogLine>) {
+    /// Records the log lines of `plugin`.
+    pub fn logs_by(&mut self, plugin: &str, lines: Vec<LogLine>) {
         for line in lines {
-            self.emit(Event::Log {
-                level: line.level.as_str(),
-                message: line.message,
-            });
+            self.emit_by(
+                plugin,
+                Event::Log {
+                    level: line.level.as_str(),
+                    message: line.message,
+                },
+            );
         }
     }
 
@@ -305,19 +501,29 @@ impl Report {
             Format::Text => print!("{}", leftovers_text(leftovers)),
             Format::Json => {
                 let (plugin, abi, engine) = &self.plugin;
-                let document = Document {
-                    plugin,
-                    abi,
-                    engine,
-                    events: &self.events,
-                    leftovers,
-                };
+                let mut document = serde_json::Map::new();
+                document.insert("plugin".into(), plugin.as_str().into());
+                document.insert("abi".into(), abi.as_str().into());
+                document.insert("engine".into(), engine.as_str().into());
+                if !self.plugins.is_empty() {
+                    document.insert("plugins".into(), to_value(&self.plugins));
+                }
+                document.insert("events".into(), to_value(&self.events));
+                document.extend(leftovers.json());
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&document).expect("plain data serializes")
                 );
             }
         }
+    }
+}
+
+/// `text` with every line starting `[plugin] ` when a plugin is named.
+fn prefixed(plugin: Option<&str>, text: &str) -> String {
+    match plugin {
+        None => text.to_string(),
+        Some(name) => text.lines().map(|l| format!("[{name}] {l}\n")).collect(),
     }
 }
 
@@ -492,6 +698,29 @@ fn text(event: &Event) -> String {
         Event::Received { by, data } => {
             let _ = writeln!(out, "{by} received in all: {data:?}");
         }
+        Event::QueueReady { vm_id, queue, .. } => {
+            let _ = writeln!(out, "queue [{vm_id}] {queue} ready: proxy_on_queue_ready");
+        }
+        Event::ForeignCall {
+            name,
+            argument,
+            answer,
+            status,
+            named,
+        } => {
+            let _ = write!(out, "foreign function `{name}`({argument:?}) -> ");
+            match answer {
+                Some(answer) => {
+                    let _ = writeln!(out, "{answer:?}");
+                }
+                None if !named => {
+                    let _ = writeln!(out, "{status} (no --foreign-function names it)");
+                }
+                None => {
+                    let _ = writeln!(out, "{status}");
+                }
+            }
+        }
         Event::Done { outcome } => {
             if let Some(how) = match *outcome {
                 "closed" => Some("connection closed"),
@@ -519,7 +748,10 @@ fn other_peer(side: &str) -> &'static str {
 
 fn leftovers_text(left: &Leftovers) -> String {
     let mut out = String::new();
-    for c in &left.unanswered_callouts {
+    for Tagged { item: c, plugin } in &left.unanswered_callouts {
+        if let Some(p) = plugin {
+            let _ = write!(out, "[{p}] ");
+        }
         let headers: Vec<String> = c.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         let _ = writeln!(
             out,
@@ -536,17 +768,42 @@ fn leftovers_text(left: &Leftovers) -> String {
             headers.join(", ")
         );
     }
-    for m in &left.metrics {
-        let _ = writeln!(out, "metric {} ({}) = {}", m.name, m.kind, m.value);
+    let by = |plugin: &Option<String>, verb: &str| match plugin {
+        Some(p) => format!(" ({verb} `{p}`)"),
+        None => String::new(),
+    };
+    for Tagged { item: m, plugin } in &left.metrics {
+        let _ = writeln!(
+            out,
+            "metric {} ({}) = {}{}",
+            m.name,
+            m.kind,
+            m.value,
+            by(plugin, "defined by")
+        );
     }
-    for (vm_id, key, value) in &left.shared_data {
-        let _ = writeln!(out, "shared data [{vm_id}] {key} = {value:?}");
+    for r in &left.shared_data {
+        let _ = writeln!(
+            out,
+            "shared data [{}] {} = {:?}{}",
+            r.vm_id,
+            r.key,
+            r.value,
+            by(&r.by, "set by")
+        );
     }
-    for (vm_id, name, left) in &left.queues {
-        let _ = writeln!(out, "queue [{vm_id}] {name}: {left} message(s) left");
+    for q in &left.queues {
+        let _ = writeln!(
+            out,
+            "queue [{}] {}: {} message(s) left{}",
+            q.vm_id,
+            q.name,
+            q.left,
+            by(&q.by, "registered by")
+        );
     }
-    for (path, value) in &left.properties {
-        let _ = writeln!(out, "property {path} = {value:?}");
+    for (path, value, plugin) in &left.properties {
+        let _ = writeln!(out, "property {path} = {value:?}{}", by(plugin, "set by"));
     }
     out
 }

@@ -27,6 +27,9 @@ const HTTP_ONLY: [&str; 10] = [
     "chunk_size",
 ];
 
+/// The run's one network filter (services may run beside it).
+const F: usize = 0;
+
 /// The client's address unless `--property source.address=...` says.
 const SOURCE: &str = "127.0.0.1:50000";
 /// The listener's address unless `--property destination.address=...`.
@@ -311,16 +314,21 @@ impl<'a, E: Engine> Run<'a, E> {
     /// # Errors
     /// The plugin fails creating the context.
     pub fn new(mut s: Session<'a, E>, connection: &Connection) -> Result<Self> {
-        let root = s.vm.roots().first().copied().unwrap_or(ContextId(1));
-        let (id, decision) =
-            s.vm.create_tcp_stream_with(root, connection.properties.iter().cloned())?;
-        s.logs();
+        let root = s.root(F);
+        let created = s
+            .vm(F)
+            .create_tcp_stream_with(root, connection.properties.iter().cloned());
+        s.after_call();
+        let (id, decision) = created?;
         let (source, destination) = connection.addresses.clone();
-        s.report.emit(Event::NewConnection {
-            source,
-            destination,
-            decision: decision_name(&decision),
-        });
+        s.emit(
+            F,
+            Event::NewConnection {
+                source,
+                destination,
+                decision: decision_name(&decision),
+            },
+        );
         let paused_at_start = decision == Decision::Pause;
         let mut run = Run {
             s,
@@ -369,8 +377,8 @@ impl<'a, E: Engine> Run<'a, E> {
                     Ok(())
                 }
             });
-        let finished = self.s.vm.finish_stream(self.id);
-        self.s.logs();
+        let finished = self.s.vm(F).finish_stream(self.id);
+        self.s.after_call();
         closes?;
         let state = finished?;
         for (by, data) in ["upstream", "downstream"].into_iter().zip(&self.received) {
@@ -391,7 +399,11 @@ impl<'a, E: Engine> Run<'a, E> {
             self.s.tick(due)?;
             self.settle()?;
         }
-        leftovers.properties = stream_properties(&state.properties, &connection.properties);
+        let tag = self.s.report.tag(self.s.name(F));
+        leftovers.properties = (stream_properties(&state.properties, &connection.properties))
+            .into_iter()
+            .map(|(path, value)| (path, value, tag.clone()))
+            .collect();
         leftovers.unanswered_callouts = self.s.take_unanswered();
         Ok(())
     }
@@ -400,30 +412,37 @@ impl<'a, E: Engine> Run<'a, E> {
     fn deliver(&mut self, peer: Peer, chunk: &[u8], end: bool) -> Result<()> {
         let what = if end { "end_of_stream" } else { "data" };
         if self.closed {
-            self.s.report.emit(Event::NotDelivered {
-                side: peer.name(),
-                what,
-                reason: "the plugin closed the connection",
-            });
+            self.s.emit(
+                F,
+                Event::NotDelivered {
+                    side: peer.name(),
+                    what,
+                    reason: "the plugin closed the connection",
+                },
+            );
             return Ok(());
         }
         if peer == Peer::Upstream && !self.connected {
-            self.s.report.emit(Event::NotDelivered {
-                side: peer.name(),
-                what,
-                reason: "the upstream is not connected (the plugin paused the new connection)",
-            });
+            self.s.emit(
+                F,
+                Event::NotDelivered {
+                    side: peer.name(),
+                    what,
+                    reason: "the upstream is not connected (the plugin paused the new connection)",
+                },
+            );
             return Ok(());
         }
         let id = self.id;
         let decision = match peer {
-            Peer::Downstream => self.s.vm.on_downstream_data(id, chunk, end)?,
-            Peer::Upstream => self.s.vm.on_upstream_data(id, chunk, end)?,
+            Peer::Downstream => self.s.vm(F).on_downstream_data(id, chunk, end)?,
+            Peer::Upstream => self.s.vm(F).on_upstream_data(id, chunk, end)?,
         };
-        self.s.logs();
+        self.s.after_call();
         // A data callback answers for itself: only a close it asked for
         // counts, as in the data plane.
-        let closed = (self.s.vm.take_events(id).iter()).any(|e| matches!(e, StreamEvent::Close(_)));
+        let closed =
+            (self.s.vm(F).take_events(id).iter()).any(|e| matches!(e, StreamEvent::Close(_)));
         let forwarded = if decision == Decision::Pause || closed {
             Vec::new()
         } else {
@@ -434,14 +453,17 @@ impl<'a, E: Engine> Run<'a, E> {
             self.take(peer)
         };
         let held = self.held(peer).len();
-        self.s.report.emit(Event::Data {
-            side: peer.name(),
-            sent: String::from_utf8_lossy(chunk).into_owned(),
-            end_of_stream: end,
-            decision: decision_name(&decision),
-            forwarded: String::from_utf8_lossy(&forwarded).into_owned(),
-            held,
-        });
+        self.s.emit(
+            F,
+            Event::Data {
+                side: peer.name(),
+                sent: String::from_utf8_lossy(chunk).into_owned(),
+                end_of_stream: end,
+                decision: decision_name(&decision),
+                forwarded: String::from_utf8_lossy(&forwarded).into_owned(),
+                held,
+            },
+        );
         self.received[peer.index()].extend_from_slice(&forwarded);
         if closed {
             self.plugin_closed(peer);
@@ -473,7 +495,7 @@ impl<'a, E: Engine> Run<'a, E> {
         let id = self.id;
         let mut resumed = Vec::new();
         let mut closed = None;
-        self.s.settle(id, |s, event| {
+        self.s.settle(&[(F, id)], |s, _, event| {
             match event {
                 StreamEvent::Resume(t @ (StreamType::Downstream | StreamType::Upstream)) => {
                     let peer = if t == StreamType::Downstream {
@@ -481,7 +503,7 @@ impl<'a, E: Engine> Run<'a, E> {
                     } else {
                         Peer::Upstream
                     };
-                    s.report.emit(Event::Resume { side: peer.name() });
+                    s.emit(F, Event::Resume { side: peer.name() });
                     resumed.push(peer);
                 }
                 StreamEvent::Close(t) => {
@@ -520,15 +542,18 @@ impl<'a, E: Engine> Run<'a, E> {
         }
         let forwarded = self.take(peer);
         self.received[peer.index()].extend_from_slice(&forwarded);
-        self.s.report.emit(Event::Released {
-            side: peer.name(),
-            forwarded: String::from_utf8_lossy(&forwarded).into_owned(),
-        });
+        self.s.emit(
+            F,
+            Event::Released {
+                side: peer.name(),
+                forwarded: String::from_utf8_lossy(&forwarded).into_owned(),
+            },
+        );
     }
 
     fn plugin_closed(&mut self, peer: Peer) {
         self.closed = true;
-        self.s.report.emit(Event::Close { side: peer.name() });
+        self.s.emit(F, Event::Close { side: peer.name() });
     }
 
     /// While the plugin holds bytes or keeps the connection paused at its
@@ -555,9 +580,7 @@ impl<'a, E: Engine> Run<'a, E> {
     /// at its start); whether it held any bytes.
     fn report_held(&mut self) -> bool {
         if self.paused_at_start && !self.closed {
-            self.s
-                .report
-                .emit(Event::StillPaused { side: "connection" });
+            self.s.emit(F, Event::StillPaused { side: "connection" });
         }
         let mut any = false;
         for peer in [Peer::Downstream, Peer::Upstream] {
@@ -566,11 +589,14 @@ impl<'a, E: Engine> Run<'a, E> {
                 continue;
             }
             any = true;
-            self.s.report.emit(Event::StillHeld {
-                side: peer.name(),
-                data: String::from_utf8_lossy(&data).into_owned(),
-                bytes: data.len(),
-            });
+            self.s.emit(
+                F,
+                Event::StillHeld {
+                    side: peer.name(),
+                    data: String::from_utf8_lossy(&data).into_owned(),
+                    bytes: data.len(),
+                },
+            );
         }
         any
     }
@@ -579,25 +605,28 @@ impl<'a, E: Engine> Run<'a, E> {
     fn close(&mut self, side: Peer, peer: PeerType) -> Result<()> {
         let id = self.id;
         let result = match side {
-            Peer::Downstream => self.s.vm.on_downstream_close(id, peer),
-            Peer::Upstream => self.s.vm.on_upstream_close(id, peer),
+            Peer::Downstream => self.s.vm(F).on_downstream_close(id, peer),
+            Peer::Upstream => self.s.vm(F).on_upstream_close(id, peer),
         };
-        self.s.logs();
+        self.s.after_call();
         result?;
-        self.s.report.emit(Event::ConnectionClose {
-            side: side.name(),
-            peer: match peer {
-                PeerType::Local => "local",
-                PeerType::Remote => "remote",
-                PeerType::Unknown => "unknown",
+        self.s.emit(
+            F,
+            Event::ConnectionClose {
+                side: side.name(),
+                peer: match peer {
+                    PeerType::Local => "local",
+                    PeerType::Remote => "remote",
+                    PeerType::Unknown => "unknown",
+                },
             },
-        });
+        );
         self.settle()
     }
 
     /// The bytes the plugin holds from `peer`.
     fn held(&self, peer: Peer) -> &[u8] {
-        match (self.s.vm.stream(self.id), peer) {
+        match (self.s.vm_ref(F).stream(self.id), peer) {
             (Some(s), Peer::Downstream) => &s.downstream_data,
             (Some(s), Peer::Upstream) => &s.upstream_data,
             (None, _) => &[],
@@ -606,8 +635,8 @@ impl<'a, E: Engine> Run<'a, E> {
 
     fn take(&mut self, peer: Peer) -> Vec<u8> {
         match peer {
-            Peer::Downstream => self.s.vm.take_downstream_data(self.id),
-            Peer::Upstream => self.s.vm.take_upstream_data(self.id),
+            Peer::Downstream => self.s.vm(F).take_downstream_data(self.id),
+            Peer::Upstream => self.s.vm(F).take_upstream_data(self.id),
         }
     }
 }

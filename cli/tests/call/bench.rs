@@ -452,7 +452,7 @@ fn json_output_has_the_whole_run() {
 /// and pauses the request; its 50 ms tick reads the time again, adds
 /// `x-virtual: exact` when exactly 50 ms passed (`off` otherwise) and
 /// resumes the request.
-const PROPERTY_AND_TICK: &str = r#"
+pub(super) const PROPERTY_AND_TICK: &str = r#"
 (module
   (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))

@@ -1,8 +1,10 @@
 //! `polyhost call` and `polyhost compile` as a user runs them: bounded
 //! reads, one answer for a text module on every engine, the module cache,
-//! and many headers; `polyhost call --tcp` in tcp.rs.
+//! and many headers; `polyhost call --tcp` in tcp.rs; several plugins at
+//! once in multi.rs.
 
 mod bench;
+mod multi;
 mod tcp;
 
 use std::os::unix::fs::PermissionsExt;
