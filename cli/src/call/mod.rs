@@ -126,7 +126,9 @@ struct BenchArgs {
     #[arg(long)]
     real_time: bool,
     /// A property the plugin can read, `PATH=VALUE` with a dotted path
-    /// (`node.metadata.team=edge`; `int:N` for an integer). Repeatable.
+    /// (`node.metadata.team=edge`) or Envoy's path segments as a JSON array
+    /// (`["metadata","filter_metadata","envoy.lb","canary"]=1`); `int:N`
+    /// for an integer. Repeatable.
     #[arg(long = "property", value_name = "PATH=VALUE")]
     properties: Vec<String>,
     /// Answer the plugins' `proxy_call_foreign_function` of NAME with

@@ -283,21 +283,44 @@ pub struct RunServices {
     foreign: Arc<RecordedForeign>,
 }
 
-/// Parses `--property PATH=VALUE` (`PATH` dotted, e.g. `node.metadata.team`;
-/// a value `int:N` is an integer, as Envoy encodes them).
+/// Parses `--property PATH=VALUE`. `PATH` is dotted (`node.metadata.team`)
+/// or, for segments that themselves contain dots, Envoy's path segments as
+/// a JSON array (`["metadata","filter_metadata","envoy.lb","canary"]`); a
+/// value `int:N` is an integer, as Envoy encodes them.
 ///
 /// # Errors
-/// No `=`, an empty path, or `int:` with something that is not an integer.
+/// No `=`, an empty path or segment, a bad JSON array, or `int:` with
+/// something that is not an integer.
 fn properties(given: &[String]) -> Result<StaticProperties> {
     let mut properties = StaticProperties::default();
     for raw in given {
-        let Some((path, value)) = raw.split_once('=') else {
-            bail!("--property `{raw}` is not PATH=VALUE");
+        let (path, value) = if raw.trim_start().starts_with('[') {
+            let Some((segments, value)) = raw.split_once("]=") else {
+                bail!("--property `{raw}` is not [\"SEGMENT\", ...]=VALUE");
+            };
+            let segments: Vec<String> =
+                serde_json::from_str(&format!("{segments}]")).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--property `{raw}`: the path is not a JSON array of strings ({e})"
+                    )
+                })?;
+            if segments.is_empty() || segments.iter().any(String::is_empty) {
+                bail!("--property `{raw}`: the path has an empty segment");
+            }
+            // The provider keys paths by their segments joined with dots,
+            // which is also how a plugin's segments are looked up.
+            (segments.join("."), value)
+        } else {
+            let Some((path, value)) = raw.split_once('=') else {
+                bail!("--property `{raw}` is not PATH=VALUE");
+            };
+            let path = path.trim();
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                bail!("--property `{raw}`: the path `{path}` has an empty segment");
+            }
+            (path.to_string(), value)
         };
-        let path = path.trim();
-        if path.is_empty() || path.split('.').any(str::is_empty) {
-            bail!("--property `{raw}`: the path `{path}` has an empty segment");
-        }
+        let path = path.as_str();
         properties = match value.strip_prefix("int:") {
             Some(n) => match n.trim().parse::<i64>() {
                 Ok(n) => properties.with_int(path, n),
@@ -477,5 +500,25 @@ mod tests {
         assert!(err.contains("empty segment"), "{err}");
         let err = properties(&["a=int:x".into()]).unwrap_err().to_string();
         assert!(err.contains("`x` is not an integer"), "{err}");
+    }
+
+    #[test]
+    fn properties_take_envoy_path_segments_with_dots() {
+        let p = properties(&[r#"["metadata","filter_metadata","envoy.lb","canary"]=a=b"#.into()])
+            .unwrap();
+        assert_eq!(
+            p.get(&[b"metadata", b"filter_metadata", b"envoy.lb", b"canary"]),
+            Some(b"a=b".to_vec())
+        );
+        let err = properties(&[r#"["a",""]=1"#.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("empty segment"), "{err}");
+        let err = properties(&[r#"["a",1]=1"#.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a JSON array of strings"), "{err}");
+        let err = properties(&[r#"["a"]"#.into()]).unwrap_err().to_string();
+        assert!(err.contains("SEGMENT"), "{err}");
     }
 }
