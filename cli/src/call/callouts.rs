@@ -12,6 +12,7 @@
 //! | `grpc-status=N` | gRPC status (default 0: the message is the answer) |
 //! | `grpc-message=TEXT` | gRPC status message of a failed call |
 //! | `fail=reset` or `fail=timeout` | the call fails (HTTP: no response; gRPC: UNAVAILABLE or DEADLINE_EXCEEDED) |
+//! | `times=N` or `times=*` | answer that many callouts it fits (default 1), or every one |
 //!
 //! `status`, `header` and `trailer` make an answer HTTP-only, `grpc-status`
 //! and `grpc-message` gRPC-only; other answers fit either kind.
@@ -51,6 +52,8 @@ pub struct Answer {
     grpc_status: u32,
     grpc_message: String,
     failure: Option<Failure>,
+    /// How many more callouts it answers; `None`: every one it fits.
+    remaining: Option<u32>,
 }
 
 /// Splits at `;` not preceded by `\`, unescaping `\;`.
@@ -89,6 +92,7 @@ impl Answer {
             grpc_status: 0,
             grpc_message: String::new(),
             failure: None,
+            remaining: Some(1),
         };
         let bad =
             |part: &str, why: &str| anyhow::anyhow!("--callout-response `{spec}`: `{part}` {why}");
@@ -150,10 +154,22 @@ impl Answer {
                     });
                     Fits::Either
                 }
+                "times" => {
+                    answer.remaining = match value.trim() {
+                        "*" => None,
+                        n => Some(
+                            n.parse::<u32>()
+                                .ok()
+                                .filter(|n| *n > 0)
+                                .ok_or_else(|| bad(part, "is not a positive count or `*`"))?,
+                        ),
+                    };
+                    Fits::Either
+                }
                 _ => {
                     return Err(bad(
                         part,
-                        "has an unknown key (known: cluster, status, header, trailer, body, grpc-status, grpc-message, fail)",
+                        "has an unknown key (known: cluster, status, header, trailer, body, grpc-status, grpc-message, fail, times)",
                     ));
                 }
             };
@@ -217,9 +233,9 @@ impl Answer {
     }
 }
 
-/// The answers not used yet. Each answers one callout: the first unused
-/// answer for the callout's cluster, else the first unused one without a
-/// cluster that fits its kind.
+/// The answers not used up yet. Each answers one callout (or as many as
+/// its `times` says): the first for the callout's cluster, else the first
+/// without a cluster that fits its kind.
 #[derive(Debug, Default)]
 pub struct Answers {
     unused: Vec<Answer>,
@@ -259,7 +275,15 @@ impl Answers {
                 .iter()
                 .position(|a| a.cluster.is_none() && a.fits(grpc, cluster))
         })?;
-        Some(self.unused.remove(index))
+        let answer = &mut self.unused[index];
+        match answer.remaining {
+            None => Some(answer.clone()),
+            Some(n) if n > 1 => {
+                answer.remaining = Some(n - 1);
+                Some(answer.clone())
+            }
+            Some(_) => Some(self.unused.remove(index)),
+        }
     }
 
     /// Whether callouts get the default answer (no `--callout-response`).
@@ -309,5 +333,24 @@ mod tests {
         ));
         assert_eq!(answers.take(false, "other").unwrap().status, Some(201));
         assert!(answers.take(false, "other").is_none());
+    }
+
+    #[test]
+    fn an_answer_can_serve_several_callouts() {
+        let mut answers =
+            Answers::parse(&["status=201;times=2".to_string(), "status=202".to_string()]).unwrap();
+        let statuses: Vec<_> = (0..4)
+            .map(|_| answers.take(false, "c").map(|a| a.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![Some(Some(201)), Some(Some(201)), Some(Some(202)), None]
+        );
+        let mut always = Answers::parse(&["cluster=c;status=204;times=*".to_string()]).unwrap();
+        for _ in 0..5 {
+            assert_eq!(always.take(false, "c").unwrap().status, Some(204));
+        }
+        let err = Answer::parse("times=0").unwrap_err().to_string();
+        assert!(err.contains("is not a positive count or `*`"), "{err}");
     }
 }
