@@ -1056,3 +1056,105 @@ fn a_removed_plugin_that_defers_its_done_keeps_its_vm_until_proxy_done_on_every_
         assert_eq!(proxy.quit(), Some(0), "{engine}");
     }
 }
+
+/// Counts requests in shared data, and numbers its own VM on first use:
+/// adds `x-count` (the shared count after this request) and `x-vm` (this
+/// VM's number), each as 8 hex digits.
+const SHARED_COUNTER_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_get_shared_data" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_shared_data" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (global $vm (mut i32) (i32.const 0))
+  (data (i32.const 64) "count")
+  (data (i32.const 80) "vms")
+  (data (i32.const 96) "x-count")
+  (data (i32.const 112) "x-vm")
+  (data (i32.const 128) "0123456789abcdef")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  ;; Adds one to the shared value under the key, with compare-and-swap;
+  ;; returns the new value.
+  (func $increment (param $key i32) (param $len i32) (result i32)
+    (local $value i32) (local $cas i32) (local $tries i32)
+    (loop $again
+      (local.set $tries (i32.add (local.get $tries) (i32.const 1)))
+      (if (i32.gt_u (local.get $tries) (i32.const 1000)) (then unreachable))
+      (if (i32.eqz (call $get (local.get $key) (local.get $len) (i32.const 16) (i32.const 20) (i32.const 24)))
+        (then
+          (local.set $value (i32.load (i32.load (i32.const 16))))
+          (local.set $cas (i32.load (i32.const 24))))
+        (else
+          (local.set $value (i32.const 0))
+          (local.set $cas (i32.const 0))))
+      (i32.store (i32.const 32) (i32.add (local.get $value) (i32.const 1)))
+      (br_if $again (call $set (local.get $key) (local.get $len) (i32.const 32) (i32.const 4) (local.get $cas))))
+    (i32.add (local.get $value) (i32.const 1)))
+  ;; Writes the value as 8 hex digits at $out.
+  (func $hex (param $value i32) (param $out i32)
+    (local $i i32)
+    (loop $digits
+      (i32.store8 (i32.add (local.get $out) (local.get $i))
+        (i32.load8_u (i32.add (i32.const 128)
+          (i32.and (i32.shr_u (local.get $value) (i32.sub (i32.const 28) (i32.mul (local.get $i) (i32.const 4)))) (i32.const 15)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $digits (i32.lt_u (local.get $i) (i32.const 8)))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (global.get $vm))
+      (then (global.set $vm (call $increment (i32.const 80) (i32.const 3)))))
+    (call $hex (call $increment (i32.const 64) (i32.const 5)) (i32.const 256))
+    (drop (call $add (i32.const 0) (i32.const 96) (i32.const 7) (i32.const 256) (i32.const 8)))
+    (call $hex (global.get $vm) (i32.const 272))
+    (drop (call $add (i32.const 0) (i32.const 112) (i32.const 4) (i32.const 272) (i32.const 8)))
+    (i32.const 0)))
+"#;
+
+#[test]
+fn shared_data_is_shared_by_the_vms_of_two_workers_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("shared_counter.wasm");
+    std::fs::write(&plugin, wat::parse_str(SHARED_COUNTER_PLUGIN).unwrap()).unwrap();
+    let plugin = plugin.display().to_string();
+    const REQUESTS: u32 = 24;
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("shared-counter", engine, &plugin)],
+            &["--concurrency", "2"],
+        );
+        // Each request on a new connection: Pingora hands every connection
+        // to a worker at random, so both workers' VMs serve some.
+        for i in 0..REQUESTS {
+            get(&format!("http://127.0.0.1:{port}/shared/{engine}/{i}"), &[]).unwrap();
+        }
+        let seen: Vec<_> = upstream
+            .seen()
+            .into_iter()
+            .filter(|s| s.path.starts_with(&format!("/shared/{engine}/")))
+            .collect();
+        let number = |s: &Seen, name: &str| {
+            u32::from_str_radix(s.header(name).expect("header added"), 16).expect("hex")
+        };
+        let mut counts: Vec<u32> = seen.iter().map(|s| number(s, "x-count")).collect();
+        counts.sort_unstable();
+        assert_eq!(
+            counts,
+            (1..=REQUESTS).collect::<Vec<_>>(),
+            "{engine}: one count across the workers\n{}",
+            proxy.stderr()
+        );
+        let mut vms: Vec<u32> = seen.iter().map(|s| number(s, "x-vm")).collect();
+        vms.sort_unstable();
+        vms.dedup();
+        assert_eq!(vms, vec![1, 2], "{engine}: both workers' VMs counted");
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
