@@ -278,6 +278,12 @@ pub(crate) struct TrapCause {
 }
 
 impl HostState {
+    /// Properties the plugin set with `proxy_set_property` outside any
+    /// stream (from a root context), by dotted path.
+    pub fn vm_properties(&self) -> &HashMap<Vec<u8>, Vec<u8>> {
+        &self.vm_properties
+    }
+
     /// A state whose first root context, `root`, is `plugin`'s.
     pub(crate) fn new(plugin: Arc<PluginInfo>, services: HostServices, root: u32) -> Self {
         let plugin_limits = plugin.limits;

@@ -146,6 +146,7 @@ impl<'a, E: Engine> Exchange<'a, E> {
             self.s.tick(due)?;
             self.settle(Side::Response)?;
         }
+        properties.extend(self.s.vm_properties());
         leftovers.properties = properties;
         leftovers.unanswered_callouts = self.s.take_unanswered();
         Ok(())

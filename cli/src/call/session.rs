@@ -225,6 +225,23 @@ impl<'a, E: Engine> Session<'a, E> {
         &mut self.vms[self.members[m].vm]
     }
 
+    /// Properties the plugins set outside any stream (from a root
+    /// context), per VM, tagged with the first plugin of the VM when the
+    /// run has several: (path, value, plugin).
+    pub fn vm_properties(&mut self) -> Vec<(String, String, Option<String>)> {
+        let mut out = Vec::new();
+        for (index, vm) in self.vms.iter_mut().enumerate() {
+            let Some(first) = self.members.iter().find(|m| m.vm == index) else {
+                continue;
+            };
+            let tag = self.report.tag(&first.name);
+            for (path, value) in stream_properties(vm.instance().data().vm_properties(), &[]) {
+                out.push((path, value, tag.clone()));
+            }
+        }
+        out
+    }
+
     /// The VM of member `m`, to read.
     pub fn vm_ref(&self, m: usize) -> &Vm<E> {
         &self.vms[self.members[m].vm]

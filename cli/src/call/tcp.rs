@@ -403,6 +403,7 @@ impl<'a, E: Engine> Run<'a, E> {
         leftovers.properties = (stream_properties(&state.properties, &connection.properties))
             .into_iter()
             .map(|(path, value)| (path, value, tag.clone()))
+            .chain(self.s.vm_properties())
             .collect();
         leftovers.unanswered_callouts = self.s.take_unanswered();
         Ok(())

@@ -284,3 +284,55 @@ static_resources:
     let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{mode:o}");
 }
+
+/// Sets `root.note` from `proxy_on_configure` (a root context, no stream)
+/// and `stream.note` from the request headers callback.
+const SETS_PROPERTIES: &str = r#"
+(module
+  (import "env" "proxy_set_property" (func $set (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "root.note")
+  (data (i32.const 80) "from-configure")
+  (data (i32.const 96) "stream.note")
+  (data (i32.const 112) "from-request")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $set (i32.const 64) (i32.const 9) (i32.const 80) (i32.const 14)))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $set (i32.const 96) (i32.const 11) (i32.const 112) (i32.const 12)))
+    (i32.const 0)))
+"#;
+
+#[test]
+fn properties_set_from_the_root_context_are_listed_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("sets_properties.wasm");
+    std::fs::write(&plugin, wat::parse_str(SETS_PROPERTIES).unwrap()).unwrap();
+    for engine in engines() {
+        let o = polyhost(&[
+            "call",
+            plugin.to_str().unwrap(),
+            "--engine",
+            &engine,
+            "--no-cache",
+        ]);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        assert!(
+            out.contains("property root.note = \"from-configure\""),
+            "{engine}: {out}"
+        );
+        assert!(
+            out.contains("property stream.note = \"from-request\""),
+            "{engine}: {out}"
+        );
+    }
+}
