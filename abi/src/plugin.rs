@@ -6,7 +6,7 @@ use crate::services::HostServices;
 use crate::state::{HostState, PluginInfo};
 use crate::types::{AbiVersion, LogLevel};
 use crate::vm::{Callback, Vm};
-use polyhost_engine_core::{Engine, FuncType};
+use polyhost_engine_core::{CallbackExport, CallbackSig, Engine, FuncType};
 use std::sync::Arc;
 
 /// How the embedder configures one plugin (what Envoy's `PluginConfig` and
@@ -154,9 +154,38 @@ fn looks_like_text(bytes: &[u8]) -> bool {
 pub(crate) struct Shared<E: Engine> {
     pub engine: E,
     pub info: Arc<PluginInfo>,
-    pub services: HostServices,
+    pub services: Arc<HostServices>,
+    /// Pre-linked with the callbacks the plugin exports, then its
+    /// allocator, as [`Shared::slots`] says.
     pub pre: E::InstancePre<HostState>,
-    pub allocator: &'static str,
+    pub slots: CallbackSlots,
+}
+
+/// Where each callback the plugin exports is in the list the module was
+/// pre-linked with ([`polyhost_engine_core::Instance::callback`] takes the
+/// position): worked out once per plugin, so a new VM only fetches them.
+pub(crate) struct CallbackSlots {
+    /// By `Callback as usize`: the callback's position among the VM's
+    /// resolved callbacks, or `None` when the plugin does not export it.
+    pub index: [Option<u8>; Callback::ALL.len()],
+    /// How many callbacks were listed; the allocator comes right after.
+    pub count: usize,
+}
+
+impl CallbackSlots {
+    /// The exports to pre-link: every callback in `present` with its
+    /// signature under `abi`, then the allocator.
+    fn new(present: &[Callback], abi: AbiVersion, allocator: &str) -> (Self, Vec<CallbackExport>) {
+        let mut index = [None; Callback::ALL.len()];
+        let mut list = Vec::with_capacity(present.len() + 1);
+        for (position, &cb) in present.iter().enumerate() {
+            index[cb as usize] = Some(position as u8);
+            list.push(CallbackExport::new(cb.name(), cb.sig(abi)));
+        }
+        list.push(CallbackExport::new(allocator, CallbackSig::i32(1)));
+        let count = present.len();
+        (CallbackSlots { index, count }, list)
+    }
 }
 
 /// A compiled, validated and pre-linked plugin: the "base VM" from which
@@ -255,11 +284,14 @@ impl<E: Engine> Plugin<E> {
                     "the module exports neither `malloc` nor `proxy_on_memory_allocate` of type (i32) -> (i32)",
                 )
             })?;
-        for cb in Callback::ALL {
+        let mut present = Vec::new();
+        for &cb in Callback::ALL {
             let expected = cb.sig(abi).func_type();
-            if let Some(export) = exports.iter().find(|e| e.name == cb.name())
-                && export.func.as_ref() != Some(&expected)
-            {
+            let Some(export) = exports.iter().find(|e| e.name == cb.name()) else {
+                continue;
+            };
+            present.push(cb);
+            if export.func.as_ref() != Some(&expected) {
                 let actual = export
                     .func
                     .as_ref()
@@ -279,8 +311,11 @@ impl<E: Engine> Plugin<E> {
         crate::host::register(&mut linker)
             .and_then(|()| crate::wasi::register(&mut linker))
             .map_err(|e| PluginError::engine(name.clone(), e))?;
+        // Every export a VM calls is resolved once, here: a new VM fetches
+        // them by position.
+        let (slots, callbacks) = CallbackSlots::new(&present, abi, allocator);
         let pre = engine
-            .prelink(&linker, &module)
+            .prelink(&linker, &module, &callbacks)
             .map_err(|e| PluginError::engine(name.clone(), e))?;
         let mut environment = config.env.clone();
         for var in &config.allowed_env {
@@ -304,9 +339,9 @@ impl<E: Engine> Plugin<E> {
             shared: Arc::new(Shared {
                 engine: engine.clone(),
                 info: Arc::new(info),
-                services,
+                services: Arc::new(services),
                 pre,
-                allocator,
+                slots,
             }),
         })
     }

@@ -227,7 +227,9 @@ pub struct HostState {
     /// The current root's facts: `roots[current].info`, copied out so host
     /// calls read it without an index.
     pub(crate) plugin: Arc<PluginInfo>,
-    pub(crate) services: HostServices,
+    /// The plugin's services, shared by all its VMs: one reference count
+    /// per VM rather than one per service.
+    pub(crate) services: Arc<HostServices>,
     /// The context host calls act on (set before every callback and by
     /// `proxy_set_effective_context`).
     pub(crate) effective: u32,
@@ -285,7 +287,7 @@ impl HostState {
     }
 
     /// A state whose first root context, `root`, is `plugin`'s.
-    pub(crate) fn new(plugin: Arc<PluginInfo>, services: HostServices, root: u32) -> Self {
+    pub(crate) fn new(plugin: Arc<PluginInfo>, services: Arc<HostServices>, root: u32) -> Self {
         let plugin_limits = plugin.limits;
         HostState {
             roots: vec![RootState::new(root, plugin.clone())],

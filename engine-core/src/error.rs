@@ -110,6 +110,38 @@ impl Error {
         )
     }
 
+    /// The error of [`crate::Instance::callback`] for an `index` past the
+    /// `listed` callbacks the module was pre-linked with.
+    pub fn unlisted_callback(engine: &'static str, index: usize, listed: usize) -> Self {
+        Error::new(
+            ErrorKind::MissingExport,
+            engine,
+            format!("no callback {index}: the module was pre-linked with {listed}"),
+        )
+    }
+
+    /// An export `name` of type `actual` (or "not a function") looked up
+    /// as a callback of signature `sig`: the same message on every engine.
+    pub fn callback_mismatch(
+        engine: &'static str,
+        name: &str,
+        actual: &str,
+        sig: crate::CallbackSig,
+    ) -> Self {
+        let message = if sig.params > crate::CallbackSig::MAX_PARAMS {
+            format!(
+                "callbacks take at most {} parameters",
+                crate::CallbackSig::MAX_PARAMS
+            )
+        } else {
+            format!(
+                "export `{name}` has type {actual}, expected {}",
+                sig.func_type()
+            )
+        };
+        Error::new(ErrorKind::SignatureMismatch, engine, message)
+    }
+
     /// An out-of-bounds guest memory access.
     pub fn out_of_bounds(engine: &'static str, ptr: u32, len: u32, memory_size: usize) -> Self {
         Error::new(

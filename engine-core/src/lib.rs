@@ -25,6 +25,12 @@
 //!   one place, [`for_each_host_signature!`], which both declares the trait
 //!   methods here and lets every backend generate its implementation with a
 //!   short macro, so a new shape is one line.
+//! * **Exports are resolved once per module.** The exports the host calls
+//!   are listed at [`Engine::prelink`] ([`CallbackExport`]), which checks
+//!   their types ([`check_callbacks`], the same words on every engine) and
+//!   resolves them in the pre-linked template; a new instance then hands
+//!   each out by position ([`Instance::callback`]), with no name lookup or
+//!   type comparison on the path that creates instances.
 //! * **Host functions may re-enter the guest.** [`HostContext::allocate`] calls
 //!   the plugin's allocator from inside a host call, which proxy-wasm needs to
 //!   return data to the guest.
@@ -40,6 +46,7 @@ mod error;
 
 pub use error::{Error, ErrorKind, Result};
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A WebAssembly value type used at the proxy-wasm boundary.
@@ -206,6 +213,114 @@ impl CallbackSig {
     pub fn func_type(self) -> FuncType {
         FuncType::i32s(self.params as usize, usize::from(self.returns))
     }
+}
+
+/// A guest export the host calls, named once per module rather than once
+/// per instance: [`Engine::prelink`] takes the list of them, checks each
+/// (with [`check_callbacks`]) and resolves it inside the pre-linked
+/// template, and every instance then hands out the resolved handle by its
+/// position in the list ([`Instance::callback`]), without a name lookup or
+/// a type check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CallbackExport {
+    /// The export name. Shared: the handles of every instance keep it for
+    /// their error messages without copying it.
+    pub name: Arc<str>,
+    /// The signature the export must have.
+    pub sig: CallbackSig,
+}
+
+impl CallbackExport {
+    /// The export `name` with signature `sig`.
+    pub fn new(name: impl Into<Arc<str>>, sig: CallbackSig) -> Self {
+        CallbackExport {
+            name: name.into(),
+            sig,
+        }
+    }
+}
+
+/// Checks `callbacks` against a module's `exports` (from
+/// [`Engine::exports`]) in the words every backend uses, so that
+/// [`Engine::prelink`] refuses the same lists the same way on every engine.
+///
+/// # Errors
+/// [`ErrorKind::MissingExport`] naming the first listed export the module
+/// does not have; [`ErrorKind::SignatureMismatch`] naming the first one that
+/// is not a function of its signature (or whose signature has more than
+/// [`CallbackSig::MAX_PARAMS`] parameters).
+pub fn check_callbacks(
+    engine: &'static str,
+    exports: &[Export],
+    callbacks: &[CallbackExport],
+) -> Result<()> {
+    for cb in callbacks {
+        let name = &*cb.name;
+        if cb.sig.params > CallbackSig::MAX_PARAMS {
+            return Err(Error::new(
+                ErrorKind::SignatureMismatch,
+                engine,
+                format!(
+                    "export `{name}`: callbacks take at most {} parameters",
+                    CallbackSig::MAX_PARAMS
+                ),
+            ));
+        }
+        let Some(export) = exports.iter().find(|e| e.name == name) else {
+            return Err(Error::new(
+                ErrorKind::MissingExport,
+                engine,
+                format!("the module has no export `{name}`"),
+            ));
+        };
+        let expected = cb.sig.func_type();
+        match &export.func {
+            Some(actual) if *actual == expected => {}
+            Some(actual) => {
+                return Err(Error::new(
+                    ErrorKind::SignatureMismatch,
+                    engine,
+                    format!("export `{name}` has type {actual}, expected {expected}"),
+                ));
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::SignatureMismatch,
+                    engine,
+                    format!("export `{name}` is not a function, expected {expected}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Maps a [`CallbackSig`] to the backend's typed handle for it: expands to
+/// a `match` that invokes `$make!(args..., Variant, Params, Results)` for
+/// the signature's variant (`V0` .. `V5` without a result, `I0` .. `I5`
+/// with an `i32` one) and evaluates to `Some` of it, or `None` for more
+/// than [`CallbackSig::MAX_PARAMS`] parameters. Every backend keeps one
+/// enum of typed functions with these variant names; this is the one place
+/// that says which Rust types each signature has.
+#[macro_export]
+macro_rules! match_callback_sig {
+    ($sig:expr, $make:ident!($($arg:tt),*)) => {
+        match ($sig.params, $sig.returns) {
+            (0, false) => Some($make!($($arg),*, V0, (), ())),
+            (0, true) => Some($make!($($arg),*, I0, (), i32)),
+            (1, false) => Some($make!($($arg),*, V1, i32, ())),
+            (1, true) => Some($make!($($arg),*, I1, i32, i32)),
+            (2, false) => Some($make!($($arg),*, V2, (i32, i32), ())),
+            (2, true) => Some($make!($($arg),*, I2, (i32, i32), i32)),
+            (3, false) => Some($make!($($arg),*, V3, (i32, i32, i32), ())),
+            (3, true) => Some($make!($($arg),*, I3, (i32, i32, i32), i32)),
+            (4, false) => Some($make!($($arg),*, V4, (i32, i32, i32, i32), ())),
+            (4, true) => Some($make!($($arg),*, I4, (i32, i32, i32, i32), i32)),
+            (5, false) => Some($make!($($arg),*, V5, (i32, i32, i32, i32, i32), ())),
+            (5, true) => Some($make!($($arg),*, I5, (i32, i32, i32, i32, i32), i32)),
+            _ => None,
+        }
+    };
 }
 
 /// What a backend can do. Queried with [`Engine::capabilities`].
@@ -530,6 +645,16 @@ pub trait Instance<D>: HostContext<Data = D> + Send {
     /// function of type `sig`.
     fn func(&mut self, name: &str, sig: CallbackSig) -> Result<Option<Self::Func>>;
 
+    /// The handle of the callback at `index` in the list given to
+    /// [`Engine::prelink`]: resolved and type-checked there, so this only
+    /// fetches the instance's function by its index (no name lookup, no
+    /// type comparison). The way to resolve a module's callbacks on every
+    /// new instance; [`Instance::func`] is for tools and tests.
+    ///
+    /// # Errors
+    /// [`ErrorKind::MissingExport`] when `index` is past the end of the list.
+    fn callback(&mut self, index: usize) -> Result<Self::Func>;
+
     /// Calls a resolved export with `args` (exactly as many as its signature
     /// has parameters) and returns its result, if it has one.
     ///
@@ -553,6 +678,15 @@ pub trait Instance<D>: HostContext<Data = D> + Send {
     /// # Errors
     /// [`ErrorKind::MissingExport`] or [`ErrorKind::SignatureMismatch`].
     fn set_allocator(&mut self, name: &str) -> Result<()>;
+
+    /// Chooses a resolved export (from [`Instance::callback`] or
+    /// [`Instance::func`] on this instance) as the function
+    /// [`HostContext::allocate`] calls, as [`Instance::set_allocator`] does
+    /// without looking the export up by name.
+    ///
+    /// # Errors
+    /// [`ErrorKind::SignatureMismatch`] when `func` is not `(i32) -> i32`.
+    fn set_allocator_func(&mut self, func: &Self::Func) -> Result<()>;
 
     /// Marks the instance as starting (`true`) or serving (`false`): while
     /// starting, each top-level call is limited by
@@ -633,15 +767,21 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// A fresh, empty linker.
     fn linker<D: Send + 'static>(&self) -> Self::Linker<D>;
 
-    /// Resolves the module's imports against the linker.
+    /// Resolves the module's imports against the linker, and the exports
+    /// listed in `callbacks` against the module: each instance made from
+    /// the result hands them out by position with [`Instance::callback`].
     ///
     /// # Errors
     /// [`ErrorKind::Link`] naming the first import the linker does not
-    /// provide or provides with another type.
+    /// provide or provides with another type; then, as
+    /// [`check_callbacks`] words them, [`ErrorKind::MissingExport`] or
+    /// [`ErrorKind::SignatureMismatch`] naming the first listed export the
+    /// module lacks or exports with another type.
     fn prelink<D: Send + 'static>(
         &self,
         linker: &Self::Linker<D>,
         module: &Self::Module,
+        callbacks: &[CallbackExport],
     ) -> Result<Self::InstancePre<D>>;
 
     /// Creates an instance with host data `data`, running the module's start

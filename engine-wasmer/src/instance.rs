@@ -2,7 +2,7 @@
 
 use crate::deadline::CallSlot;
 use crate::metering::FuelGlobals;
-use crate::{MakeFunc, StoreData, WasmerEngine, caller};
+use crate::{MakeFunc, PreCallback, StoreData, WasmerEngine, caller};
 use polyhost_engine_core::{
     CallbackSig, Deadline, Engine, Error, ErrorKind, HostContext, HostTrap, Instance, Result, Value,
 };
@@ -15,6 +15,8 @@ pub struct WasmerInstance<D: 'static> {
     store: Store,
     env: FunctionEnv<StoreData<D>>,
     instance: wasmer::Instance,
+    /// The callbacks listed at prelink.
+    callbacks: Arc<[PreCallback]>,
     /// The metering globals and the points of each top-level call (the
     /// fuel budget, or unlimited when only a deadline meters).
     fuel: Option<(FuelGlobals, u64)>,
@@ -89,6 +91,7 @@ unsafe impl<D: Send + 'static> Send for WasmerInstance<D> {}
 #[derive(Clone)]
 pub struct WasmerFunc {
     name: Arc<str>,
+    sig: CallbackSig,
     typed: Typed,
 }
 
@@ -147,6 +150,7 @@ impl<D: Send + 'static> WasmerInstance<D> {
         engine: &WasmerEngine,
         module: &wasmer::Module,
         imports: &[Arc<MakeFunc<D>>],
+        callbacks: &Arc<[PreCallback]>,
         data: D,
     ) -> Result<Self> {
         let name = engine.name();
@@ -212,6 +216,7 @@ impl<D: Send + 'static> WasmerInstance<D> {
             store,
             env,
             instance,
+            callbacks: Arc::clone(callbacks),
             fuel,
             timeout: config.startup_call_timeout(),
             serving_timeout: config.call_timeout,
@@ -269,9 +274,16 @@ impl<D: Send + 'static> WasmerInstance<D> {
 }
 
 macro_rules! typed {
-    ($self:ident, $f:ident, $variant:ident, $p:ty, $r:ty) => {
-        $f.typed::<$p, $r>(&$self.store).map(Typed::$variant)
+    ($store:ident, $f:ident, $variant:ident, $p:ty, $r:ty) => {
+        $f.typed::<$p, $r>($store).map(Typed::$variant)
     };
+}
+
+/// `f` as the typed handle of signature `sig`: wasmer compares the types
+/// once, here. `None` when the types differ or `sig` has more parameters
+/// than a callback may.
+fn typed(store: &Store, f: &wasmer::Function, sig: CallbackSig) -> Option<Typed> {
+    polyhost_engine_core::match_callback_sig!(sig, typed!(store, f))?.ok()
 }
 
 impl<D: Send + 'static> HostContext for WasmerInstance<D> {
@@ -333,46 +345,67 @@ impl<D: Send + 'static> Instance<D> for WasmerInstance<D> {
 
     fn func(&mut self, name: &str, sig: CallbackSig) -> Result<Option<WasmerFunc>> {
         let engine = self.engine_name;
-        let mismatch = |msg: String| Error::new(ErrorKind::SignatureMismatch, engine, msg);
         let Some(export) = self.instance.exports.get_extern(name) else {
             return Ok(None);
         };
         let Extern::Function(func) = export else {
-            return Err(mismatch(format!("export `{name}` is not a function")));
+            return Err(Error::callback_mismatch(
+                engine,
+                name,
+                "not a function",
+                sig,
+            ));
         };
-        let actual = crate::func_type(&func.ty(&self.store));
-        let expected = sig.func_type();
-        if actual != expected {
-            return Err(mismatch(format!(
-                "export `{name}` has type {actual}, expected {expected}"
-            )));
-        }
-        let f = func;
-        let typed = match (sig.params, sig.returns) {
-            (0, false) => typed!(self, f, V0, (), ()),
-            (0, true) => typed!(self, f, I0, (), i32),
-            (1, false) => typed!(self, f, V1, i32, ()),
-            (1, true) => typed!(self, f, I1, i32, i32),
-            (2, false) => typed!(self, f, V2, (i32, i32), ()),
-            (2, true) => typed!(self, f, I2, (i32, i32), i32),
-            (3, false) => typed!(self, f, V3, (i32, i32, i32), ()),
-            (3, true) => typed!(self, f, I3, (i32, i32, i32), i32),
-            (4, false) => typed!(self, f, V4, (i32, i32, i32, i32), ()),
-            (4, true) => typed!(self, f, I4, (i32, i32, i32, i32), i32),
-            (5, false) => typed!(self, f, V5, (i32, i32, i32, i32, i32), ()),
-            (5, true) => typed!(self, f, I5, (i32, i32, i32, i32, i32), i32),
-            _ => {
-                return Err(mismatch(format!(
-                    "callbacks take at most {} parameters",
-                    CallbackSig::MAX_PARAMS
-                )));
-            }
-        }
-        .map_err(|e| mismatch(e.message()))?;
+        let Some(typed) = typed(&self.store, func, sig) else {
+            let actual = crate::func_type(&func.ty(&self.store)).to_string();
+            return Err(Error::callback_mismatch(engine, name, &actual, sig));
+        };
         Ok(Some(WasmerFunc {
             name: name.into(),
+            sig,
             typed,
         }))
+    }
+
+    fn callback(&mut self, index: usize) -> Result<WasmerFunc> {
+        let engine = self.engine_name;
+        let Some(cb) = self.callbacks.get(index) else {
+            return Err(Error::unlisted_callback(
+                engine,
+                index,
+                self.callbacks.len(),
+            ));
+        };
+        let name = &*cb.export.name;
+        // The instance's exports are the module's, in the module's order;
+        // the name check keeps a different order from picking another
+        // function, by falling back to the lookup by name.
+        let func = match self.instance.exports.iter().nth(cb.position) {
+            Some((export, Extern::Function(func))) if export.as_str() == name => Some(func),
+            _ => self.function(name),
+        };
+        let Some(func) = func else {
+            return Err(Error::new(
+                ErrorKind::MissingExport,
+                engine,
+                format!("export `{name}` is not in this instance"),
+            ));
+        };
+        // Prelink checked the type; this is wasmer's own (only) check.
+        let Some(typed) = typed(&self.store, func, cb.export.sig) else {
+            let actual = crate::func_type(&func.ty(&self.store)).to_string();
+            return Err(Error::callback_mismatch(
+                engine,
+                name,
+                &actual,
+                cb.export.sig,
+            ));
+        };
+        Ok(WasmerFunc {
+            name: Arc::clone(&cb.export.name),
+            sig: cb.export.sig,
+            typed,
+        })
     }
 
     fn call(&mut self, func: &WasmerFunc, args: &[i32]) -> Result<Option<i32>> {
@@ -480,6 +513,22 @@ impl<D: Send + 'static> Instance<D> for WasmerInstance<D> {
             )
         })?;
         self.env.as_mut(&mut self.store).allocator = Some(typed);
+        Ok(())
+    }
+
+    fn set_allocator_func(&mut self, func: &WasmerFunc) -> Result<()> {
+        let Typed::I1(typed) = &func.typed else {
+            return Err(Error::new(
+                ErrorKind::SignatureMismatch,
+                self.engine_name,
+                format!(
+                    "allocator `{}` has type {}, expected (i32) -> (i32)",
+                    func.name,
+                    func.sig.func_type()
+                ),
+            ));
+        };
+        self.env.as_mut(&mut self.store).allocator = Some(typed.clone());
         Ok(())
     }
 }

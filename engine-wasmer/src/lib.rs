@@ -69,8 +69,8 @@ pub use caller::WasmerCaller;
 pub use instance::{WasmerFunc, WasmerInstance};
 
 use polyhost_engine_core::{
-    Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType, HostLinker, HostResult,
-    Import, Result, ValType, WasmTypes, import_mismatch,
+    CallbackExport, Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType,
+    HostLinker, HostResult, Import, Result, ValType, WasmTypes, check_callbacks, import_mismatch,
 };
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -399,6 +399,16 @@ pub struct WasmerPre<D: 'static> {
 struct PreInner<D: 'static> {
     module: wasmer::Module,
     imports: Vec<Arc<MakeFunc<D>>>,
+    callbacks: Arc<[PreCallback]>,
+}
+
+/// A callback listed at prelink: checked against the module's export
+/// types, and found by position among the instance's exports.
+pub(crate) struct PreCallback {
+    pub(crate) export: CallbackExport,
+    /// Where the export is in the module's export list, which is also the
+    /// order of every instance's `Exports` map.
+    pub(crate) position: usize,
 }
 
 impl<D: 'static> Clone for WasmerPre<D> {
@@ -536,6 +546,7 @@ impl Engine for WasmerEngine {
         &self,
         linker: &Self::Linker<D>,
         module: &Self::Module,
+        callbacks: &[CallbackExport],
     ) -> Result<Self::InstancePre<D>> {
         let link_err = |msg: String| Error::new(ErrorKind::Link, self.name(), msg);
         let mut imports = Vec::new();
@@ -555,10 +566,22 @@ impl Engine for WasmerEngine {
                 imports.push(have.make.clone());
             }
         }
+        check_callbacks(self.name(), &self.exports(module), callbacks)?;
+        let callbacks = callbacks
+            .iter()
+            .map(|cb| PreCallback {
+                export: cb.clone(),
+                position: module
+                    .exports()
+                    .position(|e| e.name() == &*cb.name)
+                    .expect("check_callbacks found the export"),
+            })
+            .collect();
         Ok(WasmerPre {
             inner: Arc::new(PreInner {
                 module: module.clone(),
                 imports,
+                callbacks,
             }),
         })
     }
@@ -568,7 +591,8 @@ impl Engine for WasmerEngine {
         pre: &Self::InstancePre<D>,
         data: D,
     ) -> Result<Self::Instance<D>> {
-        WasmerInstance::new(self, &pre.inner.module, &pre.inner.imports, data)
+        let inner = &pre.inner;
+        WasmerInstance::new(self, &inner.module, &inner.imports, &inner.callbacks, data)
     }
 }
 

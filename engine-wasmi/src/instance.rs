@@ -2,7 +2,9 @@
 
 use crate::meter::{self, CallError, Meter, convert_error};
 use crate::{ENGINE_NAME, HostTrapError, StoreData, WasmiEngine, caller};
-use polyhost_engine_core::{CallbackSig, Error, ErrorKind, HostContext, Instance, Result, Value};
+use polyhost_engine_core::{
+    CallbackExport, CallbackSig, Error, ErrorKind, HostContext, Instance, Result, Value,
+};
 use std::sync::Arc;
 use wasmi::{Store, StoreLimitsBuilder, TypedFunc, Val};
 
@@ -10,6 +12,8 @@ use wasmi::{Store, StoreLimitsBuilder, TypedFunc, Val};
 pub struct WasmiInstance<D: 'static> {
     store: Store<StoreData<D>>,
     instance: wasmi::Instance,
+    /// The callbacks listed at prelink.
+    callbacks: Arc<[CallbackExport]>,
 }
 
 /// A typed export handle; one variant per callback shape so calls go
@@ -17,6 +21,7 @@ pub struct WasmiInstance<D: 'static> {
 #[derive(Clone)]
 pub struct WasmiFunc {
     name: Arc<str>,
+    sig: CallbackSig,
     typed: Typed,
 }
 
@@ -41,6 +46,7 @@ impl<D: Send + 'static> WasmiInstance<D> {
         engine: &WasmiEngine,
         linker: &wasmi::Linker<StoreData<D>>,
         module: &wasmi::Module,
+        callbacks: &Arc<[CallbackExport]>,
         data: D,
     ) -> Result<Self> {
         let cfg = &engine.inner.config;
@@ -72,7 +78,11 @@ impl<D: Send + 'static> WasmiInstance<D> {
         let memory = instance.get_memory(&store, "memory");
         store.data_mut().memory = memory;
         store.data_mut().meter.set_starting(false);
-        Ok(WasmiInstance { store, instance })
+        Ok(WasmiInstance {
+            store,
+            instance,
+            callbacks: Arc::clone(callbacks),
+        })
     }
 
     /// The wasmi store, for embedders who need wasmi-specific access.
@@ -82,12 +92,16 @@ impl<D: Send + 'static> WasmiInstance<D> {
 }
 
 macro_rules! typed {
-    ($self:ident, $name:ident, $variant:ident, $p:ty, $r:ty) => {
-        $self
-            .instance
-            .get_typed_func::<$p, $r>(&$self.store, $name)
-            .map(Typed::$variant)
+    ($store:ident, $f:ident, $variant:ident, $p:ty, $r:ty) => {
+        $f.typed::<$p, $r>($store).map(Typed::$variant)
     };
+}
+
+/// `f` as the typed handle of signature `sig`: wasmi compares the types
+/// once, here. `None` when the types differ or `sig` has more parameters
+/// than a callback may.
+fn typed<D>(store: &Store<StoreData<D>>, f: wasmi::Func, sig: CallbackSig) -> Option<Typed> {
+    polyhost_engine_core::match_callback_sig!(sig, typed!(store, f))?.ok()
 }
 
 impl<D: Send + 'static> HostContext for WasmiInstance<D> {
@@ -135,44 +149,47 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
         let Some(func) = self.instance.get_func(&self.store, name) else {
             return Ok(None);
         };
-        let actual = crate::func_type(&func.ty(&self.store));
-        let expected = sig.func_type();
-        if actual != expected {
-            return Err(Error::new(
-                ErrorKind::SignatureMismatch,
-                ENGINE_NAME,
-                format!("export `{name}` has type {actual}, expected {expected}"),
-            ));
-        }
-        let typed = match (sig.params, sig.returns) {
-            (0, false) => typed!(self, name, V0, (), ()),
-            (0, true) => typed!(self, name, I0, (), i32),
-            (1, false) => typed!(self, name, V1, i32, ()),
-            (1, true) => typed!(self, name, I1, i32, i32),
-            (2, false) => typed!(self, name, V2, (i32, i32), ()),
-            (2, true) => typed!(self, name, I2, (i32, i32), i32),
-            (3, false) => typed!(self, name, V3, (i32, i32, i32), ()),
-            (3, true) => typed!(self, name, I3, (i32, i32, i32), i32),
-            (4, false) => typed!(self, name, V4, (i32, i32, i32, i32), ()),
-            (4, true) => typed!(self, name, I4, (i32, i32, i32, i32), i32),
-            (5, false) => typed!(self, name, V5, (i32, i32, i32, i32, i32), ()),
-            (5, true) => typed!(self, name, I5, (i32, i32, i32, i32, i32), i32),
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::SignatureMismatch,
-                    ENGINE_NAME,
-                    format!(
-                        "callbacks take at most {} parameters",
-                        CallbackSig::MAX_PARAMS
-                    ),
-                ));
-            }
-        }
-        .map_err(|e| Error::new(ErrorKind::SignatureMismatch, ENGINE_NAME, e.to_string()))?;
+        let Some(typed) = typed(&self.store, func, sig) else {
+            let actual = crate::func_type(&func.ty(&self.store)).to_string();
+            return Err(Error::callback_mismatch(ENGINE_NAME, name, &actual, sig));
+        };
         Ok(Some(WasmiFunc {
             name: name.into(),
+            sig,
             typed,
         }))
+    }
+
+    fn callback(&mut self, index: usize) -> Result<WasmiFunc> {
+        let Some(cb) = self.callbacks.get(index) else {
+            return Err(Error::unlisted_callback(
+                ENGINE_NAME,
+                index,
+                self.callbacks.len(),
+            ));
+        };
+        let Some(func) = self.instance.get_func(&self.store, &cb.name) else {
+            return Err(Error::new(
+                ErrorKind::MissingExport,
+                ENGINE_NAME,
+                format!("export `{}` is not in this instance", cb.name),
+            ));
+        };
+        // Prelink checked the type; this is wasmi's own (only) check.
+        let Some(typed) = typed(&self.store, func, cb.sig) else {
+            let actual = crate::func_type(&func.ty(&self.store)).to_string();
+            return Err(Error::callback_mismatch(
+                ENGINE_NAME,
+                &cb.name,
+                &actual,
+                cb.sig,
+            ));
+        };
+        Ok(WasmiFunc {
+            name: Arc::clone(&cb.name),
+            sig: cb.sig,
+            typed,
+        })
     }
 
     fn call(&mut self, func: &WasmiFunc, args: &[i32]) -> Result<Option<i32>> {
@@ -279,6 +296,22 @@ impl<D: Send + 'static> Instance<D> for WasmiInstance<D> {
             )
         })?;
         self.store.data_mut().allocator = Some(typed);
+        Ok(())
+    }
+
+    fn set_allocator_func(&mut self, func: &WasmiFunc) -> Result<()> {
+        let Typed::I1(typed) = &func.typed else {
+            return Err(Error::new(
+                ErrorKind::SignatureMismatch,
+                ENGINE_NAME,
+                format!(
+                    "allocator `{}` has type {}, expected (i32) -> (i32)",
+                    func.name,
+                    func.sig.func_type()
+                ),
+            ));
+        };
+        self.store.data_mut().allocator = Some(*typed);
         Ok(())
     }
 }

@@ -68,8 +68,9 @@ pub use caller::WasmiCaller;
 pub use instance::{WasmiFunc, WasmiInstance};
 
 use polyhost_engine_core::{
-    Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType, HostLinker, HostResult,
-    HostTrap, Import, Result, ValType, WasmTypes, import_mismatch,
+    CallbackExport, Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType,
+    HostLinker, HostResult, HostTrap, Import, Result, ValType, WasmTypes, check_callbacks,
+    import_mismatch,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -257,6 +258,9 @@ pub struct WasmiPre<D: 'static> {
 struct PreInner<D: 'static> {
     linker: wasmi::Linker<StoreData<D>>,
     module: wasmi::Module,
+    /// The callbacks listed at prelink, checked against the module's
+    /// export types.
+    callbacks: Arc<[CallbackExport]>,
 }
 
 impl<D: 'static> Clone for WasmiPre<D> {
@@ -361,6 +365,7 @@ impl Engine for WasmiEngine {
         &self,
         linker: &Self::Linker<D>,
         module: &Self::Module,
+        callbacks: &[CallbackExport],
     ) -> Result<Self::InstancePre<D>> {
         for import in module.imports() {
             let wanted = import.ty().func().map(func_type);
@@ -374,10 +379,12 @@ impl Engine for WasmiEngine {
                 return Err(Error::new(ErrorKind::Link, ENGINE_NAME, msg));
             }
         }
+        check_callbacks(ENGINE_NAME, &self.exports(module), callbacks)?;
         Ok(WasmiPre {
             inner: Arc::new(PreInner {
                 linker: linker.inner.clone(),
                 module: module.clone(),
+                callbacks: callbacks.into(),
             }),
         })
     }
@@ -387,6 +394,7 @@ impl Engine for WasmiEngine {
         pre: &Self::InstancePre<D>,
         data: D,
     ) -> Result<Self::Instance<D>> {
-        WasmiInstance::new(self, &pre.inner.linker, &pre.inner.module, data)
+        let inner = &pre.inner;
+        WasmiInstance::new(self, &inner.linker, &inner.module, &inner.callbacks, data)
     }
 }

@@ -69,7 +69,7 @@ pub(crate) fn allocate<T: 'static>(
 ) -> Result<u32> {
     let mut ctx = store.as_context_mut();
     let name = ctx.data().engine_name;
-    let Some(alloc) = ctx.data().allocator.clone() else {
+    let Some(alloc) = ctx.data().allocator else {
         return Err(Error::new(
             ErrorKind::MissingExport,
             name,
@@ -77,8 +77,9 @@ pub(crate) fn allocate<T: 'static>(
         ));
     };
     let ptr = alloc
-        .call(&mut ctx, size as i32)
-        .map_err(|e| crate::instance::convert_error(name, e, "allocator", ctx.data().deadline))?;
+        .call(&mut ctx, &[size as i32])
+        .map_err(|e| crate::instance::convert_error(name, e, "allocator", ctx.data().deadline))?
+        .unwrap_or(0);
     if ptr == 0 && size != 0 {
         return Err(Error::new(
             ErrorKind::Trap,

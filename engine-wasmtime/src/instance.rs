@@ -1,16 +1,20 @@
 //! Instances and calls into the guest.
 
-use crate::{StoreData, WasmtimeEngine, caller};
+use crate::{PreExports, StoreData, WasmtimeEngine, caller};
 use polyhost_engine_core::{
     CallbackSig, Deadline, Error, ErrorKind, HostContext, HostTrap, Instance, Result, Value,
 };
 use std::sync::Arc;
-use wasmtime::{Store, StoreLimitsBuilder, Trap, TypedFunc, Val, WasmBacktrace};
+use wasmtime::{
+    AsContext, AsContextMut, Store, StoreLimitsBuilder, Trap, Val, ValRaw, WasmBacktrace,
+};
 
 /// A live wasmtime instance with its store.
 pub struct WasmtimeInstance<D: 'static> {
     store: Store<StoreData<D>>,
     instance: wasmtime::Instance,
+    /// The exports resolved at prelink.
+    exports: Arc<PreExports>,
     /// Epoch ticks the next top-level call may run for (serving or
     /// starting, as [`Instance::set_starting`] last chose).
     deadline_ticks: Option<u64>,
@@ -27,28 +31,79 @@ struct CallLimit {
     timeout: Option<std::time::Duration>,
 }
 
-/// A typed export handle; one variant per callback shape so calls go
-/// through wasmtime's typed (unchecked-at-call) path.
+/// A resolved export handle: the function, the signature it is known to
+/// have, and its name for errors.
 #[derive(Clone)]
 pub struct WasmtimeFunc {
     name: Arc<str>,
-    typed: Typed,
+    raw: RawFunc,
 }
 
-#[derive(Clone)]
-enum Typed {
-    V0(TypedFunc<(), ()>),
-    I0(TypedFunc<(), i32>),
-    V1(TypedFunc<i32, ()>),
-    I1(TypedFunc<i32, i32>),
-    V2(TypedFunc<(i32, i32), ()>),
-    I2(TypedFunc<(i32, i32), i32>),
-    V3(TypedFunc<(i32, i32, i32), ()>),
-    I3(TypedFunc<(i32, i32, i32), i32>),
-    V4(TypedFunc<(i32, i32, i32, i32), ()>),
-    I4(TypedFunc<(i32, i32, i32, i32), i32>),
-    V5(TypedFunc<(i32, i32, i32, i32, i32), ()>),
-    I5(TypedFunc<(i32, i32, i32, i32, i32), i32>),
+/// A function export together with the callback signature it is known to
+/// have. Only [`RawFunc::checked`] (which compares the types) and
+/// [`RawFunc::prelinked`] (for the callbacks of [`Instance::callback`],
+/// whose types were compared at prelink) make one, so [`RawFunc::call`]
+/// may pass arguments and results through wasmtime's raw, unchecked calling
+/// convention.
+///
+/// Holding the bare `Func` rather than a `TypedFunc` is what keeps a new
+/// instance cheap: a `TypedFunc` carries the function's `FuncType`, a rooted
+/// entry of the engine's type registry that takes a lock and reference
+/// counts to create and to drop, once per callback per instance. A call
+/// costs the same either way: both end in the same array call into the
+/// guest.
+#[derive(Clone, Copy)]
+pub(crate) struct RawFunc {
+    func: wasmtime::Func,
+    sig: CallbackSig,
+}
+
+impl RawFunc {
+    /// `func` if its type is exactly `sig`'s.
+    fn checked(store: impl AsContext, func: wasmtime::Func, sig: CallbackSig) -> Option<Self> {
+        let ok = sig.params <= CallbackSig::MAX_PARAMS
+            && crate::func_type(&func.ty(store)) == sig.func_type();
+        ok.then_some(RawFunc { func, sig })
+    }
+
+    /// `func`, whose type the caller knows to be `sig`.
+    ///
+    /// # Safety
+    /// `func`'s type must be exactly `sig.func_type()`, with `sig.params` at
+    /// most [`CallbackSig::MAX_PARAMS`]: [`RawFunc::call`] relies on it.
+    unsafe fn prelinked(func: wasmtime::Func, sig: CallbackSig) -> Self {
+        RawFunc { func, sig }
+    }
+
+    /// Calls the function with `args` (missing ones are zero, extra ones
+    /// ignored: callers check the count first) and returns its result if
+    /// its signature has one.
+    pub(crate) fn call(
+        self,
+        mut store: impl AsContextMut,
+        args: &[i32],
+    ) -> wasmtime::Result<Option<i32>> {
+        let mut slots = [ValRaw::i32(0); CallbackSig::MAX_PARAMS as usize];
+        for (slot, &arg) in slots.iter_mut().zip(args) {
+            *slot = ValRaw::i32(arg);
+        }
+        let len = usize::from(self.sig.params).max(usize::from(self.sig.returns));
+        let slots = &mut slots[..len];
+        // SAFETY: `call_unchecked` needs the slots to hold every parameter
+        // with its type and to have room for every result, and no reference
+        // values or async context. Every `RawFunc` is of type `sig` exactly
+        // (see the type's documentation): `sig.params` `i32` parameters, at
+        // most `MAX_PARAMS` (`checked` checks it, `prelinked`'s callers
+        // guarantee it), and at most one `i32` result. The slice has `max(params, results)` slots, each an
+        // `i32`, and no reference types are involved. The store has no async
+        // support (this crate never enables wasmtime's `async` feature). A
+        // `Func` of another store makes wasmtime panic, not misbehave.
+        unsafe {
+            self.func
+                .call_unchecked(store.as_context_mut(), std::ptr::from_mut(slots))?;
+        }
+        Ok(self.sig.returns.then(|| slots[0].get_i32()))
+    }
 }
 
 /// Turns a wasmtime error from guest execution into a Polyhost error;
@@ -96,6 +151,7 @@ impl<D: Send + 'static> WasmtimeInstance<D> {
     pub(crate) fn new(
         engine: &WasmtimeEngine,
         pre: &wasmtime::InstancePre<StoreData<D>>,
+        exports: &Arc<PreExports>,
         data: D,
     ) -> Result<Self> {
         let cfg = &engine.inner.config;
@@ -136,12 +192,17 @@ impl<D: Send + 'static> WasmtimeInstance<D> {
                 Error::new(ErrorKind::Instantiate, name, format!("{e:#}"))
             }
         })?;
-        let memory = instance.get_memory(&mut store, "memory");
+        let memory = exports
+            .memory
+            .as_ref()
+            .and_then(|m| instance.get_module_export(&mut store, m))
+            .and_then(wasmtime::Extern::into_memory);
         store.data_mut().memory = memory;
         store.data_mut().call_timeout = serving.timeout;
         Ok(WasmtimeInstance {
             store,
             instance,
+            exports: Arc::clone(exports),
             deadline_ticks: serving.ticks,
             fuel_per_call,
             serving,
@@ -173,15 +234,6 @@ fn arm<D: 'static>(
             .map_err(|e| Error::new(ErrorKind::Other, name, format!("{e:#}")))?;
     }
     Ok(())
-}
-
-macro_rules! typed {
-    ($self:ident, $name:ident, $variant:ident, $p:ty, $r:ty) => {
-        $self
-            .instance
-            .get_typed_func::<$p, $r>(&mut $self.store, $name)
-            .map(Typed::$variant)
-    };
 }
 
 impl<D: Send + 'static> HostContext for WasmtimeInstance<D> {
@@ -235,76 +287,64 @@ impl<D: Send + 'static> Instance<D> for WasmtimeInstance<D> {
         let Some(func) = self.instance.get_func(&mut self.store, name) else {
             return Ok(None);
         };
-        let actual = crate::func_type(&func.ty(&self.store));
-        let expected = sig.func_type();
-        if actual != expected {
-            return Err(Error::new(
-                ErrorKind::SignatureMismatch,
-                engine,
-                format!("export `{name}` has type {actual}, expected {expected}"),
-            ));
-        }
-        let typed = match (sig.params, sig.returns) {
-            (0, false) => typed!(self, name, V0, (), ()),
-            (0, true) => typed!(self, name, I0, (), i32),
-            (1, false) => typed!(self, name, V1, i32, ()),
-            (1, true) => typed!(self, name, I1, i32, i32),
-            (2, false) => typed!(self, name, V2, (i32, i32), ()),
-            (2, true) => typed!(self, name, I2, (i32, i32), i32),
-            (3, false) => typed!(self, name, V3, (i32, i32, i32), ()),
-            (3, true) => typed!(self, name, I3, (i32, i32, i32), i32),
-            (4, false) => typed!(self, name, V4, (i32, i32, i32, i32), ()),
-            (4, true) => typed!(self, name, I4, (i32, i32, i32, i32), i32),
-            (5, false) => typed!(self, name, V5, (i32, i32, i32, i32, i32), ()),
-            (5, true) => typed!(self, name, I5, (i32, i32, i32, i32, i32), i32),
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::SignatureMismatch,
-                    engine,
-                    format!(
-                        "callbacks take at most {} parameters",
-                        CallbackSig::MAX_PARAMS
-                    ),
-                ));
-            }
-        }
-        .map_err(|e| Error::new(ErrorKind::SignatureMismatch, engine, format!("{e:#}")))?;
+        let Some(raw) = RawFunc::checked(&self.store, func, sig) else {
+            let actual = crate::func_type(&func.ty(&self.store)).to_string();
+            return Err(Error::callback_mismatch(engine, name, &actual, sig));
+        };
         Ok(Some(WasmtimeFunc {
             name: name.into(),
-            typed,
+            raw,
         }))
+    }
+
+    fn callback(&mut self, index: usize) -> Result<WasmtimeFunc> {
+        let engine = self.store.data().engine_name;
+        let callbacks = &self.exports.callbacks;
+        let Some((cb, export)) = callbacks.get(index) else {
+            return Err(Error::unlisted_callback(engine, index, callbacks.len()));
+        };
+        // `None` only for an instance of another module, which a
+        // `WasmtimePre` never makes.
+        let Some(func) = self
+            .instance
+            .get_module_export(&mut self.store, export)
+            .and_then(wasmtime::Extern::into_func)
+        else {
+            return Err(Error::new(
+                ErrorKind::MissingExport,
+                engine,
+                format!("export `{}` is not in this instance", cb.name),
+            ));
+        };
+        // SAFETY: `export` is the index of the export `cb.name` in the
+        // module this instance was made from (wasmtime's `get_module_export`
+        // checks the module and returns `None` for any other), and prelink
+        // checked that export's type in that module against `cb.sig` with
+        // `check_callbacks`, which also refuses more than `MAX_PARAMS`
+        // parameters: `func` has type `cb.sig` exactly.
+        let raw = unsafe { RawFunc::prelinked(func, cb.sig) };
+        Ok(WasmtimeFunc {
+            name: Arc::clone(&cb.name),
+            raw,
+        })
     }
 
     fn call(&mut self, func: &WasmtimeFunc, args: &[i32]) -> Result<Option<i32>> {
         let engine = self.store.data().engine_name;
+        if args.len() != usize::from(func.raw.sig.params) {
+            return Err(Error::new(
+                ErrorKind::SignatureMismatch,
+                engine,
+                format!("`{}` called with {} arguments", func.name, args.len()),
+            ));
+        }
         arm(
             &mut self.store,
             self.deadline_ticks,
             self.fuel_per_call,
             engine,
         )?;
-        let s = &mut self.store;
-        let result = match (&func.typed, args) {
-            (Typed::V0(f), []) => f.call(s, ()).map(|()| None),
-            (Typed::I0(f), []) => f.call(s, ()).map(Some),
-            (Typed::V1(f), &[a]) => f.call(s, a).map(|()| None),
-            (Typed::I1(f), &[a]) => f.call(s, a).map(Some),
-            (Typed::V2(f), &[a, b]) => f.call(s, (a, b)).map(|()| None),
-            (Typed::I2(f), &[a, b]) => f.call(s, (a, b)).map(Some),
-            (Typed::V3(f), &[a, b, c]) => f.call(s, (a, b, c)).map(|()| None),
-            (Typed::I3(f), &[a, b, c]) => f.call(s, (a, b, c)).map(Some),
-            (Typed::V4(f), &[a, b, c, d]) => f.call(s, (a, b, c, d)).map(|()| None),
-            (Typed::I4(f), &[a, b, c, d]) => f.call(s, (a, b, c, d)).map(Some),
-            (Typed::V5(f), &[a, b, c, d, e]) => f.call(s, (a, b, c, d, e)).map(|()| None),
-            (Typed::I5(f), &[a, b, c, d, e]) => f.call(s, (a, b, c, d, e)).map(Some),
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::SignatureMismatch,
-                    engine,
-                    format!("`{}` called with {} arguments", func.name, args.len()),
-                ));
-            }
-        };
+        let result = func.raw.call(&mut self.store, args);
         let deadline = self.store.data().deadline;
         result.map_err(|e| convert_error(engine, e, &func.name, deadline))
     }
@@ -372,27 +412,43 @@ impl<D: Send + 'static> Instance<D> for WasmtimeInstance<D> {
 
     fn set_allocator(&mut self, name: &str) -> Result<()> {
         let engine = self.store.data().engine_name;
-        let f = match self.instance.get_func(&mut self.store, name) {
-            Some(f) => f,
-            None => {
-                return Err(Error::new(
-                    ErrorKind::MissingExport,
-                    engine,
-                    format!("no allocator export named `{name}`"),
-                ));
-            }
+        let Some(f) = self.instance.get_func(&mut self.store, name) else {
+            return Err(Error::new(
+                ErrorKind::MissingExport,
+                engine,
+                format!("no allocator export named `{name}`"),
+            ));
         };
-        let typed = f.typed::<i32, i32>(&self.store).map_err(|_| {
-            Error::new(
+        let Some(raw) = RawFunc::checked(&self.store, f, ALLOCATOR) else {
+            return Err(Error::new(
                 ErrorKind::SignatureMismatch,
                 engine,
                 format!(
                     "allocator `{name}` has type {}, expected (i32) -> (i32)",
                     crate::func_type(&f.ty(&self.store))
                 ),
-            )
-        })?;
-        self.store.data_mut().allocator = Some(Arc::new(typed));
+            ));
+        };
+        self.store.data_mut().allocator = Some(raw);
+        Ok(())
+    }
+
+    fn set_allocator_func(&mut self, func: &WasmtimeFunc) -> Result<()> {
+        if func.raw.sig != ALLOCATOR {
+            return Err(Error::new(
+                ErrorKind::SignatureMismatch,
+                self.store.data().engine_name,
+                format!(
+                    "allocator `{}` has type {}, expected (i32) -> (i32)",
+                    func.name,
+                    func.raw.sig.func_type()
+                ),
+            ));
+        }
+        self.store.data_mut().allocator = Some(func.raw);
         Ok(())
     }
 }
+
+/// The signature of the guest allocator.
+const ALLOCATOR: CallbackSig = CallbackSig::i32(1);

@@ -28,14 +28,14 @@ pub use caller::WasmtimeCaller;
 pub use instance::{WasmtimeFunc, WasmtimeInstance};
 
 use polyhost_engine_core::{
-    Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType, HostLinker, HostResult,
-    Import, Result, ValType, WasmTypes, import_mismatch,
+    CallbackExport, Capabilities, Engine, EngineConfig, Error, ErrorKind, Export, FuncType,
+    HostLinker, HostResult, Import, Result, ValType, WasmTypes, check_callbacks, import_mismatch,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::{StoreLimits, TypedFunc};
+use wasmtime::{ModuleExport, StoreLimits};
 
 /// How wasmtime executes code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +143,7 @@ impl WasmtimeEngine {
                 .total_memories(slots)
                 .total_tables(slots)
                 .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+            keep_slots_resident(&mut pool);
             wt.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
             // Copy-on-write initialisation is wasmtime's default; say so, as
             // it is what makes pooled instantiation cheap.
@@ -194,6 +195,39 @@ impl WasmtimeEngine {
     }
 }
 
+/// Bytes of a pooled slot's linear memory that are reset in place for the
+/// next instance instead of being given back to the kernel (see
+/// [`keep_slots_resident`]); what an instance wrote beyond this is given
+/// back as before. Measured on the `noop` plugins of the four SDKs with
+/// `polyhost-bench-profile --operation new-vm-pooled`: the Rust and C++
+/// ones write under 256 KiB while starting, Go's runtime about 1 MiB
+/// (its start-up got no faster above that).
+const KEEP_RESIDENT_MEMORY: usize = 1 << 20;
+
+/// Bytes of a pooled slot's tables reset in place likewise: 8 Ki
+/// function references.
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
+
+/// Makes a freed slot keep the pages its instance wrote, reset to their
+/// initial contents, when the kernel can say which pages those are
+/// (Linux's `PAGEMAP_SCAN`, 6.7 and later). By default wasmtime resets a
+/// slot with `madvise(MADV_DONTNEED)`, which unmaps the written pages:
+/// that flushes the TLB of every core running the process, and the next
+/// instance faults each page back in, which together were most of the cost
+/// of a pooled instantiation. With the scan, only the pages actually
+/// written are copied back (up to the limits above), and the slot's memory
+/// stays mapped. Without the scan wasmtime would instead `memset` the first
+/// bytes of every memory whether written or not, so the option is left off
+/// there. The price is resident memory: each warm slot keeps at most the
+/// limits above, pages its instance had resident anyway.
+fn keep_slots_resident(pool: &mut wasmtime::PoolingAllocationConfig) {
+    if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(wasmtime::Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+            .table_keep_resident(KEEP_RESIDENT_TABLE);
+    }
+}
+
 fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
     std::thread::Builder::new()
         .name("polyhost-epoch".into())
@@ -214,10 +248,9 @@ fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
 pub struct StoreData<D> {
     pub(crate) user: D,
     pub(crate) memory: Option<wasmtime::Memory>,
-    /// Shared, so that a host call can take its own handle with a reference
-    /// count instead of cloning the `TypedFunc` (which copies its type
-    /// registration) on every guest allocation.
-    pub(crate) allocator: Option<std::sync::Arc<TypedFunc<i32, i32>>>,
+    /// The guest allocator, known to be `(i32) -> i32`; `Copy`, so a host
+    /// call takes it out of the store without a reference count.
+    pub(crate) allocator: Option<instance::RawFunc>,
     pub(crate) limits: StoreLimits,
     pub(crate) engine_name: &'static str,
     /// [`EngineConfig::call_timeout`], to name it when a call is stopped.
@@ -272,15 +305,28 @@ macro_rules! impl_host_linker {
 
 polyhost_engine_core::for_each_host_signature!(impl_host_linker);
 
-/// A module with its imports resolved.
+/// A module with its imports resolved, and the exports every instance
+/// needs resolved to their index in the module.
 pub struct WasmtimePre<D: 'static> {
     pre: wasmtime::InstancePre<StoreData<D>>,
+    pub(crate) exports: Arc<PreExports>,
+}
+
+/// What [`Engine::prelink`] resolved of a module's exports, shared by all
+/// its instances.
+pub(crate) struct PreExports {
+    /// The callbacks listed at prelink, in order, each with its export
+    /// index; their types were checked against the module's.
+    pub(crate) callbacks: Box<[(CallbackExport, ModuleExport)]>,
+    /// The export `memory`, if the module has one.
+    pub(crate) memory: Option<ModuleExport>,
 }
 
 impl<D: 'static> Clone for WasmtimePre<D> {
     fn clone(&self) -> Self {
         WasmtimePre {
             pre: self.pre.clone(),
+            exports: self.exports.clone(),
         }
     }
 }
@@ -400,6 +446,7 @@ impl Engine for WasmtimeEngine {
         &self,
         linker: &Self::Linker<D>,
         module: &Self::Module,
+        callbacks: &[CallbackExport],
     ) -> Result<Self::InstancePre<D>> {
         for import in module.imports() {
             let ty = import.ty();
@@ -414,11 +461,25 @@ impl Engine for WasmtimeEngine {
                 return Err(Error::new(ErrorKind::Link, self.name(), msg));
             }
         }
-        linker
+        check_callbacks(self.name(), &self.exports(module), callbacks)?;
+        let callbacks = callbacks
+            .iter()
+            .map(|cb| {
+                let index = module
+                    .get_export_index(&cb.name)
+                    .expect("check_callbacks found the export");
+                (cb.clone(), index)
+            })
+            .collect();
+        let memory = module.get_export_index("memory");
+        let pre = linker
             .inner
             .instantiate_pre(module)
-            .map(|pre| WasmtimePre { pre })
-            .map_err(|e| self.err(ErrorKind::Link, e))
+            .map_err(|e| self.err(ErrorKind::Link, e))?;
+        Ok(WasmtimePre {
+            pre,
+            exports: Arc::new(PreExports { callbacks, memory }),
+        })
     }
 
     fn instantiate<D: Send + 'static>(
@@ -426,7 +487,7 @@ impl Engine for WasmtimeEngine {
         pre: &Self::InstancePre<D>,
         data: D,
     ) -> Result<Self::Instance<D>> {
-        WasmtimeInstance::new(self, &pre.pre, data)
+        WasmtimeInstance::new(self, &pre.pre, &pre.exports, data)
     }
 }
 

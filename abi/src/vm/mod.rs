@@ -112,7 +112,12 @@ fn info_for_root(base: &PluginInfo, root: RootConfig) -> PluginInfo {
 pub struct Vm<E: Engine> {
     shared: Arc<Shared<E>>,
     instance: E::Instance<HostState>,
-    callbacks: Vec<Option<Func<E>>>,
+    /// The callbacks the plugin exports, in the order the module was
+    /// pre-linked with (`shared.slots` finds a [`Callback`] among them),
+    /// each fetched from the instance when first called: a VM calls only
+    /// some of them, and fetching one makes the runtime set up the
+    /// function's entry in the instance.
+    callbacks: Box<[Option<Func<E>>]>,
     next_context: u32,
     failed: Option<String>,
     /// A local reply is passing through the response callbacks
@@ -137,18 +142,16 @@ impl<E: Engine> Vm<E> {
         let err = |e| PluginError::engine(name.clone(), e);
         let state = HostState::new(info, shared.services.clone(), ROOT_CONTEXT);
         let mut instance = shared.engine.instantiate(&shared.pre, state).map_err(err)?;
-        instance.set_allocator(shared.allocator).map_err(err)?;
+        // Callbacks were resolved and type-checked once per plugin, at
+        // prelink, and are fetched by position: the allocator (listed last)
+        // now, the others when first called.
+        let count = shared.slots.count;
+        let allocator = instance.callback(count).map_err(err)?;
+        instance.set_allocator_func(&allocator).map_err(err)?;
+        let callbacks = (0..count).map(|_| None).collect();
         // Runtime initialisation and the root context's start get the
         // engine's longer start-up limit; every later callback the call one.
         instance.set_starting(true);
-        let abi = shared.info.abi;
-        let mut callbacks = Vec::with_capacity(Callback::ALL.len());
-        for cb in Callback::ALL {
-            let f = instance
-                .func(cb.name(), cb.sig(abi))
-                .map_err(|e| err(e).in_callback(cb.name()))?;
-            callbacks.push(f);
-        }
         let mut vm = Vm {
             shared,
             instance,
@@ -295,7 +298,7 @@ impl<E: Engine> Vm<E> {
     }
 
     fn has(&self, cb: Callback) -> bool {
-        self.callbacks[cb as usize].is_some()
+        self.shared.slots.index[cb as usize].is_some()
     }
 
     /// Calls a callback if the plugin exports it (a missing callback means
@@ -317,8 +320,19 @@ impl<E: Engine> Vm<E> {
                 format!("an earlier call trapped ({reason}); create a new VM"),
             ));
         }
-        let Some(f) = &self.callbacks[cb as usize] else {
+        let Some(index) = self.shared.slots.index[cb as usize] else {
             return Ok(None);
+        };
+        let slot = &mut self.callbacks[usize::from(index)];
+        let f = match slot {
+            Some(f) => f,
+            None => {
+                let f = self.instance.callback(usize::from(index)).map_err(|e| {
+                    let plugin = self.instance.data().plugin.name.clone();
+                    PluginError::engine(plugin, e).in_callback(cb.name())
+                })?;
+                slot.insert(f)
+            }
         };
         let state = self.instance.data_mut();
         state.allocator_depth = 0;

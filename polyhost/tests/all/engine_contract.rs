@@ -8,14 +8,16 @@
 
 use crate::harness::{engine_config_tests, engine_if_capable};
 use polyhost::engine_core::{
-    CallbackSig, Engine, EngineConfig, ErrorKind, FuncType, HostContext, HostLinker, HostResult,
-    HostTrap, Instance, Result as EngineResult, Value,
+    CallbackExport, CallbackSig, Engine, EngineConfig, ErrorKind, FuncType, HostContext,
+    HostLinker, HostResult, HostTrap, Instance, Result as EngineResult, Value,
 };
 
 engine_config_tests!(
     registration_and_call,
     exports_and_imports,
     callback_signatures,
+    prelinked_callbacks,
+    prelink_checks_callbacks,
     memory_bounds,
     guest_traps,
     host_traps,
@@ -27,6 +29,7 @@ engine_config_tests!(
     instances_move_between_threads,
     fuel_interrupts_endless_loops,
     memory_limits_hold,
+    pooled_slots_start_fresh,
 );
 
 struct Data {
@@ -84,8 +87,113 @@ fn instance<E: Engine>(e: &E) -> E::Instance<Data> {
     let m = e.compile(&wasm).unwrap();
     let mut l = e.linker::<Data>();
     register(&mut l);
-    let pre = e.prelink(&l, &m).unwrap();
+    let pre = e.prelink(&l, &m, &[]).unwrap();
     e.instantiate(&pre, Data { sum: 0 }).unwrap()
+}
+
+/// [`GUEST`] pre-linked with `callbacks`.
+fn prelinked<E: Engine>(e: &E, callbacks: &[CallbackExport]) -> EngineResult<E::InstancePre<Data>> {
+    let m = e.compile(&wat::parse_str(GUEST).unwrap()).unwrap();
+    let mut l = e.linker::<Data>();
+    register(&mut l);
+    e.prelink(&l, &m, callbacks)
+}
+
+fn callbacks_by_position<E: Engine>(e: &E) {
+    let listed = [
+        CallbackExport::new("go", CallbackSig::i32(1)),
+        CallbackExport::new("boom", CallbackSig::void(0)),
+        CallbackExport::new("malloc", CallbackSig::i32(1)),
+        CallbackExport::new("get_two", CallbackSig::i32(0)),
+    ];
+    let pre = prelinked(e, &listed).unwrap();
+    // Every instance hands out its own functions, by position.
+    for sum in [0, 100] {
+        let mut i = e.instantiate(&pre, Data { sum }).unwrap();
+        let go = i.callback(0).unwrap();
+        assert_eq!(i.call(&go, &[5]).unwrap(), Some(0));
+        assert_eq!(i.data().sum, sum + 7);
+        assert_eq!(i.read_u32(8).unwrap(), 7);
+        let err = i.call(&go, &[5, 6]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
+
+        let boom = i.callback(1).unwrap();
+        let err = i.call(&boom, &[]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Trap);
+        assert_eq!(err.callback(), Some("boom"));
+
+        // A listed export chosen as the allocator, without a name lookup.
+        let err = i.set_allocator_func(&boom).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
+        assert!(err.message().contains("`boom`"), "{err}");
+        let malloc = i.callback(2).unwrap();
+        i.set_allocator_func(&malloc).unwrap();
+        let get_two = i.callback(3).unwrap();
+        assert_eq!(i.call(&get_two, &[]).unwrap(), Some(1024 + 16));
+        assert_eq!(i.call(&malloc, &[8]).unwrap(), Some(1024 + 32));
+
+        let err = i.callback(4).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::MissingExport);
+        assert_eq!(err.engine(), e.name());
+    }
+    // Nothing listed: nothing to hand out, and `func` still works.
+    let pre = prelinked(e, &[]).unwrap();
+    let mut i = e.instantiate(&pre, Data { sum: 0 }).unwrap();
+    assert_eq!(
+        i.callback(0).err().unwrap().kind(),
+        ErrorKind::MissingExport
+    );
+    let go = i.func("go", CallbackSig::i32(1)).unwrap().unwrap();
+    assert_eq!(i.call(&go, &[1]).unwrap(), Some(0));
+}
+
+fn callback_checks_at_prelink<E: Engine>(e: &E) {
+    let refuse = |listed: &[CallbackExport]| prelinked(e, listed).err().unwrap();
+    let ok = CallbackExport::new("go", CallbackSig::i32(1));
+
+    // The wrong type, in the same words on every engine.
+    let err = refuse(&[ok.clone(), CallbackExport::new("go", CallbackSig::i32(2))]);
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch, "{err}");
+    assert_eq!(err.engine(), e.name());
+    assert_eq!(
+        err.message(),
+        "export `go` has type (i32) -> (i32), expected (i32, i32) -> (i32)"
+    );
+    let err = refuse(&[CallbackExport::new("wide", CallbackSig::i32(1))]);
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch, "{err}");
+    assert_eq!(
+        err.message(),
+        "export `wide` has type (i64) -> (i64), expected (i32) -> (i32)"
+    );
+    // Not a function at all.
+    let err = refuse(&[CallbackExport::new("memory", CallbackSig::void(0))]);
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch, "{err}");
+    assert_eq!(
+        err.message(),
+        "export `memory` is not a function, expected () -> ()"
+    );
+    // More parameters than a callback may have.
+    let err = refuse(&[CallbackExport::new("go", CallbackSig::i32(6))]);
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch, "{err}");
+    assert!(err.message().contains("`go`"), "{err}");
+
+    // Missing.
+    let err = refuse(&[ok, CallbackExport::new("nowhere", CallbackSig::void(1))]);
+    assert_eq!(err.kind(), ErrorKind::MissingExport, "{err}");
+    assert_eq!(err.engine(), e.name());
+    assert_eq!(err.message(), "the module has no export `nowhere`");
+
+    // Import errors still come first.
+    let m = e.compile(&wat::parse_str(GUEST).unwrap()).unwrap();
+    let err = e
+        .prelink(
+            &e.linker::<Data>(),
+            &m,
+            &[CallbackExport::new("nowhere", CallbackSig::void(1))],
+        )
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Link, "{err}");
 }
 
 fn introspection<E: Engine>(e: &E) {
@@ -188,14 +296,14 @@ fn missing_import<E: Engine>(e: &E) {
     let m = e.compile(&wasm).unwrap();
     let mut l = e.linker::<Data>();
     register(&mut l);
-    let err = e.prelink(&l, &m).err().unwrap();
+    let err = e.prelink(&l, &m, &[]).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Link);
     assert!(err.message().contains("env.nowhere"), "{err}");
 
     // Provided, but with another type.
     let wasm = wat::parse_str(r#"(module (import "env" "add" (func (param i32))))"#).unwrap();
     let m = e.compile(&wasm).unwrap();
-    let err = e.prelink(&l, &m).err().unwrap();
+    let err = e.prelink(&l, &m, &[]).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Link);
     assert!(err.message().contains("env.add"), "{err}");
 
@@ -248,7 +356,7 @@ fn precompile_roundtrip<E: Engine>(e: &E) {
     let m = unsafe { e.deserialize(&bytes) }.unwrap();
     let mut l = e.linker::<Data>();
     register(&mut l);
-    let pre = e.prelink(&l, &m).unwrap();
+    let pre = e.prelink(&l, &m, &[]).unwrap();
     let mut i = e.instantiate(&pre, Data { sum: 0 }).unwrap();
     let f = i.func("go", CallbackSig::i32(1)).unwrap().unwrap();
     assert_eq!(i.call(&f, &[5]).unwrap(), Some(0));
@@ -278,6 +386,14 @@ fn plain<E: Engine>(make: &impl Fn(&EngineConfig) -> EngineResult<E>) -> E {
 
 fn registration_and_call<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
     generic_registration_and_call(&plain(&make));
+}
+
+fn prelinked_callbacks<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    callbacks_by_position(&plain(&make));
+}
+
+fn prelink_checks_callbacks<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    callback_checks_at_prelink(&plain(&make));
 }
 
 fn exports_and_imports<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
@@ -361,6 +477,7 @@ fn fuel_interrupts_endless_loops<E: Engine>(make: impl Fn(&EngineConfig) -> Engi
     // Metering adds no visible exports, leaves other traps as traps, and
     // works for several modules on one engine.
     introspection(&e);
+    callbacks_by_position(&e);
     guest_trap(&e);
     allocator_reentry(&e);
     missing_import(&e);
@@ -381,7 +498,47 @@ fn memory_limits_hold<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>
     // A module whose initial memory exceeds the limit cannot instantiate.
     let wasm = wat::parse_str(r#"(module (memory 3))"#).unwrap();
     let m = e.compile(&wasm).unwrap();
-    let pre = e.prelink(&e.linker::<Data>(), &m).unwrap();
+    let pre = e.prelink(&e.linker::<Data>(), &m, &[]).unwrap();
     let err = e.instantiate(&pre, Data { sum: 0 }).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Instantiate);
+}
+
+fn pooled_slots_start_fresh<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    // One slot, so every instance reuses the memory of the one before.
+    let config = EngineConfig {
+        pooled_instances: Some(1),
+        max_memory_bytes: 64 << 20,
+        ..EngineConfig::default()
+    };
+    let Some(e) = engine_if_capable(make, &config, |c| c.instance_pooling) else {
+        return;
+    };
+    let wasm = wat::parse_str(
+        r#"(module
+            (memory (export "memory") 2)
+            (data (i32.const 16) "seed")
+            (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#,
+    )
+    .unwrap();
+    let m = e.compile(&wasm).unwrap();
+    let listed = [CallbackExport::new("grow", CallbackSig::i32(1))];
+    let pre = e.prelink(&e.linker::<Data>(), &m, &listed).unwrap();
+    let seed = u32::from_le_bytes(*b"seed");
+    for round in 0..3u32 {
+        let mut i = e.instantiate(&pre, Data { sum: 0 }).unwrap();
+        // What the last instance wrote is gone; the data segment is back.
+        assert_eq!(i.memory_size(), 2 * 65536, "round {round}");
+        assert_eq!(i.read_u32(16).unwrap(), seed, "round {round}");
+        for page in 0..2 {
+            assert_eq!(i.read_u32(page * 65536 + 4096).unwrap(), 0, "round {round}");
+        }
+        // Dirty pages in the data segment, the initial memory and grown
+        // memory, for the next round to check.
+        i.write_u32(16, round + 1).unwrap();
+        i.write_u32(4096, round + 1).unwrap();
+        i.write_u32(65536 + 4096, round + 1).unwrap();
+        let grow = i.callback(0).unwrap();
+        assert_eq!(i.call(&grow, &[3]).unwrap(), Some(2));
+        i.write_u32(4 * 65536, round + 1).unwrap();
+    }
 }
