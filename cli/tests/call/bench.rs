@@ -11,6 +11,13 @@ use std::process::Output;
 /// The SDK builds of a plugin that every language has.
 pub(super) const LANGUAGES: [&str; 4] = ["rust-wasip1", "go", "assemblyscript", "cpp"];
 
+/// The events of kind `kind`, in order.
+pub(super) fn events<'a>(doc: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    (doc["events"].as_array().unwrap().iter())
+        .filter(|e| e["event"] == kind)
+        .collect()
+}
+
 /// Runs `polyhost call PLUGIN ARGS` on `engine` without the module cache
 /// and returns stdout, failing on a non-zero exit.
 pub(super) fn call_ok(engine: &str, plugin: &str, args: &[&str]) -> String {

@@ -6,7 +6,7 @@
 //! `--foreign-function`; what each plugin did, in text and JSON; and the
 //! errors of a bad list. Every test runs on every engine compiled in.
 
-use super::bench::{PROPERTY_AND_TICK, assert_in_order};
+use super::bench::{PROPERTY_AND_TICK, assert_in_order, events};
 use super::{assert_fails, engines, fixture, polyhost, root, stderr, stdout};
 use std::path::Path;
 
@@ -50,13 +50,6 @@ fn json(engine: &str, config: &str, args: &[&str]) -> serde_json::Value {
     all.extend(["--format", "json"]);
     let out = run(engine, config, &all);
     serde_json::from_str(&out).expect(&out)
-}
-
-/// The events of kind `kind`, in order.
-fn events<'a>(doc: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
-    (doc["events"].as_array().unwrap().iter())
-        .filter(|e| e["event"] == kind)
-        .collect()
 }
 
 #[test]

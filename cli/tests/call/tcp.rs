@@ -5,7 +5,7 @@
 //! peers, JSON events, traps, and the options an HTTP run alone takes.
 //! Every test runs on every engine compiled in.
 
-use super::bench::{LANGUAGES, assert_in_order, call, call_ok};
+use super::bench::{LANGUAGES, assert_in_order, call, call_ok, events};
 use super::{assert_fails, engines, fixture, polyhost, root, stderr};
 
 /// `plugins/wat/tcp_hold.wat` built into `dir` (see its header comment:
@@ -22,13 +22,6 @@ fn json(engine: &str, plugin: &str, args: &[&str]) -> serde_json::Value {
     all.extend(["--format", "json"]);
     let out = call_ok(engine, plugin, &all);
     serde_json::from_str(&out).expect(&out)
-}
-
-/// The events of kind `kind`, in order.
-fn events<'a>(doc: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
-    (doc["events"].as_array().unwrap().iter())
-        .filter(|e| e["event"] == kind)
-        .collect()
 }
 
 #[test]
