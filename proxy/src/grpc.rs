@@ -7,18 +7,29 @@
 //! is `POST /<service>/<method>` with `content-type: application/grpc`, the
 //! plugin's initial metadata, and the message in one length-prefixed frame;
 //! the answer's first message, or its `grpc-status` and `grpc-message`,
-//! goes back to the plugin. Streams (`proxy_grpc_stream`) are not sent.
+//! goes back to the plugin.
+//!
+//! Streams (`proxy_grpc_stream`) are one HTTP/2 stream each, open in both
+//! directions at once: the plugin's messages are written as it sends them
+//! (`proxy_grpc_send`, half-closed by `end_stream` or `proxy_grpc_close`),
+//! while the upstream's initial metadata, each message and its trailing
+//! metadata and status are delivered as they arrive. A stream has no
+//! deadline, as in Envoy; `proxy_grpc_cancel` resets it and no callback
+//! follows.
 
 use crate::cluster::{ClusterManager, UpstreamCluster};
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
-use polyhost::services::GrpcCallout;
+use pingora::protocols::http::v2::client::Http2Session;
+use polyhost::services::{GrpcCallout, GrpcStreamOpen};
 use polyhost::{GrpcResult, HeaderMap};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// gRPC status codes the proxy itself reports.
+const OK: u32 = 0;
 const UNKNOWN: u32 = 2;
 const DEADLINE_EXCEEDED: u32 = 4;
 const RESOURCE_EXHAUSTED: u32 = 8;
@@ -108,25 +119,161 @@ fn frame(message: &[u8]) -> Vec<u8> {
     framed
 }
 
-/// The first message of a response body made of frames.
-fn first_message(body: &[u8]) -> Result<Vec<u8>, GrpcResult> {
-    let malformed = |what: &str| GrpcResult::Err {
+/// A malformed answer, as gRPC reports one.
+fn malformed(what: &str) -> GrpcResult {
+    GrpcResult::Err {
         status: INTERNAL,
         message: format!("malformed gRPC response: {what}"),
+    }
+}
+
+/// Takes the next whole message off the front of `buffer`: `Ok(None)`
+/// while the frame is incomplete, an error for a compressed message or
+/// one larger than `limit`.
+fn next_message(buffer: &mut Vec<u8>, limit: usize) -> Result<Option<Vec<u8>>, GrpcResult> {
+    let Some(header) = buffer.get(..5) else {
+        return Ok(None);
     };
-    let Some((&compressed, rest)) = body.split_first() else {
-        return Err(malformed("no message"));
-    };
-    if compressed != 0 {
+    if header[0] != 0 {
         return Err(malformed("compressed messages are not supported"));
     }
-    let len = rest
-        .get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .ok_or_else(|| malformed("truncated frame header"))?;
-    rest.get(4..4 + len)
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| malformed("truncated message"))
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len > limit {
+        return Err(GrpcResult::Err {
+            status: RESOURCE_EXHAUSTED,
+            message: format!("gRPC message of {len} bytes is over the {limit}-byte limit"),
+        });
+    }
+    if buffer.len() < 5 + len {
+        return Ok(None);
+    }
+    let message = buffer[5..5 + len].to_vec();
+    buffer.drain(..5 + len);
+    Ok(Some(message))
+}
+
+/// The first message of a response body made of frames.
+fn first_message(body: &[u8]) -> Result<Vec<u8>, GrpcResult> {
+    if body.is_empty() {
+        return Err(malformed("no message"));
+    }
+    let mut buffer = body.to_vec();
+    match next_message(&mut buffer, usize::MAX)? {
+        Some(message) => Ok(message),
+        None if buffer.len() < 5 => Err(malformed("truncated frame header")),
+        None => Err(malformed("truncated message")),
+    }
+}
+
+/// The gRPC status of an answer whose HTTP status is not 200, as gRPC
+/// maps them.
+fn status_of_http(http_status: u16) -> GrpcResult {
+    let status = match http_status {
+        429 | 502..=504 => UNAVAILABLE,
+        _ => UNKNOWN,
+    };
+    GrpcResult::Err {
+        status,
+        message: format!("the upstream answered HTTP {http_status}"),
+    }
+}
+
+/// `grpc-status` and `grpc-message` of `headers`; a missing or unreadable
+/// status is UNKNOWN, as gRPC clients take it.
+fn status_in(headers: &http::HeaderMap) -> (u32, String) {
+    let status = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(UNKNOWN);
+    let message = headers
+        .get("grpc-message")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    (status, message)
+}
+
+/// `headers` as the plugin reads them, `:status` first when given.
+fn metadata(status: Option<u16>, headers: &http::HeaderMap) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    if let Some(status) = status {
+        map.add(":status", status.to_string().as_bytes());
+    }
+    for (name, value) in headers {
+        map.add(name.as_str(), value.as_bytes());
+    }
+    map
+}
+
+/// What a stream's plugin asks of it, in the order it asked.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// `proxy_grpc_send`: a message, and whether it ends the plugin's side.
+    Message(Vec<u8>, bool),
+    /// `proxy_grpc_close`: the plugin's side ends.
+    Close,
+}
+
+/// What the upstream sent on a stream, in the order the plugin hears it.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// The response headers.
+    InitialMetadata(HeaderMap),
+    /// One message.
+    Message(Vec<u8>),
+    /// The trailers.
+    TrailingMetadata(HeaderMap),
+    /// The end of the stream with its status; nothing follows.
+    Close {
+        /// The gRPC status.
+        status: u32,
+        /// `grpc-message`, or what went wrong.
+        message: String,
+    },
+}
+
+impl Incoming {
+    fn closed(result: GrpcResult) -> Incoming {
+        match result {
+            GrpcResult::Ok(_) => Incoming::Close {
+                status: OK,
+                message: String::new(),
+            },
+            GrpcResult::Err { status, message } => Incoming::Close { status, message },
+        }
+    }
+}
+
+/// Where a stream's reading is.
+enum ReadPhase {
+    Headers,
+    Body,
+    Trailers,
+}
+
+/// One step of reading a stream's response.
+enum ReadStep {
+    Headers,
+    Chunk(Bytes),
+    EndOfBody,
+    Trailers(Option<http::HeaderMap>),
+}
+
+/// Reads the next part of the response. Every await in it can be
+/// dropped and started again without losing data (the session keeps the
+/// pending response and body), so it can race the plugin's commands.
+async fn read_step(session: &mut Http2Session, phase: &ReadPhase) -> pingora::Result<ReadStep> {
+    Ok(match phase {
+        ReadPhase::Headers => {
+            session.read_response_header().await?;
+            ReadStep::Headers
+        }
+        ReadPhase::Body => match session.read_response_body().await? {
+            Some(chunk) => ReadStep::Chunk(chunk),
+            None => ReadStep::EndOfBody,
+        },
+        ReadPhase::Trailers => ReadStep::Trailers(session.read_trailers().await?),
+    })
 }
 
 impl ClusterManager {
@@ -168,6 +315,189 @@ impl ClusterManager {
         answer.unwrap_or_else(|status| status)
     }
 
+    /// Runs a plugin's gRPC stream to `cluster` until it ends: writes what
+    /// the plugin sends on `outgoing` and hands each thing the upstream
+    /// sends to `deliver`, which returns false once nobody wants more
+    /// (the VM is gone or the plugin cancelled). The plugin dropping its
+    /// end of `outgoing` cancels the stream: it is reset and nothing more
+    /// is delivered. A stream that could not start is closed with
+    /// UNAVAILABLE, as Envoy closes it.
+    pub(crate) async fn grpc_stream(
+        &self,
+        cluster: &str,
+        open: GrpcStreamOpen,
+        mut outgoing: UnboundedReceiver<Outgoing>,
+        mut deliver: impl FnMut(Incoming) -> bool,
+    ) {
+        let (mut session, peer) = match self.open_grpc_stream(cluster, &open).await {
+            Ok(opened) => opened,
+            Err(failure) => {
+                deliver(Incoming::closed(failure));
+                return;
+            }
+        };
+        let Some(mut writer) = session.take_request_body_writer() else {
+            deliver(Incoming::closed(GrpcResult::Err {
+                status: INTERNAL,
+                message: "the gRPC stream has no request body".into(),
+            }));
+            return;
+        };
+        let mut phase = ReadPhase::Headers;
+        let mut pending = Vec::new();
+        let mut sent_end = false;
+        let ended = loop {
+            tokio::select! {
+                command = outgoing.recv() => {
+                    // h2 buffers what the window does not take yet, so a
+                    // send never waits; the plugin's budget bounds it.
+                    let (data, end) = match command {
+                        None => {
+                            writer.send_reset(h2::Reason::CANCEL);
+                            return;
+                        }
+                        Some(_) if sent_end => continue,
+                        Some(Outgoing::Message(message, end)) => (Bytes::from(frame(&message)), end),
+                        Some(Outgoing::Close) => (Bytes::new(), true),
+                    };
+                    sent_end = end;
+                    if let Err(e) = writer.send_data(data, end) {
+                        break Incoming::closed(GrpcResult::Err {
+                            status: UNAVAILABLE,
+                            message: format!("writing to the gRPC stream: {e}"),
+                        });
+                    }
+                }
+                step = read_step(&mut session, &phase) => {
+                    let step = match step {
+                        Ok(step) => step,
+                        Err(e) => break Incoming::closed(GrpcResult::Err {
+                            status: UNAVAILABLE,
+                            message: format!("gRPC upstream: {e}"),
+                        }),
+                    };
+                    match step {
+                        ReadStep::Headers => {
+                            let Some(response) = session.response_header() else {
+                                continue;
+                            };
+                            let http_status = response.status.as_u16();
+                            if http_status != 200 {
+                                break Incoming::closed(status_of_http(http_status));
+                            }
+                            if response.headers.contains_key("grpc-status") {
+                                // Trailers only: the headers end the stream.
+                                let (status, message) = status_in(&response.headers);
+                                let trailing = metadata(None, &response.headers);
+                                if !deliver(Incoming::InitialMetadata(HeaderMap::new()))
+                                    || !deliver(Incoming::TrailingMetadata(trailing))
+                                {
+                                    return;
+                                }
+                                break Incoming::Close { status, message };
+                            }
+                            if !deliver(Incoming::InitialMetadata(metadata(Some(http_status), &response.headers))) {
+                                return;
+                            }
+                            phase = ReadPhase::Body;
+                        }
+                        ReadStep::Chunk(chunk) => {
+                            pending.extend_from_slice(&chunk);
+                            loop {
+                                match next_message(&mut pending, MAX_GRPC_RESPONSE_BYTES) {
+                                    Ok(Some(message)) => {
+                                        if !deliver(Incoming::Message(message)) {
+                                            writer.send_reset(h2::Reason::CANCEL);
+                                            return;
+                                        }
+                                    }
+                                    Ok(None) => break,
+                                    Err(failure) => {
+                                        writer.send_reset(h2::Reason::CANCEL);
+                                        deliver(Incoming::closed(failure));
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        ReadStep::EndOfBody => phase = ReadPhase::Trailers,
+                        ReadStep::Trailers(trailers) => {
+                            if !pending.is_empty() {
+                                break Incoming::closed(malformed("truncated message"));
+                            }
+                            let trailers = trailers.unwrap_or_default();
+                            if !deliver(Incoming::TrailingMetadata(metadata(None, &trailers))) {
+                                return;
+                            }
+                            let (status, message) = status_in(&trailers);
+                            break Incoming::Close { status, message };
+                        }
+                    }
+                }
+            }
+        };
+        // The upstream is done; a plugin that has not half-closed is done
+        // too, as Envoy resets the rest of the stream.
+        if !sent_end {
+            writer.send_reset(h2::Reason::CANCEL);
+        }
+        drop(writer);
+        if matches!(ended, Incoming::Close { status: OK, .. }) {
+            self.connector()
+                .release_http_session(HttpSession::H2(*session), &peer, Some(IDLE_CONNECTION))
+                .await;
+        }
+        deliver(ended);
+    }
+
+    /// Connects to `cluster` and sends the stream's request headers.
+    async fn open_grpc_stream(
+        &self,
+        cluster: &str,
+        open: &GrpcStreamOpen,
+    ) -> Result<(Box<Http2Session>, pingora::upstreams::peer::HttpPeer), GrpcResult> {
+        let unavailable = |message: String| GrpcResult::Err {
+            status: UNAVAILABLE,
+            message,
+        };
+        let cluster = self
+            .get(cluster)
+            .ok_or_else(|| unavailable(format!("unknown cluster {cluster}")))?;
+        if !cluster.is_http2() {
+            return Err(unavailable(format!(
+                "cluster {} is not configured for HTTP/2, which gRPC needs",
+                cluster.name
+            )));
+        }
+        cluster.requests.fetch_add(1, Ordering::Relaxed);
+        let peer = cluster
+            .peer()
+            .ok_or_else(|| unavailable(format!("cluster {} has no endpoint", cluster.name)))?;
+        let request = grpc_request(
+            &cluster.name,
+            &open.service,
+            &open.method,
+            &open.initial_metadata,
+            Duration::ZERO,
+        )
+        .map_err(|e| unavailable(format!("cannot build the gRPC request: {e}")))?;
+        let (session, _reused) = self
+            .connector()
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| {
+                cluster.connect_failures.fetch_add(1, Ordering::Relaxed);
+                unavailable(format!("cannot connect to cluster {}: {e}", cluster.name))
+            })?;
+        let HttpSession::H2(mut session) = session else {
+            return Err(unavailable("the upstream did not speak HTTP/2".into()));
+        };
+        session
+            .write_request_header(Box::new(request), false)
+            .map_err(|e| unavailable(format!("gRPC upstream: {e}")))?;
+        Ok((Box::new(session), peer))
+    }
+
     async fn send_grpc(
         &self,
         cluster: &UpstreamCluster,
@@ -180,8 +510,14 @@ impl ClusterManager {
         let peer = cluster
             .peer()
             .ok_or_else(|| unavailable(format!("cluster {} has no endpoint", cluster.name)))?;
-        let request = grpc_request(&cluster.name, &call)
-            .map_err(|e| unavailable(format!("cannot build the gRPC request: {e}")))?;
+        let request = grpc_request(
+            &cluster.name,
+            &call.service,
+            &call.method,
+            &call.initial_metadata,
+            call.timeout,
+        )
+        .map_err(|e| unavailable(format!("cannot build the gRPC request: {e}")))?;
         let (session, _reused) = self
             .connector()
             .get_http_session(&peer)
@@ -216,15 +552,7 @@ impl ClusterManager {
             (response.status.as_u16(), map)
         };
         if http_status != 200 {
-            // gRPC's mapping of HTTP statuses for a non-gRPC answer.
-            let status = match http_status {
-                429 | 502..=504 => UNAVAILABLE,
-                _ => UNKNOWN,
-            };
-            return Ok(GrpcResult::Err {
-                status,
-                message: format!("the upstream answered HTTP {http_status}"),
-            });
+            return Ok(status_of_http(http_status));
         }
         let mut body = Vec::new();
         while let Some(chunk) = session.read_response_body().await.map_err(io)? {
@@ -263,17 +591,25 @@ impl ClusterManager {
     }
 }
 
-fn grpc_request(authority: &str, call: &GrpcCallout) -> pingora::Result<RequestHeader> {
-    let path = format!("/{}/{}", call.service, call.method);
+/// The request headers of a call or stream: `POST /<service>/<method>`
+/// with the plugin's initial metadata (pseudo-headers left out).
+fn grpc_request(
+    authority: &str,
+    service: &str,
+    method: &str,
+    initial_metadata: &HeaderMap,
+    timeout: Duration,
+) -> pingora::Result<RequestHeader> {
+    let path = format!("/{service}/{method}");
     let mut request = RequestHeader::build("POST", path.as_bytes(), None)?;
     request.set_version(http::Version::HTTP_2);
     request.insert_header("host", authority)?;
     request.insert_header("content-type", "application/grpc")?;
     request.insert_header("te", "trailers")?;
-    if !call.timeout.is_zero() {
-        request.insert_header("grpc-timeout", format!("{}m", call.timeout.as_millis()))?;
+    if !timeout.is_zero() {
+        request.insert_header("grpc-timeout", format!("{}m", timeout.as_millis()))?;
     }
-    for (name, value) in call.initial_metadata.iter() {
+    for (name, value) in initial_metadata.iter() {
         if !name.starts_with(b":") {
             request.append_header(String::from_utf8_lossy(name).into_owned(), value)?;
         }

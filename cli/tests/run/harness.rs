@@ -159,6 +159,97 @@ fn grpc_answer(path: &str, body: &[u8]) -> Response<UpstreamBody> {
         .expect("grpc response")
 }
 
+/// A response body fed through a channel, so the upstream can answer a
+/// gRPC stream message by message while the request is still coming.
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<hyper::body::Frame<Bytes>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|frame| frame.map(Ok))
+    }
+}
+
+/// One length-prefixed gRPC message.
+fn grpc_frame(message: &[u8]) -> Bytes {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    Bytes::from(framed)
+}
+
+/// The gRPC streaming methods of the test upstream, which answer while the
+/// request is still open. Both start with the metadata `x-chat: hello`.
+/// - `/echo.Echo/Chat` answers each message with `pong:` + message, and
+///   ends with `x-chat-end: bye` and status 0 once the client half-closes.
+/// - `/pkg.Service/Stream` (the abi_probe plugins' stream) answers its
+///   first message with `r1` and `r2`, then ends at once with the trailing
+///   metadata `b: 1`, `c: 2` and status 0, without waiting for the client.
+///
+/// The request is recorded when the upstream's side ends.
+fn is_grpc_stream(path: &str) -> bool {
+    path == "/echo.Echo/Chat" || path == "/pkg.Service/Stream"
+}
+
+fn grpc_stream_answer(
+    seen: Seen,
+    mut request: Incoming,
+    record: Arc<Mutex<Vec<Seen>>>,
+) -> Response<UpstreamBody> {
+    let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let chat = seen.path == "/echo.Echo/Chat";
+        let mut received = Vec::new();
+        let mut buffer = Vec::new();
+        let mut trailers = hyper::HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        'reading: while let Some(Ok(frame)) = request.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            received.extend_from_slice(&data);
+            buffer.extend_from_slice(&data);
+            while buffer.len() >= 5 {
+                let len = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
+                if buffer.len() < 5 + len {
+                    break;
+                }
+                let message: Vec<u8> = buffer.drain(..5 + len).skip(5).collect();
+                if chat {
+                    let mut reply = b"pong:".to_vec();
+                    reply.extend_from_slice(&message);
+                    let _ = send.send(hyper::body::Frame::data(grpc_frame(&reply)));
+                } else {
+                    let _ = send.send(hyper::body::Frame::data(grpc_frame(b"r1")));
+                    let _ = send.send(hyper::body::Frame::data(grpc_frame(b"r2")));
+                    trailers.insert("b", "1".parse().unwrap());
+                    trailers.insert("c", "2".parse().unwrap());
+                    break 'reading;
+                }
+            }
+        }
+        if chat {
+            trailers.insert("x-chat-end", "bye".parse().unwrap());
+        }
+        let _ = send.send(hyper::body::Frame::trailers(trailers));
+        record.lock().unwrap().push(Seen {
+            body: received,
+            ..seen
+        });
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .header("x-chat", "hello")
+        .body(ChannelBody(receive).boxed())
+        .expect("grpc stream response")
+}
+
 /// What the test upstream answers with.
 type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
@@ -186,6 +277,16 @@ impl Upstream {
                         let record = record.clone();
                         async move {
                             let (parts, body) = req.into_parts();
+                            if is_grpc_stream(parts.uri.path()) {
+                                let seen = Seen {
+                                    method: parts.method.to_string(),
+                                    path: parts.uri.path().to_string(),
+                                    version: format!("{:?}", parts.version),
+                                    headers: collect_headers(&parts.headers),
+                                    body: Vec::new(),
+                                };
+                                return Ok(grpc_stream_answer(seen, body, record));
+                            }
                             let body = body
                                 .collect()
                                 .await
@@ -699,7 +800,8 @@ impl WasmFilterSpec {
 }
 
 /// A whole bootstrap: the listeners, an `upstream` cluster pointing at
-/// `upstream` (and `grpc`, the same over HTTP/2), a `dead` cluster nothing
+/// `upstream` (and `grpc` and `grpc-cluster`, the same over HTTP/2, the
+/// second named as the abi_probe plugins name it), a `dead` cluster nothing
 /// listens on, and the admin port.
 pub fn bootstrap(listeners: &[String], upstream: SocketAddr, admin: u16) -> String {
     let dead = free_port();
@@ -731,6 +833,15 @@ pub fn bootstrap(listeners: &[String], upstream: SocketAddr, admin: u16) -> Stri
     http2_protocol_options: {{}}
     load_assignment:
       cluster_name: grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up} }} }} }}
+  - name: grpc-cluster
+    connect_timeout: 1s
+    type: STATIC
+    http2_protocol_options: {{}}
+    load_assignment:
+      cluster_name: grpc-cluster
       endpoints:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up} }} }} }}

@@ -2,6 +2,7 @@
 //! 127.0.0.1, a real upstream, real HTTP/1.1 and h2 clients. Every test
 //! that involves a plugin runs on every engine compiled in.
 
+mod grpc_stream;
 mod harness;
 mod shared_vm;
 mod tcp;

@@ -1,5 +1,5 @@
-//! `proxy_http_call` and unary `proxy_grpc_call` as real outbound requests to
-//! configured clusters.
+//! `proxy_http_call`, `proxy_grpc_call` and `proxy_grpc_stream` as real
+//! outbound requests to configured clusters.
 //!
 //! The host function runs inside a plugin call on a worker thread; it only
 //! checks the cluster and records the callout in a thread-local list. Once
@@ -7,34 +7,140 @@
 //! the worker's runtime (so it stays on this thread); the task sends the
 //! request through the cluster's connection pool, waits at most the
 //! callout's timeout, and delivers the answer to the same worker's VM.
+//!
+//! A gRPC call or stream under way has a [`GrpcHandle`] in a thread-local
+//! table: `proxy_grpc_send` and `proxy_grpc_close` reach the stream's task
+//! through it, and `proxy_grpc_cancel` drops it, which stops the task
+//! without another callback.
 
 use super::group::VmGroup;
 use crate::cluster::ClusterManager;
-use polyhost::services::{CalloutDispatcher, CalloutRequest, GrpcCallout, HttpCallout};
+use crate::grpc::{Incoming, Outgoing};
+use polyhost::services::{
+    CalloutDispatcher, CalloutRequest, GrpcCallout, GrpcStreamOpen, HttpCallout,
+};
 use polyhost::{GrpcResult, HttpCallResult, Status};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
 
 thread_local! {
     /// Callouts made by the plugin call that is running on this thread.
     static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
+    /// This worker's gRPC calls and streams under way.
+    static GRPC: RefCell<HashMap<GrpcKey, GrpcHandle>> = RefCell::new(HashMap::new());
+    /// Tells a handle from an older one under the same key.
+    static NEXT_SERIAL: Cell<u64> = const { Cell::new(1) };
+}
+
+/// A gRPC call or stream of this worker: the dispatcher of the plugins'
+/// VM group and the token the VM gave it. Every worker has its own VM of a
+/// group, so the same token can be under way on two workers.
+type GrpcKey = (u64, u32);
+
+/// The plugin's side of a gRPC call or stream under way.
+struct GrpcHandle {
+    /// Distinguishes it from a handle that later took the same key.
+    serial: u64,
+    /// To the task; dropping it cancels the call or stream.
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+    /// A stream (messages can be sent on it), not a unary call.
+    stream: bool,
+    /// The plugin has closed its side.
+    local_closed: bool,
+}
+
+/// Registers a call or stream under way; returns the key, its serial and
+/// the task's end of the channel.
+fn register(
+    dispatcher: u64,
+    token: u32,
+    stream: bool,
+) -> (GrpcKey, u64, mpsc::UnboundedReceiver<Outgoing>) {
+    let (outgoing, receiver) = mpsc::unbounded_channel();
+    let serial = NEXT_SERIAL.with(|n| {
+        let serial = n.get();
+        n.set(serial + 1);
+        serial
+    });
+    let key = (dispatcher, token);
+    let handle = GrpcHandle {
+        serial,
+        outgoing,
+        stream,
+        local_closed: false,
+    };
+    // A handle left under this key (a VM that failed and was rebuilt gives
+    // out its tokens again) is dropped, which cancels its task.
+    GRPC.with(|g| g.borrow_mut().insert(key, handle));
+    (key, serial, receiver)
+}
+
+/// Whether the call or stream registered as `serial` is still wanted.
+fn is_current(key: GrpcKey, serial: u64) -> bool {
+    GRPC.with(|g| g.borrow().get(&key).is_some_and(|h| h.serial == serial))
+}
+
+/// Forgets the call or stream registered as `serial` once it is over.
+fn forget(key: GrpcKey, serial: u64) {
+    GRPC.with(|g| {
+        let mut table = g.borrow_mut();
+        if table.get(&key).is_some_and(|h| h.serial == serial) {
+            table.remove(&key);
+        }
+    });
 }
 
 /// A callout accepted during a plugin call, sent once the call returns.
 enum Pending {
     Http(HttpCallout),
     /// A unary gRPC call and the cluster its upstream names.
-    Grpc(GrpcCallout, String),
+    Grpc {
+        call: GrpcCallout,
+        cluster: String,
+        key: GrpcKey,
+        serial: u64,
+        cancelled: mpsc::UnboundedReceiver<Outgoing>,
+    },
+    /// A gRPC stream and the cluster its upstream names.
+    GrpcStream {
+        open: GrpcStreamOpen,
+        cluster: String,
+        key: GrpcKey,
+        serial: u64,
+        outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    },
 }
 
-/// The callout service of one plugin in the data plane.
+/// Numbers the dispatchers, for [`GrpcKey`].
+static NEXT_DISPATCHER: AtomicU64 = AtomicU64::new(1);
+
+/// The callout service of one VM group in the data plane (shared by the
+/// group's VMs on every worker).
 pub(super) struct WorkerCallouts {
+    id: u64,
     clusters: Arc<ClusterManager>,
 }
 
 impl WorkerCallouts {
     pub(super) fn new(clusters: Arc<ClusterManager>) -> Self {
-        WorkerCallouts { clusters }
+        WorkerCallouts {
+            id: NEXT_DISPATCHER.fetch_add(1, Ordering::Relaxed),
+            clusters,
+        }
+    }
+
+    /// The cluster a gRPC upstream names, or BadArgument when there is no
+    /// such cluster, as Envoy answers before anything is sent.
+    fn grpc_cluster(&self, plugin: &str, upstream: &[u8]) -> Result<String, Status> {
+        let cluster = crate::grpc::cluster_name(upstream);
+        if self.clusters.get(&cluster).is_none() {
+            tracing::warn!(target: "polyhost::wasm", %plugin, %cluster, "grpc call to an unknown cluster");
+            return Err(Status::BadArgument);
+        }
+        Ok(cluster)
     }
 }
 
@@ -52,20 +158,75 @@ impl CalloutDispatcher for WorkerCallouts {
                 Ok(())
             }
             CalloutRequest::Grpc(call) => {
-                let cluster = crate::grpc::cluster_name(&call.upstream);
-                if self.clusters.get(&cluster).is_none() {
-                    tracing::warn!(target: "polyhost::wasm", plugin = %call.plugin, %cluster, "grpc call to an unknown cluster");
-                    return Err(Status::BadArgument);
-                }
-                PENDING.with(|p| p.borrow_mut().push(Pending::Grpc(call, cluster)));
+                let cluster = self.grpc_cluster(&call.plugin, &call.upstream)?;
+                let (key, serial, cancelled) = register(self.id, call.token, false);
+                PENDING.with(|p| {
+                    p.borrow_mut().push(Pending::Grpc {
+                        call,
+                        cluster,
+                        key,
+                        serial,
+                        cancelled,
+                    })
+                });
                 Ok(())
             }
-            // Bidirectional streams need a long-lived h2 stream per plugin
-            // context; not in the data plane yet, and the plugin is told so.
-            CalloutRequest::GrpcStream(_) => Err(Status::Unimplemented),
-            CalloutRequest::GrpcSend { .. }
-            | CalloutRequest::GrpcCancel { .. }
-            | CalloutRequest::GrpcClose { .. } => Err(Status::NotFound),
+            CalloutRequest::GrpcStream(open) => {
+                let cluster = self.grpc_cluster(&open.plugin, &open.upstream)?;
+                let (key, serial, outgoing) = register(self.id, open.token, true);
+                PENDING.with(|p| {
+                    p.borrow_mut().push(Pending::GrpcStream {
+                        open,
+                        cluster,
+                        key,
+                        serial,
+                        outgoing,
+                    })
+                });
+                Ok(())
+            }
+            CalloutRequest::GrpcSend {
+                token,
+                message,
+                end_stream,
+                ..
+            } => GRPC.with(|g| {
+                let mut table = g.borrow_mut();
+                let handle = table
+                    .get_mut(&(self.id, token))
+                    .filter(|h| h.stream)
+                    .ok_or(Status::NotFound)?;
+                if handle.local_closed {
+                    // The plugin's side is closed; nothing more can go out.
+                    return Err(Status::BadArgument);
+                }
+                handle.local_closed = end_stream;
+                // The task is gone only once the stream is over, when the
+                // message has nowhere to go anyway.
+                let _ = handle.outgoing.send(Outgoing::Message(message, end_stream));
+                Ok(())
+            }),
+            CalloutRequest::GrpcClose { token, .. } => GRPC.with(|g| {
+                let mut table = g.borrow_mut();
+                let key = (self.id, token);
+                let handle = table.get_mut(&key).ok_or(Status::NotFound)?;
+                if handle.stream {
+                    if !handle.local_closed {
+                        handle.local_closed = true;
+                        let _ = handle.outgoing.send(Outgoing::Close);
+                    }
+                } else {
+                    // Closing a unary call cancels it, as in Envoy.
+                    table.remove(&key);
+                }
+                Ok(())
+            }),
+            CalloutRequest::GrpcCancel { token, .. } => {
+                // The host has forgotten the token already; dropping the
+                // handle stops the task before it calls back.
+                GRPC.with(|g| g.borrow_mut().remove(&(self.id, token)));
+                Ok(())
+            }
         }
     }
 }
@@ -98,16 +259,65 @@ pub(super) fn start_pending(group: &Arc<VmGroup>) {
                         group.with_existing_vm(|vm| vm.deliver_http_response(token, result));
                     (plugin, delivered)
                 }
-                Pending::Grpc(call, cluster) => {
+                Pending::Grpc {
+                    call,
+                    cluster,
+                    key,
+                    serial,
+                    mut cancelled,
+                } => {
                     let token = call.token;
                     let plugin = call.plugin.clone();
-                    let result = group.clusters.grpc_call(&cluster, call).await;
+                    let result = tokio::select! {
+                        result = group.clusters.grpc_call(&cluster, call) => result,
+                        // The handle was dropped: the plugin cancelled.
+                        _ = cancelled.recv() => return,
+                    };
+                    forget(key, serial);
                     if let GrpcResult::Err { status, message } = &result {
                         tracing::debug!(target: "polyhost::wasm", %plugin, %cluster, status, %message, "grpc call failed");
                     }
                     let delivered =
                         group.with_existing_vm(|vm| vm.deliver_grpc_response(token, result));
                     (plugin, delivered)
+                }
+                Pending::GrpcStream {
+                    open,
+                    cluster,
+                    key,
+                    serial,
+                    outgoing,
+                } => {
+                    let token = open.token;
+                    let plugin = open.plugin.clone();
+                    let clusters = group.clusters.clone();
+                    let deliver = |incoming: Incoming| {
+                        if !is_current(key, serial) {
+                            return false;
+                        }
+                        if let Incoming::Close { status, message } = &incoming {
+                            if *status != 0 {
+                                tracing::debug!(target: "polyhost::wasm", %plugin, %cluster, status, %message, "grpc stream closed");
+                            }
+                            forget(key, serial);
+                        }
+                        let delivered =
+                            group.with_existing_vm(|vm| vm.deliver_grpc_stream(token, incoming));
+                        group.wake_paused();
+                        match delivered {
+                            Some(Ok(())) => true,
+                            Some(Err(e)) => {
+                                tracing::error!(target: "polyhost::wasm", %plugin, error = %e, "delivering a grpc stream event failed");
+                                false
+                            }
+                            None => false,
+                        }
+                    };
+                    clusters
+                        .grpc_stream(&cluster, open, outgoing, deliver)
+                        .await;
+                    forget(key, serial);
+                    return;
                 }
             };
             if let Some(Err(e)) = delivered {

@@ -6,6 +6,7 @@
 //! and the data plane talks to the result through [`WorkerVm`]. One dynamic
 //! call per plugin callback is noise next to the callback itself.
 
+use crate::grpc::Incoming;
 use polyhost::{
     ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, LocalResponse, PeerType,
     Plugin, PluginError, RootConfig, Shutdown, StreamEvent, StreamState, Vm,
@@ -107,6 +108,8 @@ pub(crate) trait WorkerVm {
         result: HttpCallResult,
     ) -> Result<(), PluginError>;
     fn deliver_grpc_response(&mut self, token: u32, result: GrpcResult) -> Result<(), PluginError>;
+    /// One thing that arrived on gRPC stream `token`, to its callback.
+    fn deliver_grpc_stream(&mut self, token: u32, incoming: Incoming) -> Result<(), PluginError>;
     fn next_tick(&self) -> Option<Instant>;
     fn tick(&mut self, now: Instant) -> Result<bool, PluginError>;
     fn deliver_queue_ready(&mut self) -> Result<usize, PluginError>;
@@ -237,6 +240,20 @@ impl<E: Engine> WorkerVm for Vm<E> {
     }
     fn deliver_grpc_response(&mut self, token: u32, result: GrpcResult) -> Result<(), PluginError> {
         Vm::deliver_grpc_response(self, token, result)
+    }
+    fn deliver_grpc_stream(&mut self, token: u32, incoming: Incoming) -> Result<(), PluginError> {
+        match incoming {
+            Incoming::InitialMetadata(headers) => {
+                Vm::deliver_grpc_initial_metadata(self, token, headers)
+            }
+            Incoming::Message(message) => Vm::deliver_grpc_message(self, token, message),
+            Incoming::TrailingMetadata(trailers) => {
+                Vm::deliver_grpc_trailing_metadata(self, token, trailers)
+            }
+            Incoming::Close { status, message } => {
+                Vm::deliver_grpc_close(self, token, status, &message)
+            }
+        }
     }
     fn next_tick(&self) -> Option<Instant> {
         Vm::next_tick(self)

@@ -1,0 +1,279 @@
+//! gRPC streams (`proxy_grpc_stream`) as real HTTP/2 streams to an h2
+//! cluster: messages both ways while the stream is open, metadata, status,
+//! cancel, and a refused method.
+
+use crate::harness::*;
+use std::time::{Duration, Instant};
+
+/// Opens a stream to `echo.Echo/Chat` on the `grpc` cluster on request
+/// headers, sends "one" and pauses. The first reply makes it send "two"
+/// and half-close, so the second message only goes out once the first
+/// answer came back. What arrives is added to the request:
+/// `x-stream-initial` (the `x-chat` initial metadata), one `x-stream-reply`
+/// per message, `x-stream-trailer` (the `x-chat-end` trailing metadata)
+/// and `x-stream-status`, and the request resumes on close.
+/// - `x-cancel`: cancels the stream after the first reply and resumes.
+/// - `x-fail`: calls `echo.Echo/Nope` instead (sending "one" with the end
+///   of stream), which the upstream refuses with status 7.
+const GRPC_STREAM_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_grpc_stream" (func $stream (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_grpc_send" (func $send (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_grpc_cancel" (func $cancel (param i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (global $received (mut i32) (i32.const 0))
+  (global $cancelling (mut i32) (i32.const 0))
+  (data (i32.const 64) "grpc")
+  (data (i32.const 80) "echo.Echo")
+  (data (i32.const 96) "Chat")
+  (data (i32.const 100) "Nope")
+  (data (i32.const 112) "one")
+  (data (i32.const 116) "two")
+  (data (i32.const 128) "x-cancel")
+  (data (i32.const 144) "x-stream-reply")
+  (data (i32.const 160) "x-stream-status")
+  (data (i32.const 176) "x-chat")
+  (data (i32.const 184) "x-stream-initial")
+  (data (i32.const 208) "x-chat-end")
+  (data (i32.const 224) "x-stream-trailer")
+  (data (i32.const 240) "x-fail")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $method i32) (local $end i32)
+    (local.set $method (i32.const 96))
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 240) (i32.const 6) (i32.const 24) (i32.const 28)))
+      (then (local.set $method (i32.const 100)) (local.set $end (i32.const 1))))
+    (global.set $cancelling
+      (i32.eqz (call $get (i32.const 0) (i32.const 128) (i32.const 8) (i32.const 24) (i32.const 28))))
+    (global.set $received (i32.const 0))
+    (if (call $stream (i32.const 64) (i32.const 4) (i32.const 80) (i32.const 9)
+                      (local.get $method) (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 16))
+      (then (return (i32.const 0))))
+    (if (call $send (i32.load (i32.const 16)) (i32.const 112) (i32.const 3) (local.get $end))
+      (then (return (i32.const 0))))
+    (i32.const 1))
+  (func (export "proxy_on_grpc_receive_initial_metadata") (param i32) (param i32) (param i32)
+    (if (i32.eqz (call $get (i32.const 4) (i32.const 176) (i32.const 6) (i32.const 24) (i32.const 28)))
+      (then (drop (call $add (i32.const 0) (i32.const 184) (i32.const 16)
+                             (i32.load (i32.const 24)) (i32.load (i32.const 28)))))))
+  (func (export "proxy_on_grpc_receive") (param i32) (param $token i32) (param $size i32)
+    (drop (call $buffer (i32.const 5) (i32.const 0) (local.get $size) (i32.const 32) (i32.const 36)))
+    (drop (call $add (i32.const 0) (i32.const 144) (i32.const 14)
+                     (i32.load (i32.const 32)) (i32.load (i32.const 36))))
+    (global.set $received (i32.add (global.get $received) (i32.const 1)))
+    (if (i32.eq (global.get $received) (i32.const 1))
+      (then
+        (if (global.get $cancelling)
+          (then
+            (drop (call $cancel (local.get $token)))
+            (drop (call $continue (i32.const 0))))
+          (else
+            (drop (call $send (local.get $token) (i32.const 116) (i32.const 3) (i32.const 1))))))))
+  (func (export "proxy_on_grpc_receive_trailing_metadata") (param i32) (param i32) (param i32)
+    (if (i32.eqz (call $get (i32.const 5) (i32.const 208) (i32.const 10) (i32.const 24) (i32.const 28)))
+      (then (drop (call $add (i32.const 0) (i32.const 224) (i32.const 16)
+                             (i32.load (i32.const 24)) (i32.load (i32.const 28)))))))
+  (func (export "proxy_on_grpc_close") (param i32) (param i32) (param $status i32)
+    (i32.store8 (i32.const 300) (i32.add (i32.const 48) (local.get $status)))
+    (drop (call $add (i32.const 0) (i32.const 160) (i32.const 15) (i32.const 300) (i32.const 1)))
+    (drop (call $continue (i32.const 0)))))
+"#;
+
+/// One gRPC message frame.
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// Every value of header `name` the upstream saw.
+fn values(seen: &Seen, name: &str) -> Vec<String> {
+    seen.headers.get(name).cloned().unwrap_or_default()
+}
+
+/// Waits up to 5 s for the upstream to record a request on `path` beyond
+/// the first `before` ones, and returns it.
+fn wait_for_record(upstream: &Upstream, path: &str, before: usize) -> Option<Seen> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let records: Vec<Seen> = upstream
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == path)
+            .collect();
+        if records.len() > before {
+            return records.into_iter().nth(before);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn chat_records(upstream: &Upstream) -> usize {
+    upstream
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/echo.Echo/Chat")
+        .count()
+}
+
+#[test]
+fn grpc_stream_carries_messages_both_ways_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("grpc_stream.wasm");
+    std::fs::write(&plugin, wat::parse_str(GRPC_STREAM_PLUGIN).unwrap()).unwrap();
+    let plugin = plugin.display().to_string();
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("grpc-stream", engine, &plugin)],
+            &[],
+        );
+
+        // Both messages, the second sent only after the first reply.
+        let before = chat_records(&upstream);
+        let path = format!("/stream/{engine}/chat");
+        let reply = get(&format!("http://127.0.0.1:{port}{path}"), &[]).unwrap();
+        assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
+        let seen = upstream.last(&path).expect("the request went on");
+        assert_eq!(values(&seen, "x-stream-initial"), ["hello"], "{engine}");
+        assert_eq!(
+            values(&seen, "x-stream-reply"),
+            ["pong:one", "pong:two"],
+            "{engine}"
+        );
+        assert_eq!(values(&seen, "x-stream-trailer"), ["bye"], "{engine}");
+        assert_eq!(values(&seen, "x-stream-status"), ["0"], "{engine}");
+        let chat = wait_for_record(&upstream, "/echo.Echo/Chat", before)
+            .unwrap_or_else(|| panic!("{engine}: no stream upstream\n{}", proxy.stderr()));
+        assert_eq!(chat.version, "HTTP/2.0", "{engine}");
+        assert_eq!(chat.header("content-type"), Some("application/grpc"));
+        let mut both = framed(b"one");
+        both.extend_from_slice(&framed(b"two"));
+        assert_eq!(chat.body, both, "{engine}: two framed messages");
+
+        // Cancel: no callback after it, and the upstream sees the stream
+        // reset after the one message.
+        let before = chat_records(&upstream);
+        let path = format!("/stream/{engine}/cancel");
+        let reply = get(
+            &format!("http://127.0.0.1:{port}{path}"),
+            &[("x-cancel", "1")],
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
+        let seen = upstream.last(&path).expect("the request went on");
+        assert_eq!(values(&seen, "x-stream-reply"), ["pong:one"], "{engine}");
+        assert!(values(&seen, "x-stream-status").is_empty(), "{engine}");
+        let chat = wait_for_record(&upstream, "/echo.Echo/Chat", before).unwrap_or_else(|| {
+            panic!(
+                "{engine}: the cancelled stream was not reset upstream\n{}",
+                proxy.stderr()
+            )
+        });
+        assert_eq!(chat.body, framed(b"one"), "{engine}");
+
+        // A refused method: metadata, no message, the status.
+        let path = format!("/stream/{engine}/refused");
+        let reply = get(
+            &format!("http://127.0.0.1:{port}{path}"),
+            &[("x-fail", "1")],
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
+        let seen = upstream.last(&path).expect("the request went on");
+        assert_eq!(values(&seen, "x-stream-status"), ["7"], "{engine}");
+        assert!(values(&seen, "x-stream-reply").is_empty(), "{engine}");
+        assert!(values(&seen, "x-stream-initial").is_empty(), "{engine}");
+        let stderr = proxy.stderr();
+        assert!(
+            !stderr.contains("delivering a"),
+            "{engine}: every callback found its stream\n{stderr}"
+        );
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
+/// The abi_probe plugin of each SDK language opens a stream to
+/// `grpc-cluster` (`pkg.Service/Stream`) and sends "m1"; the upstream
+/// answers "r1", "r2" and ends with two trailing entries and status 0
+/// without waiting for the plugin to half-close.
+#[test]
+fn sdk_plugins_stream_and_cancel_over_grpc() {
+    let upstream = Upstream::start();
+    let engine = engines()[0];
+    for language in ["rust-wasip1", "go", "assemblyscript", "cpp"] {
+        let plugin = fixture(&format!("{language}/abi_probe.wasm"));
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("probe", engine, &plugin)],
+            &[],
+        );
+        let path = format!("/probe/{language}/grpc-stream");
+        let reply = get(
+            &format!("http://127.0.0.1:{port}{path}"),
+            &[("x-case", "grpc-stream")],
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{language}: {}", proxy.stderr());
+        let seen = upstream.last(&path).expect("the request went on");
+        assert_eq!(seen.header("x-result-stream"), Some("r1r2"), "{language}");
+        assert_eq!(
+            seen.header("x-result-stream-status"),
+            Some("0"),
+            "{language}"
+        );
+        assert_eq!(
+            seen.header("x-result-stream-trailing"),
+            Some("3"),
+            "{language}: grpc-status, b and c"
+        );
+        let initial = seen.header("x-result-stream-initial").unwrap_or("none");
+        assert!(
+            initial.parse::<u32>().is_ok_and(|n| n >= 3),
+            "{language}: :status, content-type and x-chat at least, got {initial}"
+        );
+        let stream = upstream.last("/pkg.Service/Stream").expect("the stream");
+        assert_eq!(stream.body, framed(b"m1"), "{language}");
+
+        // Cancelled at once: the plugin sees no close, and a second cancel
+        // finds nothing.
+        let path = format!("/probe/{language}/grpc-cancel");
+        let reply = get(
+            &format!("http://127.0.0.1:{port}{path}"),
+            &[("x-case", "grpc-cancel")],
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{language}: {}", proxy.stderr());
+        let seen = upstream.last(&path).expect("the request went on");
+        assert_eq!(seen.header("x-result-cancel"), Some("ok"), "{language}");
+        assert_eq!(
+            seen.header("x-result-cancel-again"),
+            Some("NotFound"),
+            "{language}"
+        );
+        // Give a close that should not come the time to arrive.
+        std::thread::sleep(Duration::from_millis(300));
+        let stderr = proxy.stderr();
+        assert!(
+            !stderr.contains("unexpected grpc close") && !stderr.contains("delivering a"),
+            "{language}: no callback after the cancel\n{stderr}"
+        );
+        assert_eq!(proxy.quit(), Some(0), "{language}");
+    }
+}
