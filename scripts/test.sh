@@ -7,8 +7,9 @@ cd "$root"
 
 bash scripts/setup.sh
 
-# Every engine and variant with a permissive licence.
-features="polyhost/all-engines"
+# Every engine and variant with a permissive licence; the benchmark crate
+# with each runtime's raw host-call baseline too.
+features="polyhost/all-engines,polyhost-bench/all-engines"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --features "$features" -- -D warnings

@@ -5,14 +5,19 @@
 //!   full life;
 //! * `crossing/{host_call, empty_loop, callback}/<engine>`: guest→host and
 //!   host→guest call costs (the loops report per call through
-//!   `Throughput::Elements`);
+//!   `Throughput::Elements`), and `crossing/{raw_host_call,
+//!   raw_empty_loop}/<engine>`: the same loops on the runtime alone
+//!   (`polyhost_bench::raw_calls`);
 //! * `lifecycle/<language>/{compile, new_vm, pool_take, cached_load}/<engine>`:
 //!   compiling the language's `noop` module, starting a VM from the
 //!   pre-linked plugin, taking one from a pool (and giving it back), and
 //!   loading the module from the on-disk cache (a hit);
 //! * `lifecycle/<language>/new_vm_pooled/<engine>`: starting a VM on an
 //!   engine with pre-allocated instance slots
-//!   (`polyhost_bench::run::pooled_config`), where the engine has them.
+//!   (`polyhost_bench::run::pooled_config`), where the engine has them;
+//! * `isolation/<workload>/{reuse, replace}/<engine>[-pooled]`: a request
+//!   of the Rust plugin on a VM taken from a one-VM `VmPool` and given back
+//!   with that `ReturnPolicy`, on demand and on a pooled engine.
 //!
 //! Every engine compiled in runs (`polyhost::AnyEngine::names`). Filter as
 //! usual, e.g. `cargo bench -p polyhost-bench --features all-engines --
@@ -27,7 +32,8 @@ use polyhost::{AnyEngine, Engine, EngineConfig, EngineVisitor, Plugin, ReturnPol
 use polyhost_bench::lua::LuaBench;
 use polyhost_bench::micro::CallBench;
 use polyhost_bench::native::NativeBench;
-use polyhost_bench::run::{HOST_CALLS_PER_LOOP, pooled_config};
+use polyhost_bench::raw_calls;
+use polyhost_bench::run::{HOST_CALLS_PER_LOOP, ISOLATION_WORKLOADS, pooled_config};
 use polyhost_bench::wasm::{self, PluginBench};
 use polyhost_bench::{Fixture, Language, Workload, default_fixtures};
 use std::hint::black_box;
@@ -167,6 +173,18 @@ impl EngineVisitor for Crossings<'_> {
         group.bench_function(BenchmarkId::new("empty_loop", engine.name()), |b| {
             b.iter(|| bench.empty_loop(black_box(n)).expect("no trap"))
         });
+        match raw_calls::new(engine.name()) {
+            Some(Ok(mut raw)) => {
+                group.bench_function(BenchmarkId::new("raw_host_call", engine.name()), |b| {
+                    b.iter(|| raw.host_calls(black_box(n)).expect("no trap"))
+                });
+                group.bench_function(BenchmarkId::new("raw_empty_loop", engine.name()), |b| {
+                    b.iter(|| raw.empty_loop(black_box(n)).expect("no trap"))
+                });
+            }
+            Some(Err(e)) => eprintln!("skipping the raw crossing on {}: {e}", engine.name()),
+            None => eprintln!("no raw crossing for {} in this build", engine.name()),
+        }
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::new("callback", engine.name()), |b| {
             b.iter(|| bench.callback().expect("no trap"))
@@ -274,6 +292,89 @@ impl EngineVisitor for PooledLifecycle<'_> {
     }
 }
 
+/// Requests served on VMs taken from a one-VM pool, per return policy.
+struct Isolation<'a> {
+    c: &'a mut Criterion,
+    fixture: Arc<Fixture>,
+    /// Appended to the engine name: `-pooled` on a pooled engine.
+    suffix: &'static str,
+}
+
+impl EngineVisitor for Isolation<'_> {
+    type Output = ();
+
+    fn visit<E: Engine>(self, engine: E) {
+        let id = format!("{}{}", engine.name(), self.suffix);
+        for workload in ISOLATION_WORKLOADS {
+            let Some(wasm) = read_fixture(Language::Rust, workload) else {
+                continue;
+            };
+            let (services, callouts) = wasm::services();
+            let plugin = engine
+                .compile(&wasm)
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    Plugin::from_module(
+                        &engine,
+                        m,
+                        wasm::plugin_config(workload.plugin()),
+                        services,
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            let plugin = match plugin {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("skipping isolation/{}/{id}: {e}", workload.id());
+                    continue;
+                }
+            };
+            let mut group = self
+                .c
+                .benchmark_group(format!("isolation/{}", workload.id()));
+            for (name, policy) in [
+                ("reuse", ReturnPolicy::Reuse),
+                ("replace", ReturnPolicy::Replace),
+            ] {
+                let pool = match VmPool::new(plugin.clone(), 1, policy) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("skipping isolation/{}/{name}/{id}: {e}", workload.id());
+                        continue;
+                    }
+                };
+                group.bench_function(BenchmarkId::new(name, &id), |b| {
+                    b.iter(|| {
+                        let mut vm = pool.take().expect("the VM is back");
+                        wasm::serve(&mut vm, workload, &self.fixture, &callouts).expect("served")
+                    })
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
+fn isolation(c: &mut Criterion) {
+    let fixture = Arc::new(Fixture::default());
+    for engine in engines() {
+        engine.visit(Isolation {
+            c: &mut *c,
+            fixture: fixture.clone(),
+            suffix: "",
+        });
+    }
+    for name in AnyEngine::names() {
+        if let Ok(engine) = AnyEngine::by_name(name, &pooled_config()) {
+            engine.visit(Isolation {
+                c: &mut *c,
+                fixture: fixture.clone(),
+                suffix: "-pooled",
+            });
+        }
+    }
+}
+
 fn requests(c: &mut Criterion) {
     let fixture = Arc::new(Fixture::default());
     for engine in engines() {
@@ -309,6 +410,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = baselines, requests, crossings, lifecycle
+    targets = baselines, requests, crossings, lifecycle, isolation
 }
 criterion_main!(benches);

@@ -9,7 +9,8 @@
 //! * [`workload`]: the languages, the four workloads, the request every
 //!   implementation serves and the check it must pass before it is timed;
 //! * [`wasm`], [`native`], [`lua`]: the three kinds of implementation;
-//! * [`micro`]: host-call and callback crossing costs;
+//! * [`micro`]: host-call and callback crossing costs, and [`raw_calls`]:
+//!   the same host call on each runtime without Polyhost, as the baseline;
 //! * [`measure`], [`run`]: the report's timing loop and the full run over
 //!   every engine compiled in (chosen at run time through
 //!   [`polyhost::AnyEngine`], so every engine's code path is monomorphised);
@@ -21,6 +22,7 @@ pub mod lua;
 pub mod measure;
 pub mod micro;
 pub mod native;
+pub mod raw_calls;
 pub mod report;
 pub mod run;
 pub mod wasm;

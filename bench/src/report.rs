@@ -1,7 +1,10 @@
 //! The results as a markdown report.
 
 use crate::measure::Stats;
-use crate::run::{CallCell, Implementation, ModuleCell, Outcome, RequestCell, Results};
+use crate::run::{
+    CallCell, HOST_CALL_TARGET_RATIO, ISOLATION_TARGET_NS, Implementation, IsolationCell,
+    ModuleCell, Outcome, RequestCell, Results,
+};
 use crate::workload::{Language, Workload};
 use std::fmt::Write as _;
 
@@ -186,6 +189,7 @@ pub fn markdown(results: &Results) -> String {
 
     calls_table(&mut out, &results.calls);
     modules_tables(&mut out, results, &engines);
+    isolation_table(&mut out, &results.isolation, &engines);
     excluded(&mut out, results);
 
     let _ = writeln!(out, "## Engine versions\n");
@@ -257,8 +261,16 @@ fn method(out: &mut String, results: &Results) {
          `proxy_get_log_level` host function inside one export; the same loop without \
          the call is timed too and subtracted. The callback is a no-op export \
          `(i32) -> i32` called through the engine's typed call path, as `Vm` calls \
-         `proxy_on_*`.",
-        crate::run::HOST_CALLS_PER_LOOP
+         `proxy_on_*`. In the same run the same module is loaded directly on each \
+         runtime, without Polyhost, with `env.proxy_get_log_level` defined as the \
+         runtime's own typed host function (wasmtime and wasmi `Linker::func_wrap`, \
+         wasmer `Function::new_typed_with_env`) that writes the log level at the pointer \
+         with a bounds check and returns Ok, on the runtime configured as Polyhost \
+         configures it by default (`polyhost_bench::raw_calls`); its loop is timed and \
+         subtracted the same way. Issue 13's target: Polyhost's host call within {}× of \
+         that raw typed host function.",
+        crate::run::HOST_CALLS_PER_LOOP,
+        HOST_CALL_TARGET_RATIO
     );
     let _ = writeln!(
         out,
@@ -275,9 +287,10 @@ fn method(out: &mut String, results: &Results) {
     let _ = writeln!(
         out,
         "- **Engines** run with `EngineConfig::default()`: instances allocated on demand, \
-         no fuel, no call timeout; only the pooled new-VM table uses an engine with {} \
-         pre-allocated instance slots of 256 MiB (`polyhost_bench::run::pooled_config`), \
-         on the engines that have a pooling allocator.\n",
+         no fuel, no call timeout; only the pooled new-VM table and the pooled rows of \
+         the isolation table use an engine with {} pre-allocated instance slots of \
+         256 MiB (`polyhost_bench::run::pooled_config`), on the engines that have a \
+         pooling allocator.\n",
         crate::run::POOL_SLOTS
     );
 }
@@ -340,24 +353,99 @@ fn calls_table(out: &mut String, calls: &[CallCell]) {
     let _ = writeln!(out, "## Host/guest crossings\n");
     let _ = writeln!(
         out,
-        "| engine | wasm→host call (`proxy_get_log_level`) | loop iteration without the call | host→wasm call (no-op export) |"
+        "Wasm→host calls net of the loop's own cost; the raw typed host function is the \
+         same call on the runtime alone, measured in the same run (see *What is measured*). \
+         Issue 13's target is a ratio of at most {}×.\n",
+        HOST_CALL_TARGET_RATIO
     );
-    let _ = writeln!(out, "|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| engine | wasm→host call (`proxy_get_log_level`) | raw typed host function | ratio (Polyhost / raw) | loop iteration without the call | host→wasm call (no-op export) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let net = |net: Option<f64>, gross: &Outcome<Stats>| match (net, gross.measured()) {
+        (Some(net), Some(gross)) => format!("{} (loop incl.: {})", time(net), spread(gross)),
+        _ => cell_text(gross, spread),
+    };
     for c in calls {
-        let host = match (c.host_call_ns(), c.host_call_loop.measured()) {
-            (Some(net), Some(gross)) => format!("{} (loop incl.: {})", time(net), spread(gross)),
-            _ => cell_text(&c.host_call_loop, spread),
-        };
+        let ratio_text = c.host_call_ratio().map_or("—".into(), ratio);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             c.engine,
-            host,
+            net(c.host_call_ns(), &c.host_call_loop),
+            net(c.raw_host_call_ns(), &c.raw_host_call_loop),
+            ratio_text,
             cell_text(&c.empty_loop, spread),
             cell_text(&c.callback, spread)
         );
     }
     let _ = writeln!(out);
+}
+
+fn isolation_table(out: &mut String, cells: &[IsolationCell], engines: &[&str]) {
+    let _ = writeln!(out, "## Per-request isolation (`VmPool`, Rust plugins)\n");
+    let _ = writeln!(
+        out,
+        "Each timed iteration takes the VM of a one-VM `VmPool`, serves one request's full \
+         life on it (as in the per-request tables) and gives it back: with \
+         `ReturnPolicy::Reuse` as it is, with `ReturnPolicy::Replace` dropped and replaced \
+         by a new VM from the pre-linked plugin, inside the iteration. *Added by \
+         isolation* is `Replace` minus `Reuse` (medians); issue 13's target is at most {}. \
+         *pooled* rows run on an engine with pre-allocated instance slots \
+         (`polyhost_bench::run::pooled_config`, wasmtime's pooling allocator), *on demand* \
+         rows on `EngineConfig::default()`.\n",
+        time(ISOLATION_TARGET_NS)
+    );
+    if cells.is_empty() {
+        let _ = writeln!(out, "Not measured in this run.\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "| engine | instances | workload | `Reuse` | `Replace` | added by isolation |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for engine in engines {
+        for pooled in [false, true] {
+            for c in cells
+                .iter()
+                .filter(|c| c.engine == *engine && c.pooled == pooled)
+            {
+                let added = match c.added_ns() {
+                    Some(ns) if ns <= ISOLATION_TARGET_NS => format!("{} (target met)", time(ns)),
+                    Some(ns) => format!("{} (over target)", time(ns)),
+                    None => "—".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | `{}` | {} | {} | {} |",
+                    c.engine,
+                    if pooled { "pooled" } else { "on demand" },
+                    c.workload.id(),
+                    cell_text(&c.reuse, spread),
+                    cell_text(&c.replace, spread),
+                    added
+                );
+            }
+        }
+    }
+    let unpooled: Vec<&str> = engines
+        .iter()
+        .copied()
+        .filter(|e| {
+            cells.iter().any(|c| c.engine == *e)
+                && !cells.iter().any(|c| c.engine == *e && c.pooled)
+        })
+        .collect();
+    let _ = writeln!(out);
+    if !unpooled.is_empty() {
+        let _ = writeln!(
+            out,
+            "No pooled rows for {}: no pooling instance allocator.\n",
+            unpooled.join(", ")
+        );
+    }
 }
 
 fn modules_tables(out: &mut String, results: &Results, engines: &[&str]) {
@@ -509,6 +597,21 @@ fn excluded(out: &mut String, results: &Results) {
     for c in &results.calls {
         if let Outcome::Failed(e) = &c.callback {
             lines.push(format!("- † crossings on {}: {e}", c.engine));
+        }
+        if let Outcome::Failed(e) = &c.raw_host_call_loop {
+            lines.push(format!("- † raw host call on {}: {e}", c.engine));
+        }
+    }
+    for c in &results.isolation {
+        for (policy, o) in [("Reuse", &c.reuse), ("Replace", &c.replace)] {
+            if let Outcome::Failed(e) = o {
+                let instances = if c.pooled { "pooled" } else { "on demand" };
+                lines.push(format!(
+                    "- † isolation on {} ({instances}), `{}`, `{policy}`: {e}",
+                    c.engine,
+                    c.workload.id()
+                ));
+            }
         }
     }
     let _ = writeln!(out, "## Excluded cells\n");

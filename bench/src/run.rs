@@ -4,6 +4,7 @@ use crate::lua::LuaBench;
 use crate::measure::{self, Settings, Stats};
 use crate::micro::CallBench;
 use crate::native::NativeBench;
+use crate::raw_calls;
 use crate::wasm::{self, PluginBench};
 use crate::workload::{Fixture, Language, Workload};
 use polyhost::cache::{self, CacheOutcome, ModuleCache};
@@ -100,16 +101,74 @@ pub struct CallCell {
     pub empty_loop: Outcome<Stats>,
     /// One call of a no-op export from the host.
     pub callback: Outcome<Stats>,
+    /// One iteration of the same host-call loop on the runtime itself,
+    /// without Polyhost: the host function is the runtime's own typed
+    /// function ([`crate::raw_calls`]).
+    pub raw_host_call_loop: Outcome<Stats>,
+    /// One iteration of the loop without the call, on that raw instance.
+    pub raw_empty_loop: Outcome<Stats>,
+}
+
+/// A host call's cost: the loop's median minus the empty loop's.
+fn net_ns(gross: &Outcome<Stats>, empty: &Outcome<Stats>) -> Option<f64> {
+    Some((gross.measured()?.median_ns - empty.measured()?.median_ns).max(0.0))
 }
 
 impl CallCell {
     /// A host call's cost with the loop's own cost subtracted (medians).
     pub fn host_call_ns(&self) -> Option<f64> {
-        let gross = self.host_call_loop.measured()?;
-        let empty = self.empty_loop.measured()?;
-        Some((gross.median_ns - empty.median_ns).max(0.0))
+        net_ns(&self.host_call_loop, &self.empty_loop)
+    }
+
+    /// The raw runtime's host call with its loop's cost subtracted.
+    pub fn raw_host_call_ns(&self) -> Option<f64> {
+        net_ns(&self.raw_host_call_loop, &self.raw_empty_loop)
+    }
+
+    /// Polyhost's host call over the raw one (issue 13's target: at most
+    /// 1.3).
+    pub fn host_call_ratio(&self) -> Option<f64> {
+        let raw = self.raw_host_call_ns()?;
+        (raw > 0.0).then(|| self.host_call_ns().map(|p| p / raw))?
     }
 }
+
+/// Per-request isolation on one engine: one request's full life on a VM
+/// taken from a [`VmPool`] and given back, once with each
+/// [`ReturnPolicy`].
+#[derive(Debug, Clone, Serialize)]
+pub struct IsolationCell {
+    /// Engine name.
+    pub engine: String,
+    /// The workload served (by the Rust plugin).
+    pub workload: Workload,
+    /// Whether the engine had pre-allocated instance slots
+    /// ([`pooled_config`]).
+    pub pooled: bool,
+    /// Take, serve, give back with `ReturnPolicy::Reuse`.
+    pub reuse: Outcome<Stats>,
+    /// Take, serve, give back with `ReturnPolicy::Replace`: giving back
+    /// starts the replacement VM, inside the timed iteration.
+    pub replace: Outcome<Stats>,
+}
+
+impl IsolationCell {
+    /// What isolation adds to a request: `Replace` minus `Reuse` (medians).
+    pub fn added_ns(&self) -> Option<f64> {
+        Some(self.replace.measured()?.median_ns - self.reuse.measured()?.median_ns)
+    }
+}
+
+/// The workloads the isolation table serves, with the Rust plugins: the
+/// floor (`noop`) and a plugin that does some work (`headers`).
+pub const ISOLATION_WORKLOADS: [Workload; 2] = [Workload::Noop, Workload::Headers];
+
+/// Issue 13's target for what per-request isolation may add, in
+/// nanoseconds.
+pub const ISOLATION_TARGET_NS: f64 = 15_000.0;
+
+/// Issue 13's target for a host call over the raw runtime's.
+pub const HOST_CALL_TARGET_RATIO: f64 = 1.3;
 
 /// Facts about one language's `noop` module on one engine.
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +250,8 @@ pub struct Results {
     pub calls: Vec<CallCell>,
     /// Module and VM facts per language and engine.
     pub modules: Vec<ModuleCell>,
+    /// Per-request isolation per engine, without and with pooling.
+    pub isolation: Vec<IsolationCell>,
     /// Sizes of every fixture module measured.
     pub sizes: Vec<ModuleSize>,
 }
@@ -307,12 +368,17 @@ pub fn run(options: &Options, meta: Meta) -> Results {
             fixture: fixture.clone(),
         });
         let mut modules = run.modules;
+        let mut isolation = run.isolation;
         match AnyEngine::by_name(name, &pooled_config()) {
             Ok(pooled) => {
-                let starts = pooled.visit(PooledStarts { options });
-                for (cell, start) in modules.iter_mut().zip(starts) {
+                let pooled = pooled.visit(PooledRun {
+                    options,
+                    fixture: fixture.clone(),
+                });
+                for (cell, start) in modules.iter_mut().zip(pooled.starts) {
                     cell.new_vm_pooled = start;
                 }
+                isolation.extend(pooled.isolation);
             }
             Err(e) => {
                 for cell in &mut modules {
@@ -325,6 +391,7 @@ pub fn run(options: &Options, meta: Meta) -> Results {
         results.requests.extend(run.requests);
         results.calls.push(run.calls);
         results.modules.extend(modules);
+        results.isolation.extend(isolation);
     }
     results
 }
@@ -361,18 +428,26 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// `Plugin::new_vm` of each language's `noop` plugin on a pooled engine, in
-/// the order of `options.languages`.
-struct PooledStarts<'a> {
+/// What is measured on a pooled engine: `Plugin::new_vm` of each
+/// language's `noop` plugin, in the order of `options.languages`, and the
+/// isolation cells.
+struct PooledRun<'a> {
     options: &'a Options,
+    fixture: Arc<Fixture>,
 }
 
-impl EngineVisitor for PooledStarts<'_> {
-    type Output = Vec<Outcome<Stats>>;
+struct PooledResults {
+    starts: Vec<Outcome<Stats>>,
+    isolation: Vec<IsolationCell>,
+}
 
-    fn visit<E: Engine>(self, engine: E) -> Vec<Outcome<Stats>> {
+impl EngineVisitor for PooledRun<'_> {
+    type Output = PooledResults;
+
+    fn visit<E: Engine>(self, engine: E) -> PooledResults {
         let fixtures = &self.options.fixtures;
-        self.options
+        let starts = self
+            .options
             .languages
             .iter()
             .map(|&language| {
@@ -403,7 +478,11 @@ impl EngineVisitor for PooledStarts<'_> {
                         }),
                 )
             })
-            .collect()
+            .collect();
+        PooledResults {
+            starts,
+            isolation: isolation(&engine, self.options, &self.fixture, true),
+        }
     }
 }
 
@@ -412,6 +491,7 @@ struct EngineResults {
     requests: Vec<RequestCell>,
     calls: CallCell,
     modules: Vec<ModuleCell>,
+    isolation: Vec<IsolationCell>,
 }
 
 struct EngineRun<'a> {
@@ -428,8 +508,10 @@ impl EngineVisitor for EngineRun<'_> {
         let calls = calls(&engine, settings);
         if self.options.verbose {
             eprintln!(
-                "bench: {name} calls: host call {:?} ns, callback {:?} ns",
+                "bench: {name} calls: host call {:?} ns (raw {:?} ns, ratio {:?}), callback {:?} ns",
                 calls.host_call_ns(),
+                calls.raw_host_call_ns(),
+                calls.host_call_ratio(),
                 calls.callback.measured().map(|s| s.median_ns)
             );
         }
@@ -452,6 +534,7 @@ impl EngineVisitor for EngineRun<'_> {
                 requests.push(cell);
             }
         }
+        let isolation = isolation(&engine, self.options, &self.fixture, false);
         EngineResults {
             info: EngineInfo {
                 name,
@@ -460,6 +543,7 @@ impl EngineVisitor for EngineRun<'_> {
             requests,
             calls,
             modules,
+            isolation,
         }
     }
 }
@@ -468,8 +552,24 @@ impl EngineVisitor for EngineRun<'_> {
 /// that the one host-to-guest call around them is negligible.
 pub const HOST_CALLS_PER_LOOP: u32 = 1000;
 
+/// The raw runtime's host call, then the crossings through Polyhost with
+/// the same loop, one right after the other in the same process, so both
+/// see the same machine.
 fn calls<E: Engine>(engine: &E, settings: &Settings) -> CallCell {
     let name = engine.name().to_string();
+    let n = HOST_CALLS_PER_LOOP;
+    let per_call = |s: Stats| s.per(n.into());
+    let (raw_host_call_loop, raw_empty_loop) = match raw_calls::new(&name) {
+        None => {
+            let why = format!("no raw baseline for {name} in this build");
+            (Outcome::Missing(why.clone()), Outcome::Missing(why))
+        }
+        Some(Err(e)) => (Outcome::Failed(e.clone()), Outcome::Failed(e)),
+        Some(Ok(mut raw)) => (
+            outcome(measure::measure(settings, || raw.host_calls(n).map(drop)).map(per_call)),
+            outcome(measure::measure(settings, || raw.empty_loop(n).map(drop)).map(per_call)),
+        ),
+    };
     let mut bench = match CallBench::new(engine) {
         Ok(b) => b,
         Err(e) => {
@@ -478,23 +578,125 @@ fn calls<E: Engine>(engine: &E, settings: &Settings) -> CallCell {
                 host_call_loop: Outcome::Failed(e.clone()),
                 empty_loop: Outcome::Failed(e.clone()),
                 callback: Outcome::Failed(e),
+                raw_host_call_loop,
+                raw_empty_loop,
             };
         }
     };
-    let n = HOST_CALLS_PER_LOOP;
-    let host_call_loop = outcome(
-        measure::measure(settings, || bench.host_calls(n).map(drop)).map(|s| s.per(n.into())),
-    );
-    let empty_loop = outcome(
-        measure::measure(settings, || bench.empty_loop(n).map(drop)).map(|s| s.per(n.into())),
-    );
+    let host_call_loop =
+        outcome(measure::measure(settings, || bench.host_calls(n).map(drop)).map(per_call));
+    let empty_loop =
+        outcome(measure::measure(settings, || bench.empty_loop(n).map(drop)).map(per_call));
     let callback = outcome(measure::measure(settings, || bench.callback().map(drop)));
     CallCell {
         engine: name,
         host_call_loop,
         empty_loop,
         callback,
+        raw_host_call_loop,
+        raw_empty_loop,
     }
+}
+
+/// Per-request isolation on `engine` ([`IsolationCell`]) for each of
+/// [`ISOLATION_WORKLOADS`] that `options` asks for, with the Rust plugins.
+fn isolation<E: Engine>(
+    engine: &E,
+    options: &Options,
+    fixture: &Arc<Fixture>,
+    pooled: bool,
+) -> Vec<IsolationCell> {
+    if !options.languages.contains(&Language::Rust) {
+        return Vec::new();
+    }
+    ISOLATION_WORKLOADS
+        .into_iter()
+        .filter(|w| options.workloads.contains(w))
+        .map(|workload| {
+            let cell = |reuse, replace| IsolationCell {
+                engine: engine.name().to_string(),
+                workload,
+                pooled,
+                reuse,
+                replace,
+            };
+            let path = Language::Rust.fixture(&options.fixtures, workload.plugin());
+            let Ok(wasm) = std::fs::read(&path) else {
+                let why = format!("{} is not built", path.display());
+                return cell(Outcome::Missing(why.clone()), Outcome::Missing(why));
+            };
+            let (services, callouts) = wasm::services();
+            let plugin = engine
+                .compile(&wasm)
+                .map_err(|e| e.to_string())
+                .and_then(|module| {
+                    Plugin::from_module(
+                        engine,
+                        module,
+                        wasm::plugin_config(workload.plugin()),
+                        services,
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            let plugin = match plugin {
+                Ok(p) => p,
+                Err(e) => return cell(Outcome::Failed(e.clone()), Outcome::Failed(e)),
+            };
+            let serve = |policy| {
+                outcome(pooled_requests(
+                    &plugin,
+                    policy,
+                    workload,
+                    fixture,
+                    &callouts,
+                    &options.settings,
+                ))
+            };
+            let started = std::time::Instant::now();
+            let reuse = serve(ReturnPolicy::Reuse);
+            let replace = serve(ReturnPolicy::Replace);
+            let cell = cell(reuse, replace);
+            if options.verbose {
+                let median = |o: &Outcome<Stats>| o.measured().map(|s| s.median_ns);
+                eprintln!(
+                    "bench: {} isolation {} ({}): reuse {:?} ns, replace {:?} ns, added {:?} ns (took {:.2} s)",
+                    cell.engine,
+                    workload.id(),
+                    if pooled { "pooled" } else { "on demand" },
+                    median(&cell.reuse),
+                    median(&cell.replace),
+                    cell.added_ns(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            cell
+        })
+        .collect()
+}
+
+/// Times requests served as an embedder that isolates them with a
+/// [`VmPool`] serves them: take a VM, serve one request's full life on it,
+/// give it back (with `Replace`, that starts its replacement). The pool
+/// holds one VM, so every request gets the VM the previous one gave back.
+/// Two requests are checked against the workload's contract first.
+fn pooled_requests<E: Engine>(
+    plugin: &Plugin<E>,
+    policy: ReturnPolicy,
+    workload: Workload,
+    fixture: &Fixture,
+    callouts: &polyhost::services::CalloutQueue,
+    settings: &Settings,
+) -> Result<Stats, String> {
+    let pool = VmPool::new(plugin.clone(), 1, policy).map_err(|e| e.to_string())?;
+    let request = || -> Result<crate::Served, String> {
+        let mut vm = pool.take().map_err(|e| e.to_string())?;
+        wasm::serve(&mut vm, workload, fixture, callouts)
+        // `vm` goes back here, replaced or as it is.
+    };
+    for _ in 0..2 {
+        workload.check(fixture, &request()?)?;
+    }
+    measure::measure(settings, || request().map(|s| drop(black_box(s))))
 }
 
 impl EngineRun<'_> {

@@ -91,60 +91,12 @@ impl<E: Engine> PluginBench<E> {
         })
     }
 
-    /// Serves one request's full life: stream creation, request headers
-    /// (then the body, or the callout's answer), response headers, and
-    /// `proxy_on_log` / `proxy_on_done` / `proxy_on_delete`.
+    /// Serves one request's full life on this bench's VM ([`serve`]).
     ///
     /// # Errors
     /// A trap, or a decision the workload's contract rules out.
     pub fn serve(&mut self) -> Result<Served, String> {
-        let vm = &mut self.vm;
-        let fixture = &*self.fixture;
-        let has_body = self.workload.has_body();
-        let id = vm.create_http_stream().map_err(err)?;
-        let decision = vm
-            .on_request_headers(id, fixture.request_headers.clone(), !has_body)
-            .map_err(err)?;
-        let mut served = Served::default();
-        match self.workload {
-            Workload::Noop | Workload::Headers => {
-                expect(decision, Decision::Continue, "on_request_headers")?;
-            }
-            Workload::Body => {
-                expect(decision, Decision::Continue, "on_request_headers")?;
-                // The whole body in one chunk with end of stream: the plugin
-                // sees it buffered, as a gateway that buffers bodies delivers it.
-                let decision = vm.on_request_body(id, &fixture.body, true).map_err(err)?;
-                expect(decision, Decision::Continue, "on_request_body")?;
-                served.request_body = vm.take_request_body(id);
-            }
-            Workload::Callout => {
-                expect(decision, Decision::Pause, "on_request_headers")?;
-                for call in self.callouts.take() {
-                    let CalloutRequest::Http(call) = call else {
-                        continue;
-                    };
-                    served.callouts += 1;
-                    let answer = HttpCallResult::Response {
-                        headers: fixture.callout_response.clone(),
-                        body: Vec::new(),
-                        trailers: HeaderMap::new(),
-                    };
-                    vm.deliver_http_response(call.token, answer).map_err(err)?;
-                }
-                served.resumed = vm
-                    .take_events(id)
-                    .contains(&StreamEvent::Resume(StreamType::HttpRequest));
-            }
-        }
-        let decision = vm
-            .on_response_headers(id, fixture.response_headers.clone(), true)
-            .map_err(err)?;
-        expect(decision, Decision::Continue, "on_response_headers")?;
-        let state = vm.finish_stream(id).map_err(err)?;
-        served.request_headers = state.request_headers;
-        served.response_headers = state.response_headers;
-        Ok(served)
+        serve(&mut self.vm, self.workload, &self.fixture, &self.callouts)
     }
 
     /// Serves one request and checks the result against the workload's
@@ -161,6 +113,68 @@ impl<E: Engine> PluginBench<E> {
         }
         Ok(())
     }
+}
+
+/// Serves one request's full life on `vm`: stream creation, request
+/// headers (then the body, or the callout's answer, taken from `callouts`,
+/// the queue of the plugin's services), response headers, and
+/// `proxy_on_log` / `proxy_on_done` / `proxy_on_delete`. Any VM of the
+/// plugin will do: a [`PluginBench`]'s own, or one taken from a
+/// [`polyhost::VmPool`].
+///
+/// # Errors
+/// A trap, or a decision the workload's contract rules out.
+pub fn serve<E: Engine>(
+    vm: &mut Vm<E>,
+    workload: Workload,
+    fixture: &Fixture,
+    callouts: &CalloutQueue,
+) -> Result<Served, String> {
+    let has_body = workload.has_body();
+    let id = vm.create_http_stream().map_err(err)?;
+    let decision = vm
+        .on_request_headers(id, fixture.request_headers.clone(), !has_body)
+        .map_err(err)?;
+    let mut served = Served::default();
+    match workload {
+        Workload::Noop | Workload::Headers => {
+            expect(decision, Decision::Continue, "on_request_headers")?;
+        }
+        Workload::Body => {
+            expect(decision, Decision::Continue, "on_request_headers")?;
+            // The whole body in one chunk with end of stream: the plugin
+            // sees it buffered, as a gateway that buffers bodies delivers it.
+            let decision = vm.on_request_body(id, &fixture.body, true).map_err(err)?;
+            expect(decision, Decision::Continue, "on_request_body")?;
+            served.request_body = vm.take_request_body(id);
+        }
+        Workload::Callout => {
+            expect(decision, Decision::Pause, "on_request_headers")?;
+            for call in callouts.take() {
+                let CalloutRequest::Http(call) = call else {
+                    continue;
+                };
+                served.callouts += 1;
+                let answer = HttpCallResult::Response {
+                    headers: fixture.callout_response.clone(),
+                    body: Vec::new(),
+                    trailers: HeaderMap::new(),
+                };
+                vm.deliver_http_response(call.token, answer).map_err(err)?;
+            }
+            served.resumed = vm
+                .take_events(id)
+                .contains(&StreamEvent::Resume(StreamType::HttpRequest));
+        }
+    }
+    let decision = vm
+        .on_response_headers(id, fixture.response_headers.clone(), true)
+        .map_err(err)?;
+    expect(decision, Decision::Continue, "on_response_headers")?;
+    let state = vm.finish_stream(id).map_err(err)?;
+    served.request_headers = state.request_headers;
+    served.response_headers = state.response_headers;
+    Ok(served)
 }
 
 #[cfg(test)]

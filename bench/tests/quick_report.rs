@@ -4,8 +4,8 @@
 
 use polyhost::AnyEngine;
 use polyhost_bench::measure::Settings;
-use polyhost_bench::run::{self, Implementation, Meta, Options, Outcome};
-use polyhost_bench::{Language, Workload, chart, default_fixtures, report};
+use polyhost_bench::run::{self, ISOLATION_WORKLOADS, Implementation, Meta, Options, Outcome};
+use polyhost_bench::{Language, Workload, chart, default_fixtures, raw_calls, report};
 
 #[test]
 fn quick_report_runs_every_cell() {
@@ -67,7 +67,56 @@ fn quick_report_runs_every_cell() {
         }
     }
 
+    // The raw baseline of the host call ran wherever this build has one
+    // (its runtime's bench feature is on).
+    for c in &results.calls {
+        let compiled = raw_calls::new(&c.engine).is_some();
+        for (what, o) in [
+            ("raw host-call loop", &c.raw_host_call_loop),
+            ("raw empty loop", &c.raw_empty_loop),
+        ] {
+            assert_eq!(
+                o.measured().is_some(),
+                compiled,
+                "{what} on {}: {o:?}",
+                c.engine
+            );
+        }
+        assert_eq!(c.host_call_ratio().is_some(), compiled, "{}", c.engine);
+    }
+    // Per-request isolation: the Rust plugins with both return policies on
+    // every engine, and pooled where the engine has a pooling allocator.
+    for engine in &options.engines {
+        for workload in ISOLATION_WORKLOADS {
+            for cell in results
+                .isolation
+                .iter()
+                .filter(|c| c.engine == *engine && c.workload == workload)
+            {
+                assert!(
+                    cell.added_ns().is_some(),
+                    "isolation of {} on {engine} (pooled: {}): {cell:?}",
+                    workload.id(),
+                    cell.pooled
+                );
+            }
+            let pooled = engine.starts_with("wasmtime");
+            for with_pool in [false, true] {
+                assert_eq!(
+                    results.isolation.iter().any(|c| c.engine == *engine
+                        && c.workload == workload
+                        && c.pooled == with_pool),
+                    !with_pool || pooled,
+                    "isolation rows of {} on {engine} (pooled: {with_pool})",
+                    workload.id()
+                );
+            }
+        }
+    }
+
     let markdown = report::markdown(&results);
+    assert!(markdown.contains("| raw typed host function | ratio (Polyhost / raw) |"));
+    assert!(markdown.contains("## Per-request isolation"));
     assert!(markdown.contains("in quick mode"), "{markdown}");
     assert!(markdown.contains("None: every cell passed its check."));
     for engine in &options.engines {

@@ -1,12 +1,15 @@
 //! Repeats one measured operation for a fixed time, with nothing else in the
 //! process, so a sampling profiler (`scripts/profile.sh` runs `perf`) sees
-//! only that operation: one request's full life of a workload's plugin, or
-//! starting a new VM of the `noop` plugin.
+//! only that operation: one request's full life of a workload's plugin,
+//! starting a new VM of the `noop` plugin, or the host-call loop of the
+//! crossing table, through Polyhost or on the runtime alone.
 
 use anyhow::{Context as _, anyhow};
 use clap::{Parser, ValueEnum};
 use polyhost::{AnyEngine, Engine, EngineConfig, EngineVisitor, Plugin};
-use polyhost_bench::run::pooled_config;
+use polyhost_bench::micro::CallBench;
+use polyhost_bench::raw_calls;
+use polyhost_bench::run::{HOST_CALLS_PER_LOOP, pooled_config};
 use polyhost_bench::wasm::{self, PluginBench};
 use polyhost_bench::{Fixture, Language, Workload, default_fixtures};
 use std::hint::black_box;
@@ -25,6 +28,13 @@ enum Operation {
     NewVm,
     /// As `new-vm`, on an engine with pre-allocated instance slots.
     NewVmPooled,
+    /// The crossing table's loop of `HOST_CALLS_PER_LOOP` calls of
+    /// `proxy_get_log_level` through Polyhost (`micro::CallBench`); "each"
+    /// is one loop. Needs no fixture.
+    HostCalls,
+    /// The same loop on the runtime alone, with its own typed host function
+    /// (`raw_calls`), to compare profiles with `host-calls`.
+    RawHostCalls,
 }
 
 /// Repeats one operation for `--seconds` and prints how many it did.
@@ -59,9 +69,27 @@ impl EngineVisitor for Repeat {
     type Output = anyhow::Result<u64>;
 
     fn visit<E: Engine>(self, engine: E) -> anyhow::Result<u64> {
-        let module = engine.compile(&self.wasm).map_err(|e| anyhow!("{e}"))?;
+        let compile = || engine.compile(&self.wasm).map_err(|e| anyhow!("{e}"));
+        let n = HOST_CALLS_PER_LOOP;
         let mut step: Box<dyn FnMut() -> anyhow::Result<()>> = match self.operation {
+            Operation::HostCalls => {
+                let mut bench = CallBench::new(&engine).map_err(|e| anyhow!(e))?;
+                Box::new(move || {
+                    black_box(bench.host_calls(black_box(n)).map_err(|e| anyhow!(e))?);
+                    Ok(())
+                })
+            }
+            Operation::RawHostCalls => {
+                let mut raw = raw_calls::new(engine.name())
+                    .ok_or_else(|| anyhow!("no raw baseline for {} in this build", engine.name()))?
+                    .map_err(|e| anyhow!(e))?;
+                Box::new(move || {
+                    black_box(raw.host_calls(black_box(n)).map_err(|e| anyhow!(e))?);
+                    Ok(())
+                })
+            }
             Operation::Headers | Operation::Noop => {
+                let module = compile()?;
                 let workload = workload(self.operation);
                 let mut bench = PluginBench::new(
                     &engine,
@@ -80,7 +108,7 @@ impl EngineVisitor for Repeat {
             Operation::NewVm | Operation::NewVmPooled => {
                 let plugin = Plugin::from_module(
                     &engine,
-                    module,
+                    compile()?,
                     wasm::plugin_config("noop"),
                     wasm::services().0,
                 )?;
@@ -117,9 +145,15 @@ fn main() -> anyhow::Result<()> {
         .find(|l| l.id() == args.language)
         .ok_or_else(|| anyhow!("unknown language {:?}", args.language))?;
     let fixtures = args.fixtures.unwrap_or_else(default_fixtures);
-    let path = language.fixture(&fixtures, workload(args.operation).plugin());
-    let wasm = std::fs::read(&path)
-        .with_context(|| format!("reading {} (run scripts/setup.sh)", path.display()))?;
+    let wasm = match args.operation {
+        // The crossing loops bring their own module.
+        Operation::HostCalls | Operation::RawHostCalls => Vec::new(),
+        _ => {
+            let path = language.fixture(&fixtures, workload(args.operation).plugin());
+            std::fs::read(&path)
+                .with_context(|| format!("reading {} (run scripts/setup.sh)", path.display()))?
+        }
+    };
     let config = match args.operation {
         Operation::NewVmPooled => pooled_config(),
         _ => EngineConfig::default(),
