@@ -143,6 +143,11 @@ impl Error {
     }
 
     /// An out-of-bounds guest memory access.
+    // Cold and out of line: the accessors that call it sit on every host
+    // call's path, and keeping the message formatting out of them keeps
+    // them small enough to inline.
+    #[cold]
+    #[inline(never)]
     pub fn out_of_bounds(engine: &'static str, ptr: u32, len: u32, memory_size: usize) -> Self {
         Error::new(
             ErrorKind::MemoryOutOfBounds,

@@ -541,6 +541,7 @@ pub trait HostContext {
     ///
     /// # Errors
     /// As [`HostContext::write`].
+    #[inline]
     fn write_u32(&mut self, ptr: u32, value: u32) -> Result<()> {
         self.write(ptr, &value.to_le_bytes())
     }
@@ -549,6 +550,7 @@ pub trait HostContext {
     ///
     /// # Errors
     /// As [`HostContext::write`].
+    #[inline]
     fn write_u64(&mut self, ptr: u32, value: u64) -> Result<()> {
         self.write(ptr, &value.to_le_bytes())
     }
@@ -557,6 +559,7 @@ pub trait HostContext {
     ///
     /// # Errors
     /// As [`HostContext::read`].
+    #[inline]
     fn read_u32(&self, ptr: u32) -> Result<u32> {
         let mut b = [0; 4];
         self.read(ptr, &mut b)?;

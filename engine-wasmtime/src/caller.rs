@@ -63,6 +63,60 @@ pub(crate) fn write<T: 'static>(
     }
 }
 
+/// Writes a value of a size known at compile time, such as the `u32` most
+/// host calls hand back through an out-pointer: the bounds check and the
+/// store are inlined, where the slice version ends in a call to `memmove`
+/// for four bytes (11% of the samples of a `proxy_get_log_level` loop in
+/// `scripts/profile.sh --operations host-calls`).
+#[inline]
+pub(crate) fn write_array<T: 'static, const N: usize>(
+    mut store: impl AsContextMut<Data = StoreData<T>>,
+    memory: Option<Memory>,
+    ptr: u32,
+    bytes: [u8; N],
+) -> Result<()> {
+    let mut ctx = store.as_context_mut();
+    let name = ctx.data().engine_name;
+    let data: &mut [u8] = match memory {
+        Some(m) => m.data_mut(&mut ctx),
+        None => &mut [],
+    };
+    let len = data.len();
+    match data
+        .get_mut(ptr as usize..)
+        .and_then(|tail| tail.first_chunk_mut::<N>())
+    {
+        Some(dst) => {
+            *dst = bytes;
+            Ok(())
+        }
+        None => Err(Error::out_of_bounds(name, ptr, N as u32, len)),
+    }
+}
+
+/// Reads a value of a size known at compile time; see [`write_array`].
+#[inline]
+pub(crate) fn read_array<T: 'static, const N: usize>(
+    store: impl AsContext<Data = StoreData<T>>,
+    memory: Option<Memory>,
+    ptr: u32,
+) -> Result<[u8; N]> {
+    let ctx = store.as_context();
+    let data: &[u8] = memory.map(|m| m.data(&ctx)).unwrap_or(&[]);
+    match data
+        .get(ptr as usize..)
+        .and_then(|tail| tail.first_chunk::<N>())
+    {
+        Some(src) => Ok(*src),
+        None => Err(Error::out_of_bounds(
+            ctx.data().engine_name,
+            ptr,
+            N as u32,
+            data.len(),
+        )),
+    }
+}
+
 pub(crate) fn allocate<T: 'static>(
     mut store: impl AsContextMut<Data = StoreData<T>>,
     size: u32,
@@ -123,6 +177,23 @@ impl<D: 'static> HostContext for WasmtimeCaller<'_, D> {
     fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
         let memory = self.caller.data().memory;
         write(&mut self.caller, memory, ptr, bytes)
+    }
+
+    #[inline]
+    fn write_u32(&mut self, ptr: u32, value: u32) -> Result<()> {
+        let memory = self.caller.data().memory;
+        write_array(&mut self.caller, memory, ptr, value.to_le_bytes())
+    }
+
+    #[inline]
+    fn write_u64(&mut self, ptr: u32, value: u64) -> Result<()> {
+        let memory = self.caller.data().memory;
+        write_array(&mut self.caller, memory, ptr, value.to_le_bytes())
+    }
+
+    #[inline]
+    fn read_u32(&self, ptr: u32) -> Result<u32> {
+        read_array(&self.caller, self.caller.data().memory, ptr).map(u32::from_le_bytes)
     }
 
     fn allocate(&mut self, size: u32) -> Result<u32> {
