@@ -470,17 +470,36 @@ impl ClusterManager {
             )));
         }
         cluster.requests.fetch_add(1, Ordering::Relaxed);
-        let peer = cluster
-            .peer()
-            .ok_or_else(|| unavailable(format!("cluster {} has no endpoint", cluster.name)))?;
-        let request = grpc_request(
-            &cluster.name,
+        self.start_grpc_request(
+            &cluster,
             &open.service,
             &open.method,
             &open.initial_metadata,
             Duration::ZERO,
         )
-        .map_err(|e| unavailable(format!("cannot build the gRPC request: {e}")))?;
+        .await
+    }
+
+    /// Connects to an endpoint of `cluster` over HTTP/2 and sends the
+    /// request headers of `service/method`, leaving the body open: the
+    /// start that a unary call and a stream share.
+    async fn start_grpc_request(
+        &self,
+        cluster: &UpstreamCluster,
+        service: &str,
+        method: &str,
+        initial_metadata: &HeaderMap,
+        timeout: Duration,
+    ) -> Result<(Box<Http2Session>, pingora::upstreams::peer::HttpPeer), GrpcResult> {
+        let unavailable = |message: String| GrpcResult::Err {
+            status: UNAVAILABLE,
+            message,
+        };
+        let peer = cluster
+            .peer()
+            .ok_or_else(|| unavailable(format!("cluster {} has no endpoint", cluster.name)))?;
+        let request = grpc_request(&cluster.name, service, method, initial_metadata, timeout)
+            .map_err(|e| unavailable(format!("cannot build the gRPC request: {e}")))?;
         let (session, _reused) = self
             .connector()
             .get_http_session(&peer)
@@ -507,32 +526,16 @@ impl ClusterManager {
             status: UNAVAILABLE,
             message,
         };
-        let peer = cluster
-            .peer()
-            .ok_or_else(|| unavailable(format!("cluster {} has no endpoint", cluster.name)))?;
-        let request = grpc_request(
-            &cluster.name,
-            &call.service,
-            &call.method,
-            &call.initial_metadata,
-            call.timeout,
-        )
-        .map_err(|e| unavailable(format!("cannot build the gRPC request: {e}")))?;
-        let (session, _reused) = self
-            .connector()
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| {
-                cluster.connect_failures.fetch_add(1, Ordering::Relaxed);
-                unavailable(format!("cannot connect to cluster {}: {e}", cluster.name))
-            })?;
-        let HttpSession::H2(mut session) = session else {
-            return Err(unavailable("the upstream did not speak HTTP/2".into()));
-        };
+        let (mut session, peer) = self
+            .start_grpc_request(
+                cluster,
+                &call.service,
+                &call.method,
+                &call.initial_metadata,
+                call.timeout,
+            )
+            .await?;
         let io = |e: pingora::BError| unavailable(format!("gRPC upstream: {e}"));
-        session
-            .write_request_header(Box::new(request), false)
-            .map_err(io)?;
         session
             .write_request_body(Bytes::from(frame(&call.message)), true)
             .await
@@ -572,7 +575,7 @@ impl ClusterManager {
             }
         }
         self.connector()
-            .release_http_session(HttpSession::H2(session), &peer, Some(IDLE_CONNECTION))
+            .release_http_session(HttpSession::H2(*session), &peer, Some(IDLE_CONNECTION))
             .await;
         let status = status_headers
             .get_str("grpc-status")
