@@ -14,26 +14,90 @@ pub const MAX_MAP_PAIRS: usize = 1024;
 /// ASCII-case-insensitively; values are raw bytes. HTTP/2 pseudo-headers
 /// (`:path`, `:method`, ...) are ordinary entries.
 ///
+/// Every name and value lives in one byte buffer, back to back, with a
+/// small index of where each entry sits: a map of N headers is two
+/// allocations instead of 2N + 1, adding an entry usually allocates
+/// nothing, and removing one frees nothing. Removed or outgrown bytes stay
+/// in the buffer until they outweigh the live ones, when it is compacted,
+/// so the buffer never holds more than twice the live bytes (plus 1 KiB).
+///
 /// The map keeps its serialized size as it changes, so the size and the
 /// limits are integer reads, not a walk over the entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct HeaderMap {
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
-    /// `serialize().len()`, kept up to date by every change.
+    /// Each entry's lowercased name followed by its value.
+    bytes: Vec<u8>,
+    /// Where each entry sits in `bytes`, in order.
+    entries: Vec<Entry>,
+    /// `serialize().len()`, kept up to date by every change. It also
+    /// tells how many bytes of `bytes` are live (see [`HeaderMap::live`]).
     serialized_len: usize,
+}
+
+/// Where one entry's name and value sit in [`HeaderMap::bytes`].
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Offset of the name; the value follows it.
+    at: usize,
+    key_len: usize,
+    value_len: usize,
+}
+
+impl Entry {
+    #[inline]
+    fn key<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[self.at..self.at + self.key_len]
+    }
+
+    #[inline]
+    fn value<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        let start = self.at + self.key_len;
+        &bytes[start..start + self.value_len]
+    }
+
+    /// Bytes it takes in [`HeaderMap::bytes`].
+    #[inline]
+    fn stored(&self) -> usize {
+        self.key_len + self.value_len
+    }
+
+    /// Bytes it takes in the serialized map.
+    #[inline]
+    fn serialized(&self) -> usize {
+        entry_bytes(self.key_len, self.value_len)
+    }
 }
 
 impl Default for HeaderMap {
     fn default() -> Self {
         HeaderMap {
+            bytes: Vec::new(),
             entries: Vec::new(),
             serialized_len: EMPTY_MAP_BYTES,
         }
     }
 }
 
+impl PartialEq for HeaderMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for HeaderMap {}
+
+impl std::fmt::Debug for HeaderMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.to_string_pairs()).finish()
+    }
+}
+
 /// The serialized size of a map with no entries (its `u32` count).
 const EMPTY_MAP_BYTES: usize = 4;
+
+/// Dead bytes a map may hold before it is compacted, however few its live
+/// ones: compacting a small map often would cost more than it saves.
+const MIN_DEAD_TO_COMPACT: usize = 1024;
 
 /// Serialized bytes of one entry: two `u32` lengths, then the name and the
 /// value, each followed by a NUL byte.
@@ -42,19 +106,25 @@ pub(crate) fn entry_bytes(key_len: usize, value_len: usize) -> usize {
     key_len.saturating_add(value_len).saturating_add(10)
 }
 
-fn lower(key: &[u8]) -> Vec<u8> {
-    key.to_ascii_lowercase()
+/// Whether a stored name is `key`, both lowercase. The lengths and the
+/// last bytes are compared first: names of one map often share a prefix
+/// (`x-forwarded-for`, `x-forwarded-proto`) and differ at the end.
+#[inline]
+fn is_named(stored: &[u8], key: &[u8]) -> bool {
+    stored.len() == key.len() && stored.last() == key.last() && stored == key
 }
 
-/// A header name lowercased for lookup: on the stack when it is as short as
-/// header names usually are, so a lookup allocates nothing.
-pub(crate) type LowerKey = smallvec::SmallVec<[u8; 64]>;
-
-/// `key` lowercased, as every key in a [`HeaderMap`] is kept.
-pub(crate) fn lower_key(key: &[u8]) -> LowerKey {
-    let mut lowered = LowerKey::from_slice(key);
+/// Runs `f` with `key` lowercased, as names are stored: as it is when it
+/// has no uppercase letter (plugins mostly send lowercase names), else a
+/// lowercased copy, on the stack when short.
+#[inline]
+fn with_lowered<R>(key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if !key.iter().any(u8::is_ascii_uppercase) {
+        return f(key);
+    }
+    let mut lowered = smallvec::SmallVec::<[u8; 64]>::from_slice(key);
     lowered.make_ascii_lowercase();
-    lowered
+    f(&lowered)
 }
 
 impl HeaderMap {
@@ -73,18 +143,21 @@ impl HeaderMap {
         self.entries.is_empty()
     }
 
-    /// The first value of `key`.
-    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&[u8]> {
-        self.get_lowered(&lower_key(key.as_ref()))
+    /// Index of the first entry at or after `from` named `key`
+    /// (lowercase).
+    #[inline]
+    fn position(&self, from: usize, key: &[u8]) -> Option<usize> {
+        let bytes = &self.bytes;
+        self.entries[from..]
+            .iter()
+            .position(|e| is_named(e.key(bytes), key))
+            .map(|i| from + i)
     }
 
-    /// [`HeaderMap::get`] for a key already lowercased: keys are kept
-    /// lowercase, so this compares bytes exactly.
-    pub(crate) fn get_lowered(&self, key: &[u8]) -> Option<&[u8]> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.as_slice() == key)
-            .map(|(_, v)| v.as_slice())
+    /// The first value of `key` (any case).
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&[u8]> {
+        let at = with_lowered(key.as_ref(), |key| self.position(0, key))?;
+        Some(self.entries[at].value(&self.bytes))
     }
 
     /// The first value of `key` as UTF-8, if it is valid UTF-8.
@@ -104,27 +177,33 @@ impl HeaderMap {
     /// through the checked paths of the host functions.
     pub fn add(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.serialized_len += entry_bytes(key.len(), value.len());
-        self.entries.push((lower(key), value.to_vec()));
+        let at = self.bytes.len();
+        self.bytes.reserve(key.len() + value.len());
+        self.bytes.extend_from_slice(key);
+        self.bytes[at..].make_ascii_lowercase();
+        self.bytes.extend_from_slice(value);
+        self.push_entry(at, key.len(), value.len());
     }
 
-    /// [`HeaderMap::add`] taking the key and value it keeps, so a host call
-    /// that has just read them from the guest copies nothing more.
-    pub(crate) fn add_owned(&mut self, mut key: Vec<u8>, value: Vec<u8>) {
-        key.make_ascii_lowercase();
-        self.serialized_len += entry_bytes(key.len(), value.len());
-        self.entries.push((key, value));
+    fn push_entry(&mut self, at: usize, key_len: usize, value_len: usize) {
+        let entry = Entry {
+            at,
+            key_len,
+            value_len,
+        };
+        self.serialized_len += entry.serialized();
+        self.entries.push(entry);
     }
 
     /// How many entries are named `key`, and their serialized bytes (what
     /// [`HeaderMap::replace`] or [`HeaderMap::remove`] would drop).
     pub(crate) fn named(&self, key: &[u8]) -> (usize, usize) {
-        self.entries
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .fold((0, 0), |(n, bytes), (k, v)| {
-                (n + 1, bytes + entry_bytes(k.len(), v.len()))
-            })
+        with_lowered(key, |key| {
+            self.entries
+                .iter()
+                .filter(|e| is_named(e.key(&self.bytes), key))
+                .fold((0, 0), |(n, bytes), e| (n + 1, bytes + e.serialized()))
+        })
     }
 
     /// Whether the map would stay within the reference host's limits
@@ -146,76 +225,105 @@ impl HeaderMap {
 
     /// The longest value in the map.
     pub(crate) fn longest_value(&self) -> usize {
-        self.entries.iter().map(|(_, v)| v.len()).max().unwrap_or(0)
+        self.entries.iter().map(|e| e.value_len).max().unwrap_or(0)
     }
 
-    /// Sets `key` to `value`: the first entry of that name is replaced in
-    /// place and any further ones are removed; a missing name is appended.
+    /// Sets `key` to `value`: the first entry of that name (any case) gets
+    /// the value in place and any further ones are removed; a missing name
+    /// is appended.
     pub fn replace(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.replace_lowered(&lower_key(key.as_ref()), value.as_ref().to_vec());
-    }
-
-    /// [`HeaderMap::replace`] for a key already lowercased, taking the
-    /// value it keeps. Only a map that holds the name more than once is
-    /// rewritten; the usual single entry is changed in place.
-    pub(crate) fn replace_lowered(&mut self, key: &[u8], value: Vec<u8>) {
-        let Some(first) = self.entries.iter().position(|(k, _)| k.as_slice() == key) else {
-            self.serialized_len += entry_bytes(key.len(), value.len());
-            self.entries.push((key.to_vec(), value));
-            return;
-        };
-        let (k, v) = &mut self.entries[first];
-        self.serialized_len =
-            self.serialized_len - entry_bytes(k.len(), v.len()) + entry_bytes(k.len(), value.len());
-        *v = value;
-        let rest = first + 1;
-        if self.entries[rest..]
-            .iter()
-            .any(|(k, _)| k.as_slice() == key)
-        {
-            let mut size = self.serialized_len;
-            let mut index = 0;
-            self.entries.retain(|(k, v)| {
-                let keep = index < rest || k.as_slice() != key;
-                if !keep {
-                    size -= entry_bytes(k.len(), v.len());
-                }
-                index += 1;
-                keep
-            });
-            self.serialized_len = size;
-        }
-    }
-
-    /// Removes every entry named `key`.
-    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
-        self.remove_lowered(&lower_key(key.as_ref()));
-    }
-
-    /// [`HeaderMap::remove`] for a key already lowercased. A name that is
-    /// not there costs one scan and moves nothing.
-    pub(crate) fn remove_lowered(&mut self, key: &[u8]) {
-        let Some(first) = self.entries.iter().position(|(k, _)| k.as_slice() == key) else {
-            return;
-        };
-        let mut size = self.serialized_len;
-        let mut index = 0;
-        self.entries.retain(|(k, v)| {
-            let keep = index < first || k.as_slice() != key;
-            if !keep {
-                size -= entry_bytes(k.len(), v.len());
-            }
-            index += 1;
-            keep
+        with_lowered(key.as_ref(), |key| {
+            self.replace_lowered(key, value.as_ref())
         });
-        self.serialized_len = size;
+    }
+
+    fn replace_lowered(&mut self, key: &[u8], value: &[u8]) {
+        let Some(first) = self.position(0, key) else {
+            self.add(key, value);
+            return;
+        };
+        let old = self.entries[first];
+        let new = if value.len() <= old.value_len {
+            // The usual case: the value fits where the old one was.
+            let start = old.at + old.key_len;
+            self.bytes[start..start + value.len()].copy_from_slice(value);
+            Entry {
+                value_len: value.len(),
+                ..old
+            }
+        } else {
+            let at = self.bytes.len();
+            self.bytes.reserve(old.key_len + value.len());
+            self.bytes.extend_from_within(old.at..old.at + old.key_len);
+            self.bytes.extend_from_slice(value);
+            Entry {
+                at,
+                key_len: old.key_len,
+                value_len: value.len(),
+            }
+        };
+        self.serialized_len = self.serialized_len - old.serialized() + new.serialized();
+        self.entries[first] = new;
+        self.remove_from(first + 1, key);
+        self.compact_if_wasteful();
+    }
+
+    /// Removes every entry named `key` (any case). A name that is not
+    /// there costs one scan and moves nothing.
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
+        with_lowered(key.as_ref(), |key| self.remove_from(0, key));
+        self.compact_if_wasteful();
+    }
+
+    /// Removes the entries named `key` (lowercase) at or after index
+    /// `from`.
+    fn remove_from(&mut self, from: usize, key: &[u8]) {
+        let Some(first) = self.position(from, key) else {
+            return;
+        };
+        // Entries before the first match stay where they are; later ones
+        // move down over the removed ones.
+        let mut kept = first;
+        for read in first..self.entries.len() {
+            let entry = self.entries[read];
+            if is_named(entry.key(&self.bytes), key) {
+                self.serialized_len -= entry.serialized();
+            } else {
+                self.entries[kept] = entry;
+                kept += 1;
+            }
+        }
+        self.entries.truncate(kept);
+    }
+
+    /// Bytes of `bytes` the entries refer to: their names and values, i.e.
+    /// the serialized size without the count, lengths and NULs. Derived
+    /// rather than kept, so the map stays small enough to move cheaply.
+    fn live(&self) -> usize {
+        self.serialized_len - EMPTY_MAP_BYTES - self.entries.len() * entry_bytes(0, 0)
+    }
+
+    /// Drops the dead bytes once they outweigh the live ones, which keeps
+    /// the cost of compacting amortized over the changes that caused it.
+    fn compact_if_wasteful(&mut self) {
+        let live = self.live();
+        if self.bytes.len() - live <= live.max(MIN_DEAD_TO_COMPACT) {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(live);
+        for e in &mut self.entries {
+            let at = bytes.len();
+            bytes.extend_from_slice(&self.bytes[e.at..e.at + e.stored()]);
+            e.at = at;
+        }
+        self.bytes = bytes;
     }
 
     /// Iterates over `(name, value)` pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.entries
             .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .map(|e| (e.key(&self.bytes), e.value(&self.bytes)))
     }
 
     /// The pairs as strings, replacing invalid UTF-8 (for display).
@@ -235,11 +343,11 @@ impl HeaderMap {
     pub fn serialize(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.serialized_len);
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        for (k, v) in &self.entries {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&(e.key_len as u32).to_le_bytes());
+            out.extend_from_slice(&(e.value_len as u32).to_le_bytes());
         }
-        for (k, v) in &self.entries {
+        for (k, v) in self.iter() {
             out.extend_from_slice(k);
             out.push(0);
             out.extend_from_slice(v);
@@ -274,23 +382,25 @@ impl HeaderMap {
         }
         let mut sizes_at = 4;
         let mut data_at = 4 + n * 8;
-        let mut entries = Vec::with_capacity(n);
+        let mut map = HeaderMap {
+            bytes: Vec::with_capacity(bytes.len().saturating_sub(data_at)),
+            entries: Vec::with_capacity(n),
+            ..HeaderMap::default()
+        };
         for _ in 0..n {
             let klen = word(sizes_at)?;
             let vlen = word(sizes_at + 4)?;
             sizes_at += 8;
             let key = take_terminated(bytes, &mut data_at, klen)?;
             let value = take_terminated(bytes, &mut data_at, vlen)?;
-            entries.push((lower(key), value.to_vec()));
+            map.add(key, value);
         }
         if data_at != bytes.len() {
             return Err(Status::ParseFailure);
         }
         // Every byte was consumed, so the input is exactly the serialized form.
-        Ok(HeaderMap {
-            entries,
-            serialized_len: bytes.len().max(EMPTY_MAP_BYTES),
-        })
+        debug_assert_eq!(map.serialized_len, bytes.len().max(EMPTY_MAP_BYTES));
+        Ok(map)
     }
 }
 
@@ -362,10 +472,41 @@ mod tests {
             vec![("b".into(), "22".into()), ("c".into(), "4".into())]
         );
         assert_eq!(map.serialized_len(), map.serialize().len());
-        let mut owned = HeaderMap::new();
-        owned.add_owned(b"X-Mixed".to_vec(), b"v".to_vec());
-        assert_eq!(owned.get("x-mixed"), Some(&b"v"[..]));
-        assert_eq!(owned.serialized_len(), owned.serialize().len());
+        let mut mixed = HeaderMap::new();
+        mixed.add("X-Mixed", "v");
+        assert_eq!(mixed.get("x-mixed"), Some(&b"v"[..]));
+        assert_eq!(mixed.iter().next(), Some((&b"x-mixed"[..], &b"v"[..])));
+        assert_eq!(mixed.serialized_len(), mixed.serialize().len());
+    }
+
+    #[test]
+    fn values_that_grow_shrink_or_go_leave_the_map_intact_and_compact() {
+        let mut map: HeaderMap = [("a", "1"), ("b", "2")].into_iter().collect();
+        map.replace("a", "a much longer value than before");
+        map.replace("b", "");
+        assert_eq!(
+            map.to_string_pairs(),
+            vec![
+                ("a".into(), "a much longer value than before".into()),
+                ("b".into(), "".into())
+            ]
+        );
+        // Churn far past the compaction threshold: the buffer stays within
+        // twice the live bytes plus the slack, and every entry reads back.
+        for round in 0..2000 {
+            let value = format!("value-{round}");
+            map.add(format!("x-{}", round % 7), &value);
+            map.replace("a", &value);
+            map.remove(format!("X-{}", (round + 3) % 7));
+            assert_eq!(map.get("A"), Some(value.as_bytes()));
+            let live = map.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            assert_eq!(map.live(), live);
+            assert!(map.bytes.len() - live <= live.max(MIN_DEAD_TO_COMPACT));
+        }
+        assert_eq!(map.serialized_len(), map.serialize().len());
+        let back = HeaderMap::deserialize(&map.serialize()).unwrap();
+        assert_eq!(back, map);
+        assert_eq!(format!("{back:?}"), format!("{map:?}"));
     }
 
     #[test]

@@ -463,6 +463,27 @@ impl Deadline {
     }
 }
 
+/// The slices of `memory` at each `(ptr, len)` range, for backends that
+/// implement [`HostContext::lend`] over their own linear memory.
+///
+/// # Errors
+/// [`ErrorKind::MemoryOutOfBounds`] for the first range outside `memory`.
+#[inline]
+pub fn guest_slices<'m, const N: usize>(
+    engine: &'static str,
+    memory: &'m [u8],
+    ranges: [(u32, u32); N],
+) -> Result<[&'m [u8]; N]> {
+    let mut slices = [&[][..]; N];
+    for (slice, (ptr, len)) in slices.iter_mut().zip(ranges) {
+        *slice = memory
+            .get(ptr as usize..)
+            .and_then(|tail| tail.get(..len as usize))
+            .ok_or_else(|| Error::out_of_bounds(engine, ptr, len, memory.len()))?;
+    }
+    Ok(slices)
+}
+
 /// A trap raised by a host function (for example WASI `proc_exit`): the guest
 /// stops and the call into it fails with [`ErrorKind::Trap`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -535,6 +556,34 @@ pub trait HostContext {
         let mut buf = vec![0; len as usize];
         self.read(ptr, &mut buf)?;
         Ok(buf)
+    }
+
+    /// Lends the guest bytes of each `(ptr, len)` range to `f`, together
+    /// with the host data, so host code can look them up or take them into
+    /// its own structures without a copy of its own (a header name found in
+    /// a map, a value appended to one).
+    ///
+    /// The default copies each range out first. Backends whose linear
+    /// memory can be borrowed at the same time as their host data lend it
+    /// in place: `f` cannot reach the guest, so nothing can change the
+    /// memory while it holds the slices.
+    ///
+    /// # Errors
+    /// As [`HostContext::read`], for the first range outside linear memory;
+    /// `f` is not called then.
+    fn lend<const N: usize, R>(
+        &mut self,
+        ranges: [(u32, u32); N],
+        f: impl FnOnce([&[u8]; N], &mut Self::Data) -> R,
+    ) -> Result<R> {
+        let mut copies: [Vec<u8>; N] = std::array::from_fn(|_| Vec::new());
+        for (copy, (ptr, len)) in copies.iter_mut().zip(ranges) {
+            *copy = self.read_vec(ptr, len)?;
+        }
+        Ok(f(
+            std::array::from_fn(|i| copies[i].as_slice()),
+            self.data_mut(),
+        ))
     }
 
     /// Writes a little-endian `u32` at `ptr`.

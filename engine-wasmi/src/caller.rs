@@ -1,7 +1,7 @@
 //! Guest access from inside a host function.
 
 use crate::{ENGINE_NAME, StoreData};
-use polyhost_engine_core::{Error, ErrorKind, HostContext, Result};
+use polyhost_engine_core::{Error, ErrorKind, HostContext, Result, guest_slices};
 use wasmi::{AsContext, AsContextMut, Memory};
 
 /// What a host function receives on wasmi: the wasmi `Caller`, with memory
@@ -101,6 +101,26 @@ impl<D: 'static> HostContext for WasmiCaller<'_, D> {
     fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
         let memory = self.caller.data().memory;
         write(&mut self.caller, memory, ptr, bytes)
+    }
+
+    /// Lends the ranges in place: wasmi borrows linear memory and the
+    /// store's data together.
+    #[inline]
+    fn lend<const N: usize, R>(
+        &mut self,
+        ranges: [(u32, u32); N],
+        f: impl FnOnce([&[u8]; N], &mut D) -> R,
+    ) -> Result<R> {
+        let memory = self.caller.data().memory;
+        let (data, store): (&[u8], &mut StoreData<D>) = match memory {
+            Some(m) => {
+                let (data, store) = m.data_and_store_mut(self.caller.as_context_mut());
+                (data, store)
+            }
+            None => (&[], self.caller.data_mut()),
+        };
+        let slices = guest_slices(ENGINE_NAME, data, ranges)?;
+        Ok(f(slices, &mut store.user))
     }
 
     fn allocate(&mut self, size: u32) -> Result<u32> {

@@ -1,7 +1,7 @@
 //! Guest access from inside a host function.
 
 use crate::StoreData;
-use polyhost_engine_core::{Error, ErrorKind, HostContext, Result};
+use polyhost_engine_core::{Error, ErrorKind, HostContext, Result, guest_slices};
 use wasmtime::{AsContext, AsContextMut, Memory};
 
 /// What a host function receives on wasmtime: the wasmtime `Caller`, with
@@ -194,6 +194,26 @@ impl<D: 'static> HostContext for WasmtimeCaller<'_, D> {
     #[inline]
     fn read_u32(&self, ptr: u32) -> Result<u32> {
         read_array(&self.caller, self.caller.data().memory, ptr).map(u32::from_le_bytes)
+    }
+
+    /// Lends the ranges in place: wasmtime borrows linear memory and the
+    /// store's data together.
+    #[inline]
+    fn lend<const N: usize, R>(
+        &mut self,
+        ranges: [(u32, u32); N],
+        f: impl FnOnce([&[u8]; N], &mut D) -> R,
+    ) -> Result<R> {
+        let memory = self.caller.data().memory;
+        let (data, store): (&[u8], &mut StoreData<D>) = match memory {
+            Some(m) => {
+                let (data, store) = m.data_and_store_mut(self.caller.as_context_mut());
+                (data, store)
+            }
+            None => (&[], self.caller.data_mut()),
+        };
+        let slices = guest_slices(store.engine_name, data, ranges)?;
+        Ok(f(slices, &mut store.user))
     }
 
     fn allocate(&mut self, size: u32) -> Result<u32> {

@@ -10,7 +10,7 @@
 //! [`HostLimits::max_header_value_bytes`]: crate::HostLimits::max_header_value_bytes
 //! [`HostLimits::max_vm_bytes`]: crate::HostLimits::max_vm_bytes
 
-use super::{Fail, Ret, ShortBytes, give, in_bounds, over_limit, put_u32, read, read_short};
+use super::{Fail, Ret, ShortBytes, give, in_bounds, over_limit, put_u32, read};
 use crate::headers::{HeaderMap, MAX_MAP_PAIRS, MAX_SERIALIZED_MAP_BYTES, entry_bytes};
 use crate::limits::{Budget, Limit, StreamCharge};
 use crate::state::HostState;
@@ -150,13 +150,12 @@ pub(super) fn get_value<C: HostContext<Data = HostState>>(
     pp: i32,
     p: i32,
 ) -> Ret {
-    let mut key = read_short(cx, kp, kl)?;
-    key.make_ascii_lowercase();
-    // Copied out (on the stack when short) because handing it to the guest
+    // The key is looked up where it lies in guest memory. The value is
+    // copied out (on the stack when short) because handing it to the guest
     // runs the guest's allocator, which may call back into the host.
-    let value = map_ref(cx.data(), t)?
-        .get_lowered(&key)
-        .map(ShortBytes::from_slice);
+    let value = cx.lend([(kp as u32, kl as u32)], |[key], state| {
+        Ok::<_, Status>(map_ref(state, t)?.get(key).map(ShortBytes::from_slice))
+    })??;
     match value {
         Some(v) => give(cx, &v, pp, p),
         // 0.1.0 hosts answered a missing header with an empty value.
@@ -192,12 +191,16 @@ pub(super) fn add_value<C: HostContext<Data = HostState>>(
         return Err(map_full(state, pairs, old + entry));
     }
     check_budget(state, entry)?;
-    let key = read(cx, kp, kl)?;
-    let value = read(cx, vp, vl)?;
-    let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
-    budget.resize_stream(charge, old, old + entry);
-    map.add_owned(key, value);
-    Ok(())
+    // Copied once, from guest memory straight into the map's buffer.
+    cx.lend(
+        [(kp as u32, kl as u32), (vp as u32, vl as u32)],
+        |[key, value], state| {
+            let (map, charge, budget) = stream_map(state, t)?;
+            budget.resize_stream(charge, old, old + entry);
+            map.add(key, value);
+            Ok(())
+        },
+    )?
 }
 
 /// `proxy_replace_header_map_value(type, key, value)`.
@@ -211,35 +214,35 @@ pub(super) fn replace_value<C: HostContext<Data = HostState>>(
 ) -> Ret {
     in_bounds(cx, &[(kp, kl), (vp, vl)])?;
     let (klen, vlen) = (kl as u32 as usize, vl as u32 as usize);
-    // The key is looked up before the value is read, and a key that cannot
-    // fit in a map is not read at all.
     if klen > MAX_SERIALIZED_MAP_BYTES {
         return Err(map_full(cx.data_mut(), 1, entry_bytes(klen, vlen)));
     }
     check_value_len(cx.data_mut(), vlen)?;
-    let mut key = read_short(cx, kp, kl)?;
-    key.make_ascii_lowercase();
-    let state = cx.data_mut();
     let entry = entry_bytes(klen, vlen);
-    let (map, _, budget) = stream_map(state, t)?;
-    let old = map.serialized_len();
-    // The common case costs no scan: the map and the budget have room even
-    // if nothing of that name is dropped. Otherwise, count what is.
-    if !(map.fits(0, 0, klen, vlen) && budget.fits(entry)) {
-        let (dropped_pairs, dropped) = map.named(&key);
-        let new = old - dropped + entry;
-        if !map.fits(dropped_pairs, dropped, klen, vlen) {
-            let pairs = map.len() - dropped_pairs + 1;
-            return Err(map_full(state, pairs, new));
-        }
-        check_budget(state, new.saturating_sub(old))?;
-    }
-    let value = read(cx, vp, vl)?;
-    let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
-    map.replace_lowered(&key, value);
-    // Within what was checked above.
-    budget.resize_stream(charge, old, map.serialized_len());
-    Ok(())
+    cx.lend(
+        [(kp as u32, kl as u32), (vp as u32, vl as u32)],
+        |[key, value], state| {
+            let (map, _, budget) = stream_map(state, t)?;
+            let old = map.serialized_len();
+            // The common case costs no scan: the map and the budget have
+            // room even if nothing of that name is dropped. Otherwise,
+            // count what is.
+            if !(map.fits(0, 0, klen, vlen) && budget.fits(entry)) {
+                let (dropped_pairs, dropped) = map.named(key);
+                let new = old - dropped + entry;
+                if !map.fits(dropped_pairs, dropped, klen, vlen) {
+                    let pairs = map.len() - dropped_pairs + 1;
+                    return Err(map_full(state, pairs, new));
+                }
+                check_budget(state, new.saturating_sub(old))?;
+            }
+            let (map, charge, budget) = stream_map(state, t)?;
+            map.replace(key, value);
+            // Within what was checked above.
+            budget.resize_stream(charge, old, map.serialized_len());
+            Ok(())
+        },
+    )?
 }
 
 /// `proxy_remove_header_map_value(type, key)`.
@@ -249,12 +252,12 @@ pub(super) fn remove_value<C: HostContext<Data = HostState>>(
     kp: i32,
     kl: i32,
 ) -> Ret {
-    let mut key = read_short(cx, kp, kl)?;
-    key.make_ascii_lowercase();
-    let (map, charge, budget) = stream_map(cx.data_mut(), t)?;
-    let old = map.serialized_len();
-    map.remove_lowered(&key);
-    // Shrinking always fits.
-    budget.resize_stream(charge, old, map.serialized_len());
-    Ok(())
+    cx.lend([(kp as u32, kl as u32)], |[key], state| {
+        let (map, charge, budget) = stream_map(state, t)?;
+        let old = map.serialized_len();
+        map.remove(key);
+        // Shrinking always fits.
+        budget.resize_stream(charge, old, map.serialized_len());
+        Ok(())
+    })?
 }

@@ -98,25 +98,9 @@ pub(crate) fn read<C: HostContext>(cx: &C, ptr: i32, len: i32) -> Result<Vec<u8>
     Ok(cx.read_vec(ptr as u32, len as u32)?)
 }
 
-/// Bytes read from or handed back to the guest that are usually short
-/// (header names and values): on the stack up to 128 bytes.
+/// Bytes handed back to the guest that are usually short (header values):
+/// on the stack up to 128 bytes.
 pub(crate) type ShortBytes = smallvec::SmallVec<[u8; 128]>;
-
-/// Reads `len` bytes of guest memory at `ptr` as [`read`] does (the same
-/// bounds check and error), without a heap allocation when they are short.
-pub(crate) fn read_short<C: HostContext>(cx: &C, ptr: i32, len: i32) -> Result<ShortBytes, Fail> {
-    let (ptr, len) = (ptr as u32, len as u32);
-    let size = cx.memory_size();
-    // Checked before the buffer is sized, so a huge length allocates nothing.
-    if u64::from(ptr) + u64::from(len) > size as u64 {
-        return Err(
-            polyhost_engine_core::Error::out_of_bounds(cx.engine_name(), ptr, len, size).into(),
-        );
-    }
-    let mut buf = ShortBytes::from_elem(0, len as usize);
-    cx.read(ptr, &mut buf)?;
-    Ok(buf)
-}
 
 /// Reads a guest string (invalid UTF-8 is replaced: names are for display
 /// and lookup only).
