@@ -2,7 +2,7 @@
 
 use crate::StoreData;
 use polyhost_engine_core::{Error, ErrorKind, HostContext, Result, guest_slices};
-use wasmtime::{AsContext, AsContextMut, Memory};
+use wasmtime::{AsContext, AsContextMut, Memory, StoreContext, StoreContextMut};
 
 /// What a host function receives on wasmtime: the wasmtime `Caller`, with
 /// memory and allocator resolved once at instantiation.
@@ -10,50 +10,50 @@ pub struct WasmtimeCaller<'a, D: 'static> {
     pub(crate) caller: wasmtime::Caller<'a, StoreData<D>>,
 }
 
+/// The engine's name (for errors) and linear memory, empty when the
+/// module exports none.
+#[inline]
+fn memory<'a, T: 'static>(
+    ctx: StoreContext<'a, StoreData<T>>,
+    memory: Option<Memory>,
+) -> (&'static str, &'a [u8]) {
+    let name = ctx.data().engine_name;
+    (name, memory.map_or(&[][..], |m| m.data(ctx)))
+}
+
+/// [`memory`], writable.
+#[inline]
+fn memory_mut<'a, T: 'static>(
+    ctx: StoreContextMut<'a, StoreData<T>>,
+    memory: Option<Memory>,
+) -> (&'static str, &'a mut [u8]) {
+    let name = ctx.data().engine_name;
+    (name, memory.map_or(&mut [][..], |m| m.data_mut(ctx)))
+}
+
 pub(crate) fn read<T: 'static>(
     store: impl AsContext<Data = StoreData<T>>,
-    memory: Option<Memory>,
+    memory_export: Option<Memory>,
     ptr: u32,
     buf: &mut [u8],
 ) -> Result<()> {
-    let ctx = store.as_context();
-    let name = ctx.data().engine_name;
-    let data: &[u8] = memory.map(|m| m.data(&ctx)).unwrap_or(&[]);
-    let start = ptr as usize;
-    match start
-        .checked_add(buf.len())
-        .and_then(|end| data.get(start..end))
-    {
-        Some(src) => {
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-        None => Err(Error::out_of_bounds(
-            name,
-            ptr,
-            buf.len() as u32,
-            data.len(),
-        )),
-    }
+    let (name, data) = memory(store.as_context(), memory_export);
+    let [src] = guest_slices(name, data, [(ptr, buf.len() as u32)])?;
+    buf.copy_from_slice(src);
+    Ok(())
 }
 
 pub(crate) fn write<T: 'static>(
     mut store: impl AsContextMut<Data = StoreData<T>>,
-    memory: Option<Memory>,
+    memory_export: Option<Memory>,
     ptr: u32,
     bytes: &[u8],
 ) -> Result<()> {
-    let mut ctx = store.as_context_mut();
-    let name = ctx.data().engine_name;
-    let data: &mut [u8] = match memory {
-        Some(m) => m.data_mut(&mut ctx),
-        None => &mut [],
-    };
+    let (name, data) = memory_mut(store.as_context_mut(), memory_export);
     let len = data.len();
-    let start = ptr as usize;
-    match start
-        .checked_add(bytes.len())
-        .and_then(|end| data.get_mut(start..end))
+    match data
+        .get_mut(ptr as usize..)
+        .and_then(|tail| tail.get_mut(..bytes.len()))
     {
         Some(dst) => {
             dst.copy_from_slice(bytes);
@@ -71,16 +71,11 @@ pub(crate) fn write<T: 'static>(
 #[inline]
 pub(crate) fn write_array<T: 'static, const N: usize>(
     mut store: impl AsContextMut<Data = StoreData<T>>,
-    memory: Option<Memory>,
+    memory_export: Option<Memory>,
     ptr: u32,
     bytes: [u8; N],
 ) -> Result<()> {
-    let mut ctx = store.as_context_mut();
-    let name = ctx.data().engine_name;
-    let data: &mut [u8] = match memory {
-        Some(m) => m.data_mut(&mut ctx),
-        None => &mut [],
-    };
+    let (name, data) = memory_mut(store.as_context_mut(), memory_export);
     let len = data.len();
     match data
         .get_mut(ptr as usize..)
@@ -98,22 +93,16 @@ pub(crate) fn write_array<T: 'static, const N: usize>(
 #[inline]
 pub(crate) fn read_array<T: 'static, const N: usize>(
     store: impl AsContext<Data = StoreData<T>>,
-    memory: Option<Memory>,
+    memory_export: Option<Memory>,
     ptr: u32,
 ) -> Result<[u8; N]> {
-    let ctx = store.as_context();
-    let data: &[u8] = memory.map(|m| m.data(&ctx)).unwrap_or(&[]);
+    let (name, data) = memory(store.as_context(), memory_export);
     match data
         .get(ptr as usize..)
         .and_then(|tail| tail.first_chunk::<N>())
     {
         Some(src) => Ok(*src),
-        None => Err(Error::out_of_bounds(
-            ctx.data().engine_name,
-            ptr,
-            N as u32,
-            data.len(),
-        )),
+        None => Err(Error::out_of_bounds(name, ptr, N as u32, data.len())),
     }
 }
 
