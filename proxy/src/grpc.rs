@@ -15,7 +15,11 @@
 //! while the upstream's initial metadata, each message and its trailing
 //! metadata and status are delivered as they arrive. A stream has no
 //! deadline, as in Envoy; `proxy_grpc_cancel` resets it and no callback
-//! follows.
+//! follows. What the plugin sends goes out as HTTP/2 flow control lets it;
+//! what waits is held by the host up to [`MAX_GRPC_SEND_BACKLOG`] per
+//! stream, past which the stream ends with `RESOURCE_EXHAUSTED`, so a
+//! plugin cannot make the host hold without bound what a slow upstream
+//! does not take.
 
 use crate::cluster::{ClusterManager, UpstreamCluster};
 use bytes::Bytes;
@@ -24,7 +28,9 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::v2::client::Http2Session;
 use polyhost::services::{GrpcCallout, GrpcStreamOpen};
 use polyhost::{GrpcResult, HeaderMap};
-use std::sync::atomic::Ordering;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -41,6 +47,15 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(60);
 
 /// Largest gRPC answer kept, as for HTTP callouts.
 const MAX_GRPC_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Most bytes (framed messages) a plugin may have sent on one stream that
+/// the upstream has not taken yet; as much as the largest answer kept.
+pub(crate) const MAX_GRPC_SEND_BACKLOG: usize = MAX_GRPC_RESPONSE_BYTES;
+
+/// Size of a message once framed (the flag byte and the length).
+pub(crate) fn framed_len(message: &[u8]) -> usize {
+    message.len() + 5
+}
 
 /// The cluster a plugin's `proxy_grpc_call` upstream names.
 pub(crate) fn cluster_name(upstream: &[u8]) -> String {
@@ -111,6 +126,63 @@ fn proto_fields(mut bytes: &[u8]) -> Option<Vec<ProtoField<'_>>> {
 }
 
 /// One gRPC message frame: uncompressed flag, big-endian length, message.
+/// What the plugin sent on a stream that HTTP/2 flow control has not let
+/// out yet, in order.
+#[derive(Default)]
+struct SendQueue {
+    chunks: VecDeque<(Bytes, bool)>,
+    /// Bytes in `chunks`.
+    queued: usize,
+    /// The plugin's side has ended (the last chunk carries the end).
+    ended: bool,
+}
+
+impl SendQueue {
+    fn push(&mut self, data: Bytes, end: bool) {
+        self.queued += data.len();
+        self.ended = end;
+        self.chunks.push_back((data, end));
+    }
+
+    /// Whether something waits for the window.
+    fn waits(&self) -> bool {
+        !self.chunks.is_empty()
+    }
+
+    /// Sends what the stream's window takes now, takes it off `backlog`,
+    /// and asks for the window the rest needs.
+    fn flush(
+        &mut self,
+        writer: &mut h2::SendStream<Bytes>,
+        backlog: &AtomicUsize,
+    ) -> Result<(), h2::Error> {
+        while let Some((data, end)) = self.chunks.front_mut() {
+            let n = writer.capacity().min(data.len());
+            if n == 0 && !data.is_empty() {
+                break;
+            }
+            let chunk = data.split_to(n);
+            let last = data.is_empty();
+            let end = *end && last;
+            if last {
+                self.chunks.pop_front();
+            }
+            self.queued -= n;
+            backlog.fetch_sub(n, Ordering::Relaxed);
+            writer.send_data(chunk, end)?;
+        }
+        writer.reserve_capacity(self.queued);
+        Ok(())
+    }
+
+    /// Drops what waits, once the stream is over.
+    fn clear(&mut self, backlog: &AtomicUsize) {
+        backlog.fetch_sub(self.queued, Ordering::Relaxed);
+        self.chunks.clear();
+        self.queued = 0;
+    }
+}
+
 fn frame(message: &[u8]) -> Vec<u8> {
     let mut framed = Vec::with_capacity(5 + message.len());
     framed.push(0);
@@ -212,6 +284,9 @@ pub(crate) enum Outgoing {
     Message(Vec<u8>, bool),
     /// `proxy_grpc_close`: the plugin's side ends.
     Close,
+    /// A message that would have made the backlog this many bytes, over
+    /// [`MAX_GRPC_SEND_BACKLOG`]: the stream ends.
+    Overflow(usize),
 }
 
 /// What the upstream sent on a stream, in the order the plugin hears it.
@@ -322,11 +397,16 @@ impl ClusterManager {
     /// end of `outgoing` cancels the stream: it is reset and nothing more
     /// is delivered. A stream that could not start is closed with
     /// UNAVAILABLE, as Envoy closes it.
+    ///
+    /// `backlog` counts the framed bytes the plugin sent that have not
+    /// gone out yet; the sender adds to it, this task takes away what it
+    /// hands to HTTP/2 within the stream's flow-control window.
     pub(crate) async fn grpc_stream(
         &self,
         cluster: &str,
         open: GrpcStreamOpen,
         mut outgoing: UnboundedReceiver<Outgoing>,
+        backlog: Arc<AtomicUsize>,
         mut deliver: impl FnMut(Incoming) -> bool,
     ) {
         let (mut session, peer) = match self.open_grpc_stream(cluster, &open).await {
@@ -345,27 +425,50 @@ impl ClusterManager {
         };
         let mut phase = ReadPhase::Headers;
         let mut pending = Vec::new();
-        let mut sent_end = false;
+        let mut sending = SendQueue::default();
+        let write_failed = |e: h2::Error| {
+            Incoming::closed(GrpcResult::Err {
+                status: UNAVAILABLE,
+                message: format!("writing to the gRPC stream: {e}"),
+            })
+        };
         let ended = loop {
             tokio::select! {
                 command = outgoing.recv() => {
-                    // h2 buffers what the window does not take yet, so a
-                    // send never waits; the plugin's budget bounds it.
                     let (data, end) = match command {
                         None => {
                             writer.send_reset(h2::Reason::CANCEL);
                             return;
                         }
-                        Some(_) if sent_end => continue,
+                        Some(_) if sending.ended => continue,
                         Some(Outgoing::Message(message, end)) => (Bytes::from(frame(&message)), end),
                         Some(Outgoing::Close) => (Bytes::new(), true),
+                        Some(Outgoing::Overflow(held)) => {
+                            writer.send_reset(h2::Reason::CANCEL);
+                            break Incoming::closed(GrpcResult::Err {
+                                status: RESOURCE_EXHAUSTED,
+                                message: format!(
+                                    "the plugin sent {held} bytes the upstream had not taken (the \
+                                     most a stream holds is {MAX_GRPC_SEND_BACKLOG})"
+                                ),
+                            });
+                        }
                     };
-                    sent_end = end;
-                    if let Err(e) = writer.send_data(data, end) {
-                        break Incoming::closed(GrpcResult::Err {
-                            status: UNAVAILABLE,
-                            message: format!("writing to the gRPC stream: {e}"),
-                        });
+                    sending.push(data, end);
+                    if let Err(e) = sending.flush(&mut writer, &backlog) {
+                        break write_failed(e);
+                    }
+                }
+                capacity = std::future::poll_fn(|cx| writer.poll_capacity(cx)), if sending.waits() => {
+                    match capacity {
+                        Some(Ok(_)) => {
+                            if let Err(e) = sending.flush(&mut writer, &backlog) {
+                                break write_failed(e);
+                            }
+                        }
+                        Some(Err(e)) => break write_failed(e),
+                        // The stream is over; the read side tells how.
+                        None => sending.clear(&backlog),
                     }
                 }
                 step = read_step(&mut session, &phase) => {
@@ -438,9 +541,10 @@ impl ClusterManager {
         };
         // The upstream is done; a plugin that has not half-closed is done
         // too, as Envoy resets the rest of the stream.
-        if !sent_end {
+        if !sending.ended || sending.waits() {
             writer.send_reset(h2::Reason::CANCEL);
         }
+        sending.clear(&backlog);
         drop(writer);
         if matches!(ended, Incoming::Close { status: OK, .. }) {
             self.connector()

@@ -90,6 +90,58 @@ const GRPC_STREAM_PLUGIN: &str = r#"
     (drop (call $continue (i32.const 0)))))
 "#;
 
+/// Opens a stream to `echo.Echo/Stall` (an upstream that reads nothing)
+/// on request headers and sends 1 MiB messages until a send is refused,
+/// at most 40. Adds `x-sent` (two digits: how many were taken) and
+/// `x-send-status` (the refused send's status) to the request, then
+/// `x-stream-status` from `proxy_on_grpc_close`, and resumes there.
+const GRPC_FLOOD_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_grpc_stream" (func $stream (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_grpc_send" (func $send (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (memory (export "memory") 20)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "grpc")
+  (data (i32.const 80) "echo.Echo")
+  (data (i32.const 96) "Stall")
+  (data (i32.const 128) "x-sent")
+  (data (i32.const 144) "x-send-status")
+  (data (i32.const 160) "x-stream-status")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $token i32) (local $sent i32) (local $status i32)
+    (if (call $stream (i32.const 64) (i32.const 4) (i32.const 80) (i32.const 9)
+                      (i32.const 96) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 16))
+      (then (return (i32.const 0))))
+    (local.set $token (i32.load (i32.const 16)))
+    (block $refused
+      (loop $more
+        (local.set $status
+          (call $send (local.get $token) (i32.const 65536) (i32.const 1048576) (i32.const 0)))
+        (br_if $refused (local.get $status))
+        (local.set $sent (i32.add (local.get $sent) (i32.const 1)))
+        (br_if $more (i32.lt_u (local.get $sent) (i32.const 40)))))
+    (i32.store8 (i32.const 300) (i32.add (i32.const 48) (i32.div_u (local.get $sent) (i32.const 10))))
+    (i32.store8 (i32.const 301) (i32.add (i32.const 48) (i32.rem_u (local.get $sent) (i32.const 10))))
+    (drop (call $add (i32.const 0) (i32.const 128) (i32.const 6) (i32.const 300) (i32.const 2)))
+    (i32.store8 (i32.const 310) (i32.add (i32.const 48) (local.get $status)))
+    (drop (call $add (i32.const 0) (i32.const 144) (i32.const 13) (i32.const 310) (i32.const 1)))
+    (i32.const 1))
+  (func (export "proxy_on_grpc_receive_initial_metadata") (param i32) (param i32) (param i32))
+  (func (export "proxy_on_grpc_close") (param i32) (param i32) (param $status i32)
+    (i32.store8 (i32.const 320) (i32.add (i32.const 48) (local.get $status)))
+    (drop (call $add (i32.const 0) (i32.const 160) (i32.const 15) (i32.const 320) (i32.const 1)))
+    (drop (call $continue (i32.const 0)))))
+"#;
+
 /// One gRPC message frame.
 fn framed(message: &[u8]) -> Vec<u8> {
     let mut out = vec![0];
@@ -123,21 +175,16 @@ fn wait_for_record(upstream: &Upstream, path: &str, before: usize) -> Option<See
     }
 }
 
-fn chat_records(upstream: &Upstream) -> usize {
-    upstream
-        .seen()
-        .iter()
-        .filter(|s| s.path == "/echo.Echo/Chat")
-        .count()
+/// How many requests on `path` the upstream has recorded.
+fn records(upstream: &Upstream, path: &str) -> usize {
+    upstream.seen().iter().filter(|s| s.path == path).count()
 }
 
 #[test]
 fn grpc_stream_carries_messages_both_ways_on_every_engine() {
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let plugin = dir.path().join("grpc_stream.wasm");
-    std::fs::write(&plugin, wat::parse_str(GRPC_STREAM_PLUGIN).unwrap()).unwrap();
-    let plugin = plugin.display().to_string();
+    let plugin = wat_plugin(dir.path(), "grpc_stream", GRPC_STREAM_PLUGIN);
     for engine in engines() {
         let (proxy, port) = serve(
             &upstream,
@@ -146,7 +193,7 @@ fn grpc_stream_carries_messages_both_ways_on_every_engine() {
         );
 
         // Both messages, the second sent only after the first reply.
-        let before = chat_records(&upstream);
+        let before = records(&upstream, "/echo.Echo/Chat");
         let path = format!("/stream/{engine}/chat");
         let reply = get(&format!("http://127.0.0.1:{port}{path}"), &[]).unwrap();
         assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
@@ -169,7 +216,7 @@ fn grpc_stream_carries_messages_both_ways_on_every_engine() {
 
         // Cancel: no callback after it, and the upstream sees the stream
         // reset after the one message.
-        let before = chat_records(&upstream);
+        let before = records(&upstream, "/echo.Echo/Chat");
         let path = format!("/stream/{engine}/cancel");
         let reply = get(
             &format!("http://127.0.0.1:{port}{path}"),
@@ -275,5 +322,32 @@ fn sdk_plugins_stream_and_cancel_over_grpc() {
             "{language}: no callback after the cancel\n{stderr}"
         );
         assert_eq!(proxy.quit(), Some(0), "{language}");
+    }
+}
+
+/// A plugin that sends faster than the upstream takes cannot make the host
+/// hold more than 16 MiB for it: the send that would is refused with
+/// BadArgument and the stream ends with RESOURCE_EXHAUSTED (8). (Whether
+/// the upstream sees the reset is not checked here: with its window full,
+/// it did not always within 5 s.)
+#[test]
+fn grpc_stream_sends_the_upstream_does_not_take_are_bounded_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = wat_plugin(dir.path(), "grpc_flood", GRPC_FLOOD_PLUGIN);
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("grpc-flood", engine, &plugin)],
+            &[],
+        );
+        let path = format!("/flood/{engine}");
+        let reply = get(&format!("http://127.0.0.1:{port}{path}"), &[]).unwrap();
+        assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
+        let seen = upstream.last(&path).expect("the request went on");
+        // 15 framed MiB fit in the 16 MiB backlog, the 16th does not.
+        assert_eq!(values(&seen, "x-sent"), ["15"], "{engine}");
+        assert_eq!(values(&seen, "x-send-status"), ["2"], "{engine}");
+        assert_eq!(values(&seen, "x-stream-status"), ["8"], "{engine}");
     }
 }

@@ -55,6 +55,15 @@ pub fn hello_plugins() -> Vec<(&'static str, String)> {
 /// A port that was free a moment ago.
 ///
 /// Tests run in parallel, so a port is never handed out twice in one run.
+/// Compiles the WAT module `wat` into `dir/<name>.wasm` and returns that
+/// path as configs name it: the run tests' hand-written plugins.
+pub fn wat_plugin(dir: &Path, name: &str, wat: &str) -> String {
+    let wasm = wat::parse_str(wat).unwrap_or_else(|e| panic!("{name}: invalid wat: {e}"));
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, wasm).expect("write the plugin");
+    path.display().to_string()
+}
+
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap();
@@ -190,10 +199,13 @@ fn grpc_frame(message: &[u8]) -> Bytes {
 /// - `/pkg.Service/Stream` (the abi_probe plugins' stream) answers its
 ///   first message with `r1` and `r2`, then ends at once with the trailing
 ///   metadata `b: 1`, `c: 2` and status 0, without waiting for the client.
+/// - `/echo.Echo/Stall` never reads what the client sends, so HTTP/2 flow
+///   control stops the client once the window is full; it answers nothing
+///   and is recorded (with an empty body) once the response is dropped.
 ///
 /// The request is recorded when the upstream's side ends.
 fn is_grpc_stream(path: &str) -> bool {
-    path == "/echo.Echo/Chat" || path == "/pkg.Service/Stream"
+    path == "/echo.Echo/Chat" || path == "/pkg.Service/Stream" || path == "/echo.Echo/Stall"
 }
 
 fn grpc_stream_answer(
@@ -203,6 +215,14 @@ fn grpc_stream_answer(
 ) -> Response<UpstreamBody> {
     let (send, receive) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
+        if seen.path == "/echo.Echo/Stall" {
+            // Holds the request body unread until the response is dropped,
+            // which a reset from the client does.
+            send.closed().await;
+            drop(request);
+            record.lock().unwrap().push(seen);
+            return;
+        }
         let chat = seen.path == "/echo.Echo/Chat";
         let mut received = Vec::new();
         let mut buffer = Vec::new();

@@ -37,9 +37,7 @@ const TRAP_ON_HEADER: &str = r#"
 "#;
 
 fn trap_plugin(dir: &std::path::Path) -> String {
-    let path = dir.join("trap_on_header.wasm");
-    std::fs::write(&path, wat::parse_str(TRAP_ON_HEADER).expect("valid wat")).unwrap();
-    path.display().to_string()
+    wat_plugin(dir, "trap_on_header", TRAP_ON_HEADER)
 }
 
 #[test]
@@ -655,9 +653,7 @@ fn keep_alive_requests(port: u16, paths: &[&str]) {
 fn connection_id_is_one_per_connection_on_every_engine() {
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let plugin = dir.path().join("connection_id.wasm");
-    std::fs::write(&plugin, wat::parse_str(CONNECTION_ID_PLUGIN).unwrap()).unwrap();
-    let plugin = plugin.display().to_string();
+    let plugin = wat_plugin(dir.path(), "connection_id", CONNECTION_ID_PLUGIN);
     for engine in engines() {
         let (proxy, port) = serve(
             &upstream,
@@ -746,9 +742,7 @@ const GRPC_CALL_PLUGIN: &str = r#"
 fn grpc_callout_to_an_h2_cluster_on_every_engine() {
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let plugin = dir.path().join("grpc_call.wasm");
-    std::fs::write(&plugin, wat::parse_str(GRPC_CALL_PLUGIN).unwrap()).unwrap();
-    let plugin = plugin.display().to_string();
+    let plugin = wat_plugin(dir.path(), "grpc_call", GRPC_CALL_PLUGIN);
     for engine in engines() {
         let (proxy, port) = serve(
             &upstream,
@@ -931,9 +925,7 @@ const TRAILERS_PLUGIN: &str = r#"
 fn response_trailers_pass_through_the_plugin_on_every_engine() {
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let plugin = dir.path().join("trailers.wasm");
-    std::fs::write(&plugin, wat::parse_str(TRAILERS_PLUGIN).unwrap()).unwrap();
-    let plugin = plugin.display().to_string();
+    let plugin = wat_plugin(dir.path(), "trailers", TRAILERS_PLUGIN);
     for engine in engines() {
         let (proxy, port) = serve(
             &upstream,
@@ -1121,9 +1113,7 @@ const SHARED_COUNTER_PLUGIN: &str = r#"
 fn shared_data_is_shared_by_the_vms_of_two_workers_on_every_engine() {
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let plugin = dir.path().join("shared_counter.wasm");
-    std::fs::write(&plugin, wat::parse_str(SHARED_COUNTER_PLUGIN).unwrap()).unwrap();
-    let plugin = plugin.display().to_string();
+    let plugin = wat_plugin(dir.path(), "shared_counter", SHARED_COUNTER_PLUGIN);
     const REQUESTS: u32 = 24;
     for engine in engines() {
         let (proxy, port) = serve(

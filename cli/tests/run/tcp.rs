@@ -145,9 +145,7 @@ const TRAP_ON_DATA: &str = r#"
 fn failing_network_plugins_follow_their_failure_policy_on_every_engine() {
     let upstream = TcpUpstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let trap = dir.path().join("trap_on_data.wasm");
-    std::fs::write(&trap, wat::parse_str(TRAP_ON_DATA).expect("valid wat")).unwrap();
-    let trap = trap.display().to_string();
+    let trap = wat_plugin(dir.path(), "trap_on_data", TRAP_ON_DATA);
     for engine in engines() {
         let admin = free_port();
         let open_port = free_port();
@@ -332,13 +330,7 @@ const LOG_ADDRESS_ON_CONNECT: &str = r#"
 fn connection_properties_are_readable_in_proxy_on_new_connection_on_every_engine() {
     let upstream = TcpUpstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("log_address.wasm");
-    std::fs::write(
-        &file,
-        wat::parse_str(LOG_ADDRESS_ON_CONNECT).expect("valid wat"),
-    )
-    .unwrap();
-    let file = file.display().to_string();
+    let file = wat_plugin(dir.path(), "log_address", LOG_ADDRESS_ON_CONNECT);
     for engine in engines() {
         let admin = free_port();
         let port = free_port();
@@ -399,9 +391,7 @@ fn a_tick_resumes_held_connection_data_on_every_engine() {
     // the resume nothing would move until the client gave up.
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("resume_from_tick.wasm");
-    std::fs::write(&file, wat::parse_str(RESUME_FROM_TICK).expect("valid wat")).unwrap();
-    let file = file.display().to_string();
+    let file = wat_plugin(dir.path(), "resume_from_tick", RESUME_FROM_TICK);
     for engine in engines() {
         let admin = free_port();
         let port = free_port();

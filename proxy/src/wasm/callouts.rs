@@ -15,7 +15,7 @@
 
 use super::group::VmGroup;
 use crate::cluster::ClusterManager;
-use crate::grpc::{Incoming, Outgoing};
+use crate::grpc::{Incoming, MAX_GRPC_SEND_BACKLOG, Outgoing, framed_len};
 use polyhost::services::{
     CalloutDispatcher, CalloutRequest, GrpcCallout, GrpcStreamOpen, HttpCallout,
 };
@@ -23,7 +23,7 @@ use polyhost::{GrpcResult, HttpCallResult, Status};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
 thread_local! {
@@ -50,15 +50,22 @@ struct GrpcHandle {
     stream: bool,
     /// The plugin has closed its side.
     local_closed: bool,
+    /// Framed bytes sent on a stream that have not gone out yet (shared
+    /// with the stream's task, which takes away what it writes).
+    backlog: Arc<AtomicUsize>,
 }
 
-/// Registers a call or stream under way; returns the key, its serial and
-/// the task's end of the channel.
-fn register(
-    dispatcher: u64,
-    token: u32,
-    stream: bool,
-) -> (GrpcKey, u64, mpsc::UnboundedReceiver<Outgoing>) {
+/// A call or stream just registered: its key and serial, the task's end of
+/// the channel, and the stream's send backlog.
+struct Registered {
+    key: GrpcKey,
+    serial: u64,
+    outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    backlog: Arc<AtomicUsize>,
+}
+
+/// Registers a call or stream under way.
+fn register(dispatcher: u64, token: u32, stream: bool) -> Registered {
     let (outgoing, receiver) = mpsc::unbounded_channel();
     let serial = NEXT_SERIAL.with(|n| {
         let serial = n.get();
@@ -66,16 +73,23 @@ fn register(
         serial
     });
     let key = (dispatcher, token);
+    let backlog = Arc::new(AtomicUsize::new(0));
     let handle = GrpcHandle {
         serial,
         outgoing,
         stream,
         local_closed: false,
+        backlog: backlog.clone(),
     };
     // A handle left under this key (a VM that failed and was rebuilt gives
     // out its tokens again) is dropped, which cancels its task.
     GRPC.with(|g| g.borrow_mut().insert(key, handle));
-    (key, serial, receiver)
+    Registered {
+        key,
+        serial,
+        outgoing: receiver,
+        backlog,
+    }
 }
 
 /// Whether the call or stream registered as `serial` is still wanted.
@@ -111,6 +125,7 @@ enum Pending {
         key: GrpcKey,
         serial: u64,
         outgoing: mpsc::UnboundedReceiver<Outgoing>,
+        backlog: Arc<AtomicUsize>,
     },
 }
 
@@ -159,7 +174,12 @@ impl CalloutDispatcher for WorkerCallouts {
             }
             CalloutRequest::Grpc(call) => {
                 let cluster = self.grpc_cluster(&call.plugin, &call.upstream)?;
-                let (key, serial, cancelled) = register(self.id, call.token, false);
+                let Registered {
+                    key,
+                    serial,
+                    outgoing: cancelled,
+                    ..
+                } = register(self.id, call.token, false);
                 PENDING.with(|p| {
                     p.borrow_mut().push(Pending::Grpc {
                         call,
@@ -173,7 +193,12 @@ impl CalloutDispatcher for WorkerCallouts {
             }
             CalloutRequest::GrpcStream(open) => {
                 let cluster = self.grpc_cluster(&open.plugin, &open.upstream)?;
-                let (key, serial, outgoing) = register(self.id, open.token, true);
+                let Registered {
+                    key,
+                    serial,
+                    outgoing,
+                    backlog,
+                } = register(self.id, open.token, true);
                 PENDING.with(|p| {
                     p.borrow_mut().push(Pending::GrpcStream {
                         open,
@@ -181,6 +206,7 @@ impl CalloutDispatcher for WorkerCallouts {
                         key,
                         serial,
                         outgoing,
+                        backlog,
                     })
                 });
                 Ok(())
@@ -200,9 +226,19 @@ impl CalloutDispatcher for WorkerCallouts {
                     // The plugin's side is closed; nothing more can go out.
                     return Err(Status::BadArgument);
                 }
-                handle.local_closed = end_stream;
                 // The task is gone only once the stream is over, when the
                 // message has nowhere to go anyway.
+                let size = framed_len(&message);
+                let held = handle.backlog.fetch_add(size, Ordering::Relaxed) + size;
+                if held > MAX_GRPC_SEND_BACKLOG {
+                    // The upstream does not keep up: the stream ends with
+                    // RESOURCE_EXHAUSTED and takes no more messages.
+                    handle.backlog.fetch_sub(size, Ordering::Relaxed);
+                    handle.local_closed = true;
+                    let _ = handle.outgoing.send(Outgoing::Overflow(held));
+                    return Err(Status::BadArgument);
+                }
+                handle.local_closed = end_stream;
                 let _ = handle.outgoing.send(Outgoing::Message(message, end_stream));
                 Ok(())
             }),
@@ -287,6 +323,7 @@ pub(super) fn start_pending(group: &Arc<VmGroup>) {
                     key,
                     serial,
                     outgoing,
+                    backlog,
                 } => {
                     let token = open.token;
                     let plugin = open.plugin.clone();
@@ -314,7 +351,7 @@ pub(super) fn start_pending(group: &Arc<VmGroup>) {
                         }
                     };
                     clusters
-                        .grpc_stream(&cluster, open, outgoing, deliver)
+                        .grpc_stream(&cluster, open, outgoing, backlog, deliver)
                         .await;
                     forget(key, serial);
                     return;
