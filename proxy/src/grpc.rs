@@ -125,7 +125,6 @@ fn proto_fields(mut bytes: &[u8]) -> Option<Vec<ProtoField<'_>>> {
     Some(fields)
 }
 
-/// One gRPC message frame: uncompressed flag, big-endian length, message.
 /// What the plugin sent on a stream that HTTP/2 flow control has not let
 /// out yet, in order.
 #[derive(Default)]
@@ -183,8 +182,9 @@ impl SendQueue {
     }
 }
 
+/// One gRPC message frame: uncompressed flag, big-endian length, message.
 fn frame(message: &[u8]) -> Vec<u8> {
-    let mut framed = Vec::with_capacity(5 + message.len());
+    let mut framed = Vec::with_capacity(framed_len(message));
     framed.push(0);
     framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
     framed.extend_from_slice(message);
