@@ -83,7 +83,18 @@ pub enum CalloutRequest {
         /// Whether the plugin half-closed the stream.
         end_stream: bool,
     },
-    /// `proxy_grpc_cancel`: the plugin no longer wants any callback.
+    /// The context that made HTTP call `token` is gone (its stream ended,
+    /// or its root was deleted): as Envoy does, the call is cancelled and
+    /// no answer is delivered.
+    HttpCancel {
+        /// The plugin.
+        plugin: Arc<str>,
+        /// Call token.
+        token: u32,
+    },
+    /// `proxy_grpc_cancel`: the plugin no longer wants any callback. Also
+    /// sent for each gRPC call and stream of a context that is gone, as
+    /// Envoy cancels them (and resets the streams) when the context ends.
     GrpcCancel {
         /// The plugin.
         plugin: Arc<str>,

@@ -23,8 +23,9 @@ pub use upcalls::{GrpcResult, HttpCallResult};
 
 use crate::error::{PluginError, PluginErrorKind};
 use crate::plugin::Shared;
+use crate::services::CalloutRequest;
 use crate::state::{
-    HostState, LogLine, PluginInfo, RootState, ShutdownPhase, StreamEvent, StreamState,
+    CalloutKind, HostState, LogLine, PluginInfo, RootState, ShutdownPhase, StreamEvent, StreamState,
 };
 use crate::types::LogLevel;
 use polyhost_engine_core::{Engine, HostContext, Instance};
@@ -387,6 +388,7 @@ impl<E: Engine> Vm<E> {
     fn delete_root(&mut self, root: u32) -> Result<(), PluginError> {
         self.instance.data_mut().enter(root);
         let result = self.call(Callback::Delete, &[root as i32]);
+        self.cancel_callouts_of(root);
         let state = self.instance.data_mut();
         if let Some(index) = state.root_index(root) {
             state.roots[index].shutdown = ShutdownPhase::Deleted;
@@ -399,6 +401,38 @@ impl<E: Engine> Vm<E> {
             }
         }
         result.map(|_| ())
+    }
+
+    /// Forgets the callouts context `owner` made that are still under way
+    /// and tells the dispatcher to cancel them, as Envoy's context does
+    /// when it is destroyed: no answer is wanted any more, and a gRPC
+    /// stream is reset rather than left open for nobody.
+    fn cancel_callouts_of(&mut self, owner: u32) {
+        let state = self.instance.data_mut();
+        let mut orphaned: Vec<(u32, CalloutKind)> = state
+            .callouts
+            .iter()
+            .filter(|(_, (made_by, _))| *made_by == owner)
+            .map(|(token, (_, kind))| (*token, *kind))
+            .collect();
+        if orphaned.is_empty() {
+            return;
+        }
+        // Oldest first (tokens count up), so the order does not depend on
+        // the map's.
+        orphaned.sort_unstable_by_key(|(token, _)| *token);
+        for (token, kind) in orphaned {
+            state.callouts.remove(&token);
+            let plugin = state.plugin.name.clone();
+            let request = match kind {
+                CalloutKind::Http => CalloutRequest::HttpCancel { plugin, token },
+                CalloutKind::GrpcCall | CalloutKind::GrpcStream => {
+                    CalloutRequest::GrpcCancel { plugin, token }
+                }
+            };
+            // Nothing is left to report a refusal to.
+            let _ = state.services.callouts.dispatch(request);
+        }
     }
 
     fn phase(&self, root: u32) -> ShutdownPhase {
@@ -524,8 +558,8 @@ impl<E: Engine> Vm<E> {
             .call_in(id.0, Callback::Log, &[ctx])
             .and_then(|_| self.call_in(id.0, Callback::Done, &[ctx]))
             .and_then(|_| self.call_in(id.0, Callback::Delete, &[ctx]));
+        self.cancel_callouts_of(id.0);
         let state = self.instance.data_mut();
-        state.callouts.retain(|_, (owner, _)| *owner != id.0);
         let stream = state.streams.remove(&id.0).unwrap_or_default();
         state.effective = state.root_context;
         result.map(|_| stream)

@@ -351,3 +351,129 @@ fn grpc_stream_sends_the_upstream_does_not_take_are_bounded_on_every_engine() {
         assert_eq!(values(&seen, "x-stream-status"), ["8"], "{engine}");
     }
 }
+
+/// Opens streams to `echo.Echo/Stall` (an upstream that answers with
+/// metadata and nothing else): one from its root context on the first tick
+/// of each VM, and one from a request that has `x-open`. A request with
+/// `x-trap` traps, which fails the VM.
+const GRPC_HOLD_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_grpc_stream" (func $stream (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_tick_period_milliseconds" (func $tick_every (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "grpc")
+  (data (i32.const 80) "echo.Echo")
+  (data (i32.const 96) "Stall")
+  (data (i32.const 128) "x-trap")
+  (data (i32.const 144) "x-open")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func $open
+    (drop (call $stream (i32.const 64) (i32.const 4) (i32.const 80) (i32.const 9)
+                        (i32.const 96) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 16))))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $tick_every (i32.const 10)))
+    (i32.const 1))
+  (func (export "proxy_on_tick") (param i32)
+    (call $open)
+    (drop (call $tick_every (i32.const 0))))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 128) (i32.const 6) (i32.const 24) (i32.const 28)))
+      (then unreachable))
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 144) (i32.const 6) (i32.const 24) (i32.const 28)))
+      (then (call $open)))
+    (i32.const 0))
+  (func (export "proxy_on_grpc_receive_initial_metadata") (param i32 i32 i32))
+  (func (export "proxy_on_grpc_close") (param i32 i32 i32)))
+"#;
+
+/// A gRPC stream lives no longer than the context that opened it, and no
+/// longer than the worker's VM, as in Envoy. Its upstream here never sends
+/// anything after the metadata, so only the host can end it:
+/// - a request's stream is reset when the request ends;
+/// - a root context's stream outlives requests, and is reset when the VM
+///   fails (here under `FAIL_RELOAD`, which rebuilds it for the next
+///   request) or when a reload removes the plugin, though no request of
+///   the new configuration runs a plugin on that worker.
+#[test]
+fn grpc_streams_end_with_the_context_and_vm_that_opened_them_on_every_engine() {
+    const STALL: &str = "/echo.Echo/Stall";
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = wat_plugin(dir.path(), "grpc_hold", GRPC_HOLD_PLUGIN);
+    for engine in engines() {
+        let admin = free_port();
+        let port = free_port();
+        let mut spec = WasmFilterSpec::new("grpc-hold", engine, &plugin);
+        spec.failure_policy = Some("FAIL_RELOAD");
+        let with_plugin = bootstrap(
+            &[http_listener("ingress", port, &[spec])],
+            upstream.addr,
+            admin,
+        );
+        // One worker, so every request runs on the root stream's VM.
+        let proxy = Proxy::start(&with_plugin, admin, &["--concurrency", "1"]);
+        let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+        let what = |step: &str| format!("{engine}: {step}\n{}", proxy.stderr());
+        // The root's stream is open once its first tick has run.
+        let ticked = || std::thread::sleep(Duration::from_millis(300));
+
+        // The request's stream ends with the request.
+        let before = records(&upstream, STALL);
+        let reply = get(&url(&format!("/hold/{engine}/1")), &[("x-open", "1")]).unwrap();
+        assert_eq!(reply.status, 200, "{}", what("request stream"));
+        assert!(
+            wait_for_record(&upstream, STALL, before).is_some(),
+            "{}",
+            what("the finished request's stream was not reset")
+        );
+
+        // The root's stream outlives requests, and ends with the failed VM.
+        ticked();
+        let before = records(&upstream, STALL);
+        get(&url(&format!("/hold/{engine}/2")), &[]).unwrap();
+        ticked();
+        assert_eq!(
+            records(&upstream, STALL),
+            before,
+            "{}",
+            what("the root's stream ended while its VM was fine")
+        );
+        let reply = get(&url(&format!("/hold/{engine}/trap")), &[("x-trap", "1")]).unwrap();
+        assert_eq!(reply.status, 503, "{}", what("trap"));
+        assert!(
+            wait_for_record(&upstream, STALL, before).is_some(),
+            "{}",
+            what("the failed VM's stream was not reset")
+        );
+
+        // The rebuilt VM's root opens another; removing the plugin ends it.
+        let reply = get(&url(&format!("/hold/{engine}/3")), &[]).unwrap();
+        assert_eq!(reply.status, 200, "{}", what("the rebuilt VM"));
+        ticked();
+        let before = records(&upstream, STALL);
+        let without_plugin =
+            bootstrap(&[http_listener("ingress", port, &[])], upstream.addr, admin);
+        let line = proxy.reload(&without_plugin, 1);
+        assert!(line.contains("configuration reloaded"), "{}", what(&line));
+        assert!(
+            wait_for_record(&upstream, STALL, before).is_some(),
+            "{}",
+            what("the removed plugin's stream was not reset")
+        );
+        let stderr = proxy.stderr();
+        assert!(
+            !stderr.contains("delivering a"),
+            "{engine}: nothing was delivered to a context or VM that was gone\n{stderr}"
+        );
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}

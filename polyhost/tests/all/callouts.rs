@@ -15,6 +15,7 @@ engine_tests!(
     grpc_unary_call_success_and_failure,
     grpc_stream_messages_and_close,
     grpc_cancel_forgets_the_token,
+    a_finished_stream_cancels_its_callouts,
     unknown_token_is_an_error,
 );
 
@@ -200,6 +201,49 @@ fn grpc_cancel_forgets_the_token<E: Engine>(engine: E) {
         matches!(calls.last(), Some(CalloutRequest::GrpcCancel { .. })),
         "{calls:?}"
     );
+}
+
+/// As Envoy's context does when it is destroyed, a stream that ends with
+/// callouts under way cancels them: the dispatcher hears of each, and an
+/// answer that comes anyway finds no owner.
+fn a_finished_stream_cancels_its_callouts<E: Engine>(engine: E) {
+    let services = Services::new();
+    let mut vm = probe_vm(&engine, "rust-wasip1", &services);
+    let (http_stream, _) = send_case(&mut vm, "http-call");
+    let (grpc_stream, _) = send_case(&mut vm, "grpc-stream");
+    let calls = services.callouts.take();
+    let [
+        CalloutRequest::Http(call),
+        CalloutRequest::GrpcStream(open),
+        CalloutRequest::GrpcSend { .. },
+    ] = calls.as_slice()
+    else {
+        panic!("{calls:?}")
+    };
+    let (http_token, grpc_token) = (call.token, open.token);
+
+    vm.finish_stream(grpc_stream).unwrap();
+    let calls = services.callouts.take();
+    let [CalloutRequest::GrpcCancel { token, plugin }] = calls.as_slice() else {
+        panic!("{calls:?}")
+    };
+    assert_eq!((*token, &**plugin), (grpc_token, "abi_probe"));
+    vm.finish_stream(http_stream).unwrap();
+    let calls = services.callouts.take();
+    let [CalloutRequest::HttpCancel { token, .. }] = calls.as_slice() else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(*token, http_token);
+
+    let late = vm
+        .deliver_http_response(http_token, HttpCallResult::Failure)
+        .unwrap_err();
+    assert_eq!(late.kind(), polyhost::PluginErrorKind::UnknownContext);
+    assert!(
+        vm.deliver_grpc_message(grpc_token, b"late".to_vec())
+            .is_err()
+    );
+    assert!(!vm.is_failed());
 }
 
 fn unknown_token_is_an_error<E: Engine>(engine: E) {

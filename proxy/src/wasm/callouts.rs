@@ -8,10 +8,12 @@
 //! request through the cluster's connection pool, waits at most the
 //! callout's timeout, and delivers the answer to the same worker's VM.
 //!
-//! A gRPC call or stream under way has a [`GrpcHandle`] in a thread-local
-//! table: `proxy_grpc_send` and `proxy_grpc_close` reach the stream's task
-//! through it, and `proxy_grpc_cancel` drops it, which stops the task
-//! without another callback.
+//! Every callout under way has a [`CallHandle`] in a thread-local table:
+//! `proxy_grpc_send` and `proxy_grpc_close` reach a stream's task through
+//! it, and dropping it stops the task without another callback. That is
+//! what `proxy_grpc_cancel` does, what the end of the context that made
+//! the callout does (as Envoy cancels a destroyed context's calls and
+//! resets its streams), and what the end of the worker's VM does.
 
 use super::group::VmGroup;
 use crate::cluster::ClusterManager;
@@ -29,24 +31,26 @@ use tokio::sync::mpsc;
 thread_local! {
     /// Callouts made by the plugin call that is running on this thread.
     static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
-    /// This worker's gRPC calls and streams under way.
-    static GRPC: RefCell<HashMap<GrpcKey, GrpcHandle>> = RefCell::new(HashMap::new());
+    /// This worker's callouts under way.
+    static CALLS: RefCell<HashMap<CallKey, CallHandle>> = RefCell::new(HashMap::new());
     /// Tells a handle from an older one under the same key.
     static NEXT_SERIAL: Cell<u64> = const { Cell::new(1) };
 }
 
-/// A gRPC call or stream of this worker: the dispatcher of the plugins'
-/// VM group and the token the VM gave it. Every worker has its own VM of a
-/// group, so the same token can be under way on two workers.
-type GrpcKey = (u64, u32);
+/// A callout of this worker: the dispatcher of the plugins' VM group and
+/// the token the VM gave it (tokens are unique across kinds of callout).
+/// Every worker has its own VM of a group, so the same token can be under
+/// way on two workers.
+type CallKey = (u64, u32);
 
-/// The plugin's side of a gRPC call or stream under way.
-struct GrpcHandle {
+/// The plugin's side of a callout under way.
+struct CallHandle {
     /// Distinguishes it from a handle that later took the same key.
     serial: u64,
-    /// To the task; dropping it cancels the call or stream.
+    /// To the task; dropping it cancels the callout. Only a gRPC stream's
+    /// task reads what is sent on it.
     outgoing: mpsc::UnboundedSender<Outgoing>,
-    /// A stream (messages can be sent on it), not a unary call.
+    /// A gRPC stream (messages can be sent on it), not a unary call.
     stream: bool,
     /// The plugin has closed its side.
     local_closed: bool,
@@ -55,16 +59,30 @@ struct GrpcHandle {
     backlog: Arc<AtomicUsize>,
 }
 
-/// A call or stream just registered: its key and serial, the task's end of
-/// the channel, and the stream's send backlog.
+/// A callout just registered: its key and serial, the task's end of the
+/// channel, and a stream's send backlog.
 struct Registered {
-    key: GrpcKey,
+    key: CallKey,
     serial: u64,
     outgoing: mpsc::UnboundedReceiver<Outgoing>,
     backlog: Arc<AtomicUsize>,
 }
 
-/// Registers a call or stream under way.
+impl Registered {
+    /// Runs a unary callout to its answer, which is then no longer under
+    /// way; `None` if its handle is dropped first (the callout was
+    /// cancelled, and nobody wants the answer).
+    async fn unless_cancelled<T>(mut self, answer: impl Future<Output = T>) -> Option<T> {
+        let result = tokio::select! {
+            result = answer => result,
+            _ = self.outgoing.recv() => return None,
+        };
+        forget(self.key, self.serial);
+        Some(result)
+    }
+}
+
+/// Registers a callout under way.
 fn register(dispatcher: u64, token: u32, stream: bool) -> Registered {
     let (outgoing, receiver) = mpsc::unbounded_channel();
     let serial = NEXT_SERIAL.with(|n| {
@@ -74,7 +92,7 @@ fn register(dispatcher: u64, token: u32, stream: bool) -> Registered {
     });
     let key = (dispatcher, token);
     let backlog = Arc::new(AtomicUsize::new(0));
-    let handle = GrpcHandle {
+    let handle = CallHandle {
         serial,
         outgoing,
         stream,
@@ -83,7 +101,7 @@ fn register(dispatcher: u64, token: u32, stream: bool) -> Registered {
     };
     // A handle left under this key (a VM that failed and was rebuilt gives
     // out its tokens again) is dropped, which cancels its task.
-    GRPC.with(|g| g.borrow_mut().insert(key, handle));
+    CALLS.with(|c| c.borrow_mut().insert(key, handle));
     Registered {
         key,
         serial,
@@ -92,44 +110,66 @@ fn register(dispatcher: u64, token: u32, stream: bool) -> Registered {
     }
 }
 
-/// Whether the call or stream registered as `serial` is still wanted.
-fn is_current(key: GrpcKey, serial: u64) -> bool {
-    GRPC.with(|g| g.borrow().get(&key).is_some_and(|h| h.serial == serial))
+/// Whether the callout registered as `serial` is still wanted.
+fn is_current(key: CallKey, serial: u64) -> bool {
+    CALLS.with(|c| c.borrow().get(&key).is_some_and(|h| h.serial == serial))
 }
 
-/// Forgets the call or stream registered as `serial` once it is over.
-fn forget(key: GrpcKey, serial: u64) {
-    GRPC.with(|g| {
-        let mut table = g.borrow_mut();
+/// Forgets the callout registered as `serial` once it is over.
+fn forget(key: CallKey, serial: u64) {
+    CALLS.with(|c| {
+        let mut table = c.borrow_mut();
         if table.get(&key).is_some_and(|h| h.serial == serial) {
             table.remove(&key);
         }
     });
 }
 
+/// Stops this worker's callouts of the dispatcher `id`: the worker's VM
+/// they answer to is gone (failed, rebuilt or no longer used). A gRPC
+/// stream is reset at once instead of lasting until its upstream next
+/// sends something, which a silent upstream never does.
+pub(super) fn abandon_worker_calls(id: u64) {
+    // At thread exit the table may be gone already; so are the tasks.
+    let _ = CALLS.try_with(|c| {
+        c.borrow_mut()
+            .retain(|(dispatcher, _), _| *dispatcher != id)
+    });
+}
+
+/// Drops the callouts of the plugin call that just ran, which failed its
+/// VM: nobody is left to take their answers.
+pub(super) fn discard_pending() {
+    PENDING.with(|p| p.borrow_mut().clear());
+}
+
 /// A callout accepted during a plugin call, sent once the call returns.
+/// Each has the task's end of its registration.
 enum Pending {
-    Http(HttpCallout),
+    Http {
+        call: HttpCallout,
+        task: Registered,
+    },
     /// A unary gRPC call and the cluster its upstream names.
     Grpc {
         call: GrpcCallout,
         cluster: String,
-        key: GrpcKey,
-        serial: u64,
-        cancelled: mpsc::UnboundedReceiver<Outgoing>,
+        task: Registered,
     },
     /// A gRPC stream and the cluster its upstream names.
     GrpcStream {
         open: GrpcStreamOpen,
         cluster: String,
-        key: GrpcKey,
-        serial: u64,
-        outgoing: mpsc::UnboundedReceiver<Outgoing>,
-        backlog: Arc<AtomicUsize>,
+        task: Registered,
     },
 }
 
-/// Numbers the dispatchers, for [`GrpcKey`].
+/// Queues a callout to start once the plugin call returns.
+fn queue(pending: Pending) {
+    PENDING.with(|p| p.borrow_mut().push(pending));
+}
+
+/// Numbers the dispatchers, for [`CallKey`].
 static NEXT_DISPATCHER: AtomicU64 = AtomicU64::new(1);
 
 /// The callout service of one VM group in the data plane (shared by the
@@ -145,6 +185,12 @@ impl WorkerCallouts {
             id: NEXT_DISPATCHER.fetch_add(1, Ordering::Relaxed),
             clusters,
         }
+    }
+
+    /// What tells this group's calls from other groups' on a worker, for
+    /// [`abandon_worker_calls`].
+    pub(super) fn id(&self) -> u64 {
+        self.id
     }
 
     /// The cluster a gRPC upstream names, or BadArgument when there is no
@@ -169,45 +215,27 @@ impl CalloutDispatcher for WorkerCallouts {
                     tracing::warn!(target: "polyhost::wasm", plugin = %call.plugin, cluster = %call.upstream, "http call to an unknown cluster");
                     return Err(Status::BadArgument);
                 }
-                PENDING.with(|p| p.borrow_mut().push(Pending::Http(call)));
+                let task = register(self.id, call.token, false);
+                queue(Pending::Http { call, task });
                 Ok(())
             }
             CalloutRequest::Grpc(call) => {
                 let cluster = self.grpc_cluster(&call.plugin, &call.upstream)?;
-                let Registered {
-                    key,
-                    serial,
-                    outgoing: cancelled,
-                    ..
-                } = register(self.id, call.token, false);
-                PENDING.with(|p| {
-                    p.borrow_mut().push(Pending::Grpc {
-                        call,
-                        cluster,
-                        key,
-                        serial,
-                        cancelled,
-                    })
+                let task = register(self.id, call.token, false);
+                queue(Pending::Grpc {
+                    call,
+                    cluster,
+                    task,
                 });
                 Ok(())
             }
             CalloutRequest::GrpcStream(open) => {
                 let cluster = self.grpc_cluster(&open.plugin, &open.upstream)?;
-                let Registered {
-                    key,
-                    serial,
-                    outgoing,
-                    backlog,
-                } = register(self.id, open.token, true);
-                PENDING.with(|p| {
-                    p.borrow_mut().push(Pending::GrpcStream {
-                        open,
-                        cluster,
-                        key,
-                        serial,
-                        outgoing,
-                        backlog,
-                    })
+                let task = register(self.id, open.token, true);
+                queue(Pending::GrpcStream {
+                    open,
+                    cluster,
+                    task,
                 });
                 Ok(())
             }
@@ -216,8 +244,8 @@ impl CalloutDispatcher for WorkerCallouts {
                 message,
                 end_stream,
                 ..
-            } => GRPC.with(|g| {
-                let mut table = g.borrow_mut();
+            } => CALLS.with(|c| {
+                let mut table = c.borrow_mut();
                 let handle = table
                     .get_mut(&(self.id, token))
                     .filter(|h| h.stream)
@@ -242,8 +270,8 @@ impl CalloutDispatcher for WorkerCallouts {
                 let _ = handle.outgoing.send(Outgoing::Message(message, end_stream));
                 Ok(())
             }),
-            CalloutRequest::GrpcClose { token, .. } => GRPC.with(|g| {
-                let mut table = g.borrow_mut();
+            CalloutRequest::GrpcClose { token, .. } => CALLS.with(|c| {
+                let mut table = c.borrow_mut();
                 let key = (self.id, token);
                 let handle = table.get_mut(&key).ok_or(Status::NotFound)?;
                 if handle.stream {
@@ -257,10 +285,10 @@ impl CalloutDispatcher for WorkerCallouts {
                 }
                 Ok(())
             }),
-            CalloutRequest::GrpcCancel { token, .. } => {
+            CalloutRequest::GrpcCancel { token, .. } | CalloutRequest::HttpCancel { token, .. } => {
                 // The host has forgotten the token already; dropping the
                 // handle stops the task before it calls back.
-                GRPC.with(|g| g.borrow_mut().remove(&(self.id, token)));
+                CALLS.with(|c| c.borrow_mut().remove(&(self.id, token)));
                 Ok(())
             }
         }
@@ -283,11 +311,14 @@ pub(super) fn start_pending(group: &Arc<VmGroup>) {
         let group = group.clone();
         tokio::spawn(async move {
             let (plugin, delivered) = match call {
-                Pending::Http(call) => {
+                Pending::Http { call, task } => {
                     let token = call.token;
                     let cluster = call.upstream.clone();
                     let plugin = call.plugin.clone();
-                    let result = group.clusters.http_call(call).await;
+                    let Some(result) = task.unless_cancelled(group.clusters.http_call(call)).await
+                    else {
+                        return;
+                    };
                     if let HttpCallResult::Failure | HttpCallResult::Timeout = &result {
                         tracing::debug!(target: "polyhost::wasm", %plugin, %cluster, ?result, "http call did not complete");
                     }
@@ -298,18 +329,14 @@ pub(super) fn start_pending(group: &Arc<VmGroup>) {
                 Pending::Grpc {
                     call,
                     cluster,
-                    key,
-                    serial,
-                    mut cancelled,
+                    task,
                 } => {
                     let token = call.token;
                     let plugin = call.plugin.clone();
-                    let result = tokio::select! {
-                        result = group.clusters.grpc_call(&cluster, call) => result,
-                        // The handle was dropped: the plugin cancelled.
-                        _ = cancelled.recv() => return,
+                    let answer = group.clusters.grpc_call(&cluster, call);
+                    let Some(result) = task.unless_cancelled(answer).await else {
+                        return;
                     };
-                    forget(key, serial);
                     if let GrpcResult::Err { status, message } = &result {
                         tracing::debug!(target: "polyhost::wasm", %plugin, %cluster, status, %message, "grpc call failed");
                     }
@@ -320,10 +347,13 @@ pub(super) fn start_pending(group: &Arc<VmGroup>) {
                 Pending::GrpcStream {
                     open,
                     cluster,
-                    key,
-                    serial,
-                    outgoing,
-                    backlog,
+                    task:
+                        Registered {
+                            key,
+                            serial,
+                            outgoing,
+                            backlog,
+                        },
                 } => {
                     let token = open.token;
                     let plugin = open.plugin.clone();

@@ -17,8 +17,8 @@ use polyhost::{ContextId, Shutdown};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::Notify;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use tokio::sync::{Notify, watch};
 
 /// What makes two plugins share a VM: the same as Envoy's VM key, in
 /// which the plugin's name, root id and configuration take no part.
@@ -48,6 +48,9 @@ static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct VmGroup {
     id: u64,
     pub(super) key: VmKey,
+    /// Tells this group's gRPC calls from other groups' (see
+    /// [`callouts::abandon_worker_calls`]).
+    dispatcher: u64,
     /// The compiled module and the host services of its VMs.
     pub(super) factory: Box<dyn VmFactory>,
     pub(super) clusters: Arc<ClusterManager>,
@@ -60,10 +63,12 @@ impl VmGroup {
         key: VmKey,
         factory: Box<dyn VmFactory>,
         clusters: Arc<ClusterManager>,
+        dispatcher: u64,
     ) -> Arc<VmGroup> {
         Arc::new(VmGroup {
             id: NEXT_GROUP.fetch_add(1, Ordering::Relaxed),
             key,
+            dispatcher,
             factory,
             clusters,
             members: Mutex::new(Vec::new()),
@@ -92,11 +97,14 @@ impl VmGroup {
         let out = SLOTS.with(|slots| {
             let mut slots = slots.borrow_mut();
             sweep_dropped_filters(&mut slots);
-            let vm = slots.get_mut(&self.id)?.vm.as_mut()?;
+            let slot = slots.get_mut(&self.id)?;
+            let vm = slot.vm.as_mut()?;
             if vm.is_failed() {
                 return None;
             }
-            Some(f(vm.as_mut()))
+            let out = f(vm.as_mut());
+            slot.abandon_calls_if_failed();
+            Some(out)
         });
         callouts::start_pending(self);
         out
@@ -124,6 +132,7 @@ impl VmGroup {
             }
             let out = f(vm.as_mut(), root);
             let start_ticker = !slot.ticking && vm.next_tick().is_some();
+            slot.abandon_calls_if_failed();
             slot.ticking |= start_ticker;
             Some((out, start_ticker))
         });
@@ -190,6 +199,8 @@ impl VmGroup {
 struct WorkerSlot {
     /// Once the group is gone, the slot is dropped.
     group: Weak<VmGroup>,
+    /// The group's [`VmGroup::dispatcher`].
+    dispatcher: u64,
     vm: Option<Box<dyn WorkerVm>>,
     /// The members' roots in `vm`.
     roots: Vec<WorkerRoot>,
@@ -213,8 +224,10 @@ struct WorkerRoot {
 
 impl WorkerSlot {
     fn new(group: &Arc<VmGroup>) -> WorkerSlot {
+        spawn_sweeper();
         WorkerSlot {
             group: Arc::downgrade(group),
+            dispatcher: group.dispatcher,
             vm: None,
             roots: Vec::new(),
             ticking: false,
@@ -231,6 +244,7 @@ impl WorkerSlot {
         {
             tracing::warn!(target: "polyhost::wasm", plugin = %filter.name, "rebuilding the failed VM (FAIL_RELOAD)");
             self.vm = None;
+            callouts::abandon_worker_calls(self.dispatcher);
             self.roots.clear();
             self.ticking = false;
         }
@@ -261,6 +275,16 @@ impl WorkerSlot {
             }
         }
         Some(first)
+    }
+
+    /// After a plugin call: a call that failed the VM leaves its callouts
+    /// unsent, and the VM's calls under way are stopped, since no answer
+    /// can be delivered to a failed VM.
+    fn abandon_calls_if_failed(&mut self) {
+        if self.vm.as_ref().is_some_and(|vm| vm.is_failed()) {
+            callouts::discard_pending();
+            callouts::abandon_worker_calls(self.dispatcher);
+        }
     }
 
     fn add_root(&mut self, filter: &Arc<FilterInner>) -> Option<ContextId> {
@@ -325,6 +349,13 @@ impl WorkerSlot {
     }
 }
 
+impl Drop for WorkerSlot {
+    /// The VM is going: its gRPC calls and streams stop with it.
+    fn drop(&mut self) {
+        callouts::abandon_worker_calls(self.dispatcher);
+    }
+}
+
 thread_local! {
     /// This worker's VMs, by group.
     static SLOTS: RefCell<HashMap<u64, WorkerSlot>> = RefCell::new(HashMap::new());
@@ -332,7 +363,12 @@ thread_local! {
     static SWEPT_AT: Cell<u64> = const { Cell::new(0) };
     /// Roots of removed plugins this worker's VMs still wait on.
     static DRAINING: Cell<usize> = const { Cell::new(0) };
+    /// A task on this worker sweeps its slots after each reload.
+    static SWEEPER: Cell<bool> = const { Cell::new(false) };
 }
+
+/// Tells the workers' sweepers that filters were dropped.
+static FILTERS_DROPPED: LazyLock<watch::Sender<()>> = LazyLock::new(|| watch::Sender::new(()));
 
 /// Counts filters dropped after a reload, so each worker knows when it has
 /// roots of dropped filters to shut down (a thread's VMs can only be
@@ -342,6 +378,32 @@ static DROPPED_FILTERS: AtomicU64 = AtomicU64::new(0);
 /// Called when a filter is dropped.
 pub(super) fn filter_dropped() {
     DROPPED_FILTERS.fetch_add(1, Ordering::Relaxed);
+    FILTERS_DROPPED.send_replace(());
+}
+
+/// Starts this worker's sweeper, once: after a reload that removed
+/// plugins it shuts down their roots and frees their VMs (stopping their
+/// gRPC streams), even when no request of the new configuration runs a
+/// plugin on this worker. It ends with the worker's last VM.
+fn spawn_sweeper() {
+    if SWEEPER.get() || tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    SWEEPER.set(true);
+    let mut dropped = FILTERS_DROPPED.subscribe();
+    tokio::spawn(async move {
+        while dropped.changed().await.is_ok() {
+            let empty = SLOTS.with(|slots| {
+                let mut slots = slots.borrow_mut();
+                sweep_dropped_filters(&mut slots);
+                slots.is_empty()
+            });
+            if empty {
+                break;
+            }
+        }
+        SWEEPER.set(false);
+    });
 }
 
 /// Shuts down this worker's roots of filters that no longer exist, and

@@ -254,8 +254,10 @@ impl WasmFilter {
         shared: &SharedServices,
     ) -> Result<Arc<VmGroup>, String> {
         let engine = AnyEngine::by_name(&key.engine, &shared.engine).map_err(|e| e.to_string())?;
+        let callouts = Arc::new(WorkerCallouts::new(clusters.clone()));
+        let dispatcher = callouts.id();
         let services = HostServices {
-            callouts: Arc::new(WorkerCallouts::new(clusters.clone())),
+            callouts,
             properties: shared.properties.clone(),
             metrics: shared.metrics.clone(),
             shared_data: shared.shared_data.clone(),
@@ -282,7 +284,7 @@ impl WasmFilter {
                 precompiled: config.allow_precompiled,
             })
             .map_err(|e| e.to_string())?;
-        Ok(VmGroup::new(key, factory, clusters))
+        Ok(VmGroup::new(key, factory, clusters, dispatcher))
     }
 
     /// A [`ProxyError::Plugin`] naming this plugin.
