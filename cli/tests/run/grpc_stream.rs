@@ -25,7 +25,6 @@ const GRPC_STREAM_PLUGIN: &str = r#"
   (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
   (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 4096))
   (global $received (mut i32) (i32.const 0))
   (global $cancelling (mut i32) (i32.const 0))
   (data (i32.const 64) "grpc")
@@ -42,13 +41,6 @@ const GRPC_STREAM_PLUGIN: &str = r#"
   (data (i32.const 208) "x-chat-end")
   (data (i32.const 224) "x-stream-trailer")
   (data (i32.const 240) "x-fail")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (local $method i32) (local $end i32)
     (local.set $method (i32.const 96))
@@ -103,20 +95,12 @@ const GRPC_FLOOD_PLUGIN: &str = r#"
   (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
   (memory (export "memory") 20)
-  (global $heap (mut i32) (i32.const 4096))
   (data (i32.const 64) "grpc")
   (data (i32.const 80) "echo.Echo")
   (data (i32.const 96) "Stall")
   (data (i32.const 128) "x-sent")
   (data (i32.const 144) "x-send-status")
   (data (i32.const 160) "x-stream-status")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (if (call $stream (i32.const 64) (i32.const 4) (i32.const 80) (i32.const 9)
                       (i32.const 96) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 16))
@@ -362,26 +346,21 @@ fn grpc_stream_sends_the_upstream_does_not_take_are_bounded_on_every_engine() {
 
 /// Opens streams to `echo.Echo/Stall` (an upstream that answers with
 /// metadata and nothing else): one from its root context on the first tick
-/// of each VM, and one from a request that has `x-open`. A request with
-/// `x-trap` traps, which fails the VM.
+/// of each VM, and one from a request that has `x-open`, which waits for
+/// the stream's metadata before it goes on. A request with `x-trap` traps,
+/// which fails the VM.
 const GRPC_HOLD_PLUGIN: &str = r#"
 (module
   (import "env" "proxy_grpc_stream" (func $stream (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_tick_period_milliseconds" (func $tick_every (param i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
   (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 4096))
   (data (i32.const 64) "grpc")
   (data (i32.const 80) "echo.Echo")
   (data (i32.const 96) "Stall")
   (data (i32.const 128) "x-trap")
   (data (i32.const 144) "x-open")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
-    (local.get $p))
   (func $open
     (drop (call $stream (i32.const 64) (i32.const 4) (i32.const 80) (i32.const 9)
                         (i32.const 96) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 16))))
@@ -392,14 +371,18 @@ const GRPC_HOLD_PLUGIN: &str = r#"
   (func (export "proxy_on_tick") (param i32)
     (call $open)
     (drop (call $tick_every (i32.const 0))))
-  (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (if (i32.eqz (call $get (i32.const 0) (i32.const 128) (i32.const 6) (i32.const 24) (i32.const 28)))
       (then unreachable))
     (if (i32.eqz (call $get (i32.const 0) (i32.const 144) (i32.const 6) (i32.const 24) (i32.const 28)))
-      (then (call $open)))
+      (then
+        (call $open)
+        (return (i32.const 1))))
     (i32.const 0))
-  (func (export "proxy_on_grpc_receive_initial_metadata") (param i32 i32 i32))
+  ;; Resumes the request that opened the stream (for the root's, there is
+  ;; no request to resume, and the status is ignored).
+  (func (export "proxy_on_grpc_receive_initial_metadata") (param i32 i32 i32)
+    (drop (call $continue (i32.const 0))))
   (func (export "proxy_on_grpc_close") (param i32 i32 i32)))
 "#;
 
@@ -431,10 +414,10 @@ fn grpc_streams_end_with_the_context_and_vm_that_opened_them_on_every_engine() {
         let proxy = Proxy::start(&with_plugin, admin, &["--concurrency", "1"]);
         let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
         let what = |step: &str| format!("{engine}: {step}\n{}", proxy.stderr());
-        // The root's stream is open once its first tick has run.
-        let ticked = || std::thread::sleep(Duration::from_millis(300));
+        let opened = |at_least: usize| eventually(|| records(&upstream, STALL_OPENED) >= at_least);
 
         // The request's stream ends with the request.
+        let opened_before = records(&upstream, STALL_OPENED);
         let before = records(&upstream, STALL);
         let reply = get(&url(&format!("/hold/{engine}/1")), &[("x-open", "1")]).unwrap();
         assert_eq!(reply.status, 200, "{}", what("request stream"));
@@ -445,10 +428,10 @@ fn grpc_streams_end_with_the_context_and_vm_that_opened_them_on_every_engine() {
         );
 
         // The root's stream outlives requests, and ends with the failed VM.
-        ticked();
+        assert!(opened(opened_before + 2), "{}", what("the root's stream"));
         let before = records(&upstream, STALL);
         get(&url(&format!("/hold/{engine}/2")), &[]).unwrap();
-        ticked();
+        std::thread::sleep(Duration::from_millis(300));
         assert_eq!(
             records(&upstream, STALL),
             before,
@@ -464,9 +447,14 @@ fn grpc_streams_end_with_the_context_and_vm_that_opened_them_on_every_engine() {
         );
 
         // The rebuilt VM's root opens another; removing the plugin ends it.
+        let opened_before = records(&upstream, STALL_OPENED);
         let reply = get(&url(&format!("/hold/{engine}/3")), &[]).unwrap();
         assert_eq!(reply.status, 200, "{}", what("the rebuilt VM"));
-        ticked();
+        assert!(
+            opened(opened_before + 1),
+            "{}",
+            what("the rebuilt root's stream")
+        );
         let before = records(&upstream, STALL);
         let without_plugin =
             bootstrap(&[http_listener("ingress", port, &[])], upstream.addr, admin);

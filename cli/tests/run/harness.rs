@@ -52,18 +52,40 @@ pub fn hello_plugins() -> Vec<(&'static str, String)> {
     all
 }
 
-/// A port that was free a moment ago.
-///
-/// Tests run in parallel, so a port is never handed out twice in one run.
-/// Compiles the WAT module `wat` into `dir/<name>.wasm` and returns that
-/// path as configs name it: the run tests' hand-written plugins.
+/// What every hand-written plugin of the run tests has, added to the end of
+/// its module by [`wat_plugin`]: the ABI version, a bump allocator from
+/// 4096 up (`$heap`) that never frees, and a `proxy_on_context_create`
+/// that does nothing.
+const WAT_PRELUDE: &str = r#"
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+"#;
+
+/// Compiles the WAT module `wat`, with [`WAT_PRELUDE`] added, into
+/// `dir/<name>.wasm` and returns that path as configs name it: the run
+/// tests' hand-written plugins. The module's own definitions may use
+/// `$heap`; they must not define what the prelude does.
 pub fn wat_plugin(dir: &Path, name: &str, wat: &str) -> String {
-    let wasm = wat::parse_str(wat).unwrap_or_else(|e| panic!("{name}: invalid wat: {e}"));
+    let body = wat.trim_end();
+    let body = body
+        .strip_suffix(')')
+        .unwrap_or_else(|| panic!("{name}: the module does not end with `)`"));
+    let wasm = wat::parse_str(format!("{body}{WAT_PRELUDE})"))
+        .unwrap_or_else(|e| panic!("{name}: invalid wat: {e}"));
     let path = dir.join(format!("{name}.wasm"));
     std::fs::write(&path, wasm).expect("write the plugin");
     path.display().to_string()
 }
 
+/// A port that was free a moment ago.
+///
+/// Tests run in parallel, so a port is never handed out twice in one run.
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap();
@@ -201,9 +223,15 @@ fn grpc_frame(message: &[u8]) -> Bytes {
 ///   metadata `b: 1`, `c: 2` and status 0, without waiting for the client.
 /// - `/echo.Echo/Stall` never reads what the client sends, so HTTP/2 flow
 ///   control stops the client once the window is full; it answers nothing
-///   and is recorded (with an empty body) once the response is dropped.
+///   after the metadata. It is recorded twice: as [`STALL_OPENED`] when the
+///   stream is accepted, and (with an empty body) once the response is
+///   dropped, which a reset does.
 ///
 /// The request is recorded when the upstream's side ends.
+/// The path under which a `/echo.Echo/Stall` stream is recorded when the
+/// upstream accepts it (a stream reset before that is never seen there).
+pub const STALL_OPENED: &str = "/echo.Echo/Stall (opened)";
+
 fn is_grpc_stream(path: &str) -> bool {
     path == "/echo.Echo/Chat" || path == "/pkg.Service/Stream" || path == "/echo.Echo/Stall"
 }
@@ -216,6 +244,10 @@ fn grpc_stream_answer(
     let (send, receive) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         if seen.path == "/echo.Echo/Stall" {
+            record.lock().unwrap().push(Seen {
+                path: STALL_OPENED.to_string(),
+                ..seen.clone()
+            });
             // Holds the request body unread until the response is dropped,
             // which a reset from the client does.
             send.closed().await;
