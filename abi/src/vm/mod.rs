@@ -543,7 +543,9 @@ impl<E: Engine> Vm<E> {
     }
 
     /// Ends a stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`,
-    /// then forgets its state.
+    /// then cancels the callouts it still has under way (through the
+    /// dispatcher, as [`CalloutRequest::HttpCancel`] and
+    /// [`CalloutRequest::GrpcCancel`]) and forgets its state.
     ///
     /// As in the reference host, a stream context's `proxy_on_done` result
     /// is not waited on: only the root context can defer its deletion until

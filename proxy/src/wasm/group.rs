@@ -48,7 +48,7 @@ static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct VmGroup {
     id: u64,
     pub(super) key: VmKey,
-    /// Tells this group's gRPC calls from other groups' (see
+    /// Tells this group's callouts from other groups' (see
     /// [`callouts::abandon_worker_calls`]).
     dispatcher: u64,
     /// The compiled module and the host services of its VMs.
@@ -278,7 +278,7 @@ impl WorkerSlot {
     }
 
     /// After a plugin call: a call that failed the VM leaves its callouts
-    /// unsent, and the VM's calls under way are stopped, since no answer
+    /// unsent, and the VM's callouts under way are stopped, since no answer
     /// can be delivered to a failed VM.
     fn abandon_calls_if_failed(&mut self) {
         if self.vm.as_ref().is_some_and(|vm| vm.is_failed()) {
@@ -350,7 +350,7 @@ impl WorkerSlot {
 }
 
 impl Drop for WorkerSlot {
-    /// The VM is going: its gRPC calls and streams stop with it.
+    /// The VM is going: its callouts under way stop with it.
     fn drop(&mut self) {
         callouts::abandon_worker_calls(self.dispatcher);
     }
@@ -383,7 +383,7 @@ pub(super) fn filter_dropped() {
 
 /// Starts this worker's sweeper, once: after a reload that removed
 /// plugins it shuts down their roots and frees their VMs (stopping their
-/// gRPC streams), even when no request of the new configuration runs a
+/// callouts), even when no request of the new configuration runs a
 /// plugin on this worker. It ends with the worker's last VM.
 fn spawn_sweeper() {
     if SWEEPER.get() || tokio::runtime::Handle::try_current().is_err() {
