@@ -411,18 +411,13 @@ impl<E: Engine> Vm<E> {
         let state = self.instance.data_mut();
         let mut orphaned: Vec<(u32, CalloutKind)> = state
             .callouts
-            .iter()
-            .filter(|(_, (made_by, _))| *made_by == owner)
-            .map(|(token, (_, kind))| (*token, *kind))
+            .extract_if(|_, (made_by, _)| *made_by == owner)
+            .map(|(token, (_, kind))| (token, kind))
             .collect();
-        if orphaned.is_empty() {
-            return;
-        }
         // Oldest first (tokens count up), so the order does not depend on
         // the map's.
         orphaned.sort_unstable_by_key(|(token, _)| *token);
         for (token, kind) in orphaned {
-            state.callouts.remove(&token);
             let plugin = state.plugin.name.clone();
             let request = match kind {
                 CalloutKind::Http => CalloutRequest::HttpCancel { plugin, token },
