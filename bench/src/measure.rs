@@ -107,6 +107,57 @@ pub fn measure<F>(settings: &Settings, mut routine: F) -> Result<Stats, String>
 where
     F: FnMut() -> Result<(), String>,
 {
+    let iterations = warm_up(settings, &mut routine)?;
+    let mut means = Vec::with_capacity(settings.batches);
+    for _ in 0..settings.batches.max(1) {
+        means.push(time_batch(iterations, &mut routine)?);
+    }
+    Ok(Stats::from_means(means, iterations))
+}
+
+/// Times several routines whose ratio is the result, with their batches
+/// taking turns: after each routine's own warm-up and batch sizing, round
+/// `k` runs one batch of every routine, starting at routine `k` modulo
+/// their number. Timed one after the other, as [`measure`] times them, a
+/// routine and its baseline can see different machines (another process,
+/// a frequency change) and their ratio drifts with it; taking turns spreads
+/// such noise over all of them.
+///
+/// Each routine is a closure returning `Ok` per iteration. A routine that
+/// fails reports its first error and sits out the remaining rounds; the
+/// others go on. So a routine with nothing to measure (its set-up failed)
+/// can simply return that error.
+pub fn alternating<const N: usize>(
+    settings: &Settings,
+    mut routines: [&mut dyn FnMut() -> Result<(), String>; N],
+) -> [Result<Stats, String>; N] {
+    let mut iterations = routines
+        .each_mut()
+        .map(|routine| warm_up(settings, routine));
+    let mut means: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+    for round in 0..settings.batches.max(1) {
+        for turn in 0..N {
+            let i = (round + turn) % N;
+            let Ok(n) = iterations[i] else { continue };
+            match time_batch(n, &mut routines[i]) {
+                Ok(mean) => means[i].push(mean),
+                Err(e) => iterations[i] = Err(e),
+            }
+        }
+    }
+    let mut means = means.into_iter();
+    iterations.map(|n| {
+        let means = means.next().unwrap_or_default();
+        n.map(|n| Stats::from_means(means, n))
+    })
+}
+
+/// Runs `routine` for the warm-up time; the number of iterations that
+/// fills one batch.
+fn warm_up<F>(settings: &Settings, mut routine: F) -> Result<u64, String>
+where
+    F: FnMut() -> Result<(), String>,
+{
     let start = Instant::now();
     let mut warm = 0u64;
     while warm == 0 || start.elapsed() < settings.warm_up {
@@ -114,16 +165,19 @@ where
         warm += 1;
     }
     let per_iter = start.elapsed().as_secs_f64() / warm as f64;
-    let iterations = ((settings.batch.as_secs_f64() / per_iter) as u64).max(1);
-    let mut means = Vec::with_capacity(settings.batches);
-    for _ in 0..settings.batches.max(1) {
-        let t = Instant::now();
-        for _ in 0..iterations {
-            routine()?;
-        }
-        means.push(t.elapsed().as_nanos() as f64 / iterations as f64);
+    Ok(((settings.batch.as_secs_f64() / per_iter) as u64).max(1))
+}
+
+/// Runs `iterations` of `routine`; the mean time of one, in nanoseconds.
+fn time_batch<F>(iterations: u64, mut routine: F) -> Result<f64, String>
+where
+    F: FnMut() -> Result<(), String>,
+{
+    let t = Instant::now();
+    for _ in 0..iterations {
+        routine()?;
     }
-    Ok(Stats::from_means(means, iterations))
+    Ok(t.elapsed().as_nanos() as f64 / iterations as f64)
 }
 
 /// Times `runs` separate runs of a slow routine (one iteration each).
@@ -204,6 +258,36 @@ mod tests {
             }
         });
         assert_eq!(e, Err("boom".into()));
+    }
+
+    #[test]
+    fn alternating_batches_take_turns_and_a_failing_routine_sits_out() {
+        let settings = Settings {
+            batches: 5,
+            ..Settings::quick()
+        };
+        // Which routine ran, once per run of consecutive iterations.
+        let turns = std::cell::RefCell::new(Vec::<usize>::new());
+        let ran = |id: usize| {
+            let mut turns = turns.borrow_mut();
+            if turns.last() != Some(&id) {
+                turns.push(id);
+            }
+            Ok(())
+        };
+        let [first, second, failing] = alternating(
+            &settings,
+            [&mut || ran(0), &mut || ran(1), &mut || {
+                Err("no instance".into())
+            }],
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!((first.batches, second.batches), (5, 5));
+        assert_eq!(failing, Err("no instance".into()));
+        // Warm-ups 0 1, then rounds starting at routine 0, 1, 2 (which
+        // sits out), 0, 1: 0 1 | 1 0 | 0 1 | 0 1 | 1 0. Timed one after the
+        // other, as `measure` times them, they would show as just [0, 1].
+        assert_eq!(*turns.borrow(), [0, 1, 0, 1, 0, 1, 0, 1, 0]);
     }
 
     #[test]

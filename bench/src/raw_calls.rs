@@ -7,7 +7,8 @@
 //! includes the runtime's own trampolines, which no host can avoid. Issue 13
 //! asks for a trivial host call within 1.3× of a raw typed host function of
 //! the same runtime measured in the same run, so the report times this
-//! baseline right after Polyhost's figure, with the same loop and the same
+//! baseline alongside Polyhost's figure, their batches taking turns
+//! ([`crate::measure::alternating`]), with the same loop and the same
 //! subtraction of the loop without the call ([`RawCalls::empty_loop`]).
 //!
 //! The raw host function does the least work with the same contract as

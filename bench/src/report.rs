@@ -267,7 +267,9 @@ fn method(out: &mut String, results: &Results) {
          wasmer `Function::new_typed_with_env`) that writes the log level at the pointer \
          with a bounds check and returns Ok, on the runtime configured as Polyhost \
          configures it by default (`polyhost_bench::raw_calls`); its loop is timed and \
-         subtracted the same way. Issue 13's target: Polyhost's host call within {}× of \
+         subtracted the same way. The four loops' batches take turns, so a change in \
+         the machine during the run falls on Polyhost and the raw runtime alike. Issue \
+         13's target: Polyhost's host call within {}× of \
          that raw typed host function.",
         crate::run::HOST_CALLS_PER_LOOP,
         HOST_CALL_TARGET_RATIO
@@ -391,7 +393,8 @@ fn isolation_table(out: &mut String, cells: &[IsolationCell], engines: &[&str]) 
          life on it (as in the per-request tables) and gives it back: with \
          `ReturnPolicy::Reuse` as it is, with `ReturnPolicy::Replace` dropped and replaced \
          by a new VM from the pre-linked plugin, inside the iteration. *Added by \
-         isolation* is `Replace` minus `Reuse` (medians); issue 13's target is at most {}. \
+         isolation* is `Replace` minus `Reuse` (medians; their batches take turns); issue \
+         13's target is at most {}. \
          *pooled* rows run on an engine with pre-allocated instance slots \
          (`polyhost_bench::run::pooled_config`, wasmtime's pooling allocator), *on demand* \
          rows on `EngineConfig::default()`.\n",

@@ -10,6 +10,7 @@ use crate::workload::{Fixture, Language, Workload};
 use polyhost::cache::{self, CacheOutcome, ModuleCache};
 use polyhost::{AnyEngine, Engine, EngineConfig, EngineVisitor, Plugin, ReturnPolicy, VmPool};
 use serde::Serialize;
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -552,42 +553,60 @@ impl EngineVisitor for EngineRun<'_> {
 /// that the one host-to-guest call around them is negligible.
 pub const HOST_CALLS_PER_LOOP: u32 = 1000;
 
-/// The raw runtime's host call, then the crossings through Polyhost with
-/// the same loop, one right after the other in the same process, so both
-/// see the same machine.
+/// The crossings through Polyhost and the raw runtime's host call with
+/// the same loop, in the same process, their batches taking turns
+/// ([`measure::alternating`]) so the ratio compares the same machine.
 fn calls<E: Engine>(engine: &E, settings: &Settings) -> CallCell {
     let name = engine.name().to_string();
     let n = HOST_CALLS_PER_LOOP;
-    let per_call = |s: Stats| s.per(n.into());
-    let (raw_host_call_loop, raw_empty_loop) = match raw_calls::new(&name) {
-        None => {
-            let why = format!("no raw baseline for {name} in this build");
-            (Outcome::Missing(why.clone()), Outcome::Missing(why))
-        }
-        Some(Err(e)) => (Outcome::Failed(e.clone()), Outcome::Failed(e)),
-        Some(Ok(mut raw)) => (
-            outcome(measure::measure(settings, || raw.host_calls(n).map(drop)).map(per_call)),
-            outcome(measure::measure(settings, || raw.empty_loop(n).map(drop)).map(per_call)),
-        ),
+    let raw = match raw_calls::new(&name) {
+        None => Err(Outcome::Missing(format!(
+            "no raw baseline for {name} in this build"
+        ))),
+        Some(Err(e)) => Err(Outcome::Failed(e)),
+        Some(Ok(raw)) => Ok(RefCell::new(raw)),
     };
-    let mut bench = match CallBench::new(engine) {
-        Ok(b) => b,
-        Err(e) => {
-            return CallCell {
-                engine: name,
-                host_call_loop: Outcome::Failed(e.clone()),
-                empty_loop: Outcome::Failed(e.clone()),
-                callback: Outcome::Failed(e),
-                raw_host_call_loop,
-                raw_empty_loop,
-            };
-        }
+    let bench = CallBench::new(engine).map(RefCell::new);
+    // Each loop borrows its instance for one iteration at a time, so the
+    // loop with the calls and the one without can share it. Without an
+    // instance, a loop fails at once and is not timed.
+    let raw_loop = |calls: bool| match &raw {
+        Ok(raw) if calls => raw.borrow_mut().host_calls(n).map(drop),
+        Ok(raw) => raw.borrow_mut().empty_loop(n).map(drop),
+        Err(_) => Err("no raw instance".to_string()),
     };
-    let host_call_loop =
-        outcome(measure::measure(settings, || bench.host_calls(n).map(drop)).map(per_call));
-    let empty_loop =
-        outcome(measure::measure(settings, || bench.empty_loop(n).map(drop)).map(per_call));
-    let callback = outcome(measure::measure(settings, || bench.callback().map(drop)));
+    let polyhost_loop = |calls: bool| match &bench {
+        Ok(bench) if calls => bench.borrow_mut().host_calls(n).map(drop),
+        Ok(bench) => bench.borrow_mut().empty_loop(n).map(drop),
+        Err(e) => Err(e.clone()),
+    };
+    let per_call = |r: Result<Stats, String>| outcome(r.map(|s| s.per(n.into())));
+    let [
+        raw_host_call_loop,
+        raw_empty_loop,
+        host_call_loop,
+        empty_loop,
+    ] = measure::alternating(
+        settings,
+        [
+            &mut || raw_loop(true),
+            &mut || raw_loop(false),
+            &mut || polyhost_loop(true),
+            &mut || polyhost_loop(false),
+        ],
+    )
+    .map(per_call);
+    // Without a raw instance, the raw cells say why.
+    let (raw_host_call_loop, raw_empty_loop) = match &raw {
+        Ok(_) => (raw_host_call_loop, raw_empty_loop),
+        Err(why) => (why.clone(), why.clone()),
+    };
+    let callback = match &bench {
+        Ok(bench) => outcome(measure::measure(settings, || {
+            bench.borrow_mut().callback().map(drop)
+        })),
+        Err(e) => Outcome::Failed(e.clone()),
+    };
     CallCell {
         engine: name,
         host_call_loop,
@@ -642,19 +661,20 @@ fn isolation<E: Engine>(
                 Ok(p) => p,
                 Err(e) => return cell(Outcome::Failed(e.clone()), Outcome::Failed(e)),
             };
-            let serve = |policy| {
-                outcome(pooled_requests(
-                    &plugin,
-                    policy,
-                    workload,
-                    fixture,
-                    &callouts,
-                    &options.settings,
-                ))
+            let pool = |policy| {
+                checked_pool(&plugin, policy, workload, fixture, &callouts)
             };
             let started = std::time::Instant::now();
-            let reuse = serve(ReturnPolicy::Reuse);
-            let replace = serve(ReturnPolicy::Replace);
+            let (reuse, replace) = (pool(ReturnPolicy::Reuse), pool(ReturnPolicy::Replace));
+            let serve = |pool: &Result<VmPool<E>, String>| match pool {
+                Ok(pool) => serve_from(pool, workload, fixture, &callouts).map(drop),
+                Err(e) => Err(e.clone()),
+            };
+            let [reuse, replace] = measure::alternating(
+                &options.settings,
+                [&mut || serve(&reuse), &mut || serve(&replace)],
+            )
+            .map(outcome);
             let cell = cell(reuse, replace);
             if options.verbose {
                 let median = |o: &Outcome<Stats>| o.measured().map(|s| s.median_ns);
@@ -674,29 +694,35 @@ fn isolation<E: Engine>(
         .collect()
 }
 
-/// Times requests served as an embedder that isolates them with a
-/// [`VmPool`] serves them: take a VM, serve one request's full life on it,
-/// give it back (with `Replace`, that starts its replacement). The pool
-/// holds one VM, so every request gets the VM the previous one gave back.
-/// Two requests are checked against the workload's contract first.
-fn pooled_requests<E: Engine>(
+/// A one-VM [`VmPool`] of `plugin` that gives VMs back by `policy`, as an
+/// embedder that isolates requests uses it: every request gets the VM the
+/// previous one gave back (with `Replace`, a new one). Two requests are
+/// served and checked against the workload's contract before it is timed.
+fn checked_pool<E: Engine>(
     plugin: &Plugin<E>,
     policy: ReturnPolicy,
     workload: Workload,
     fixture: &Fixture,
     callouts: &polyhost::services::CalloutQueue,
-    settings: &Settings,
-) -> Result<Stats, String> {
+) -> Result<VmPool<E>, String> {
     let pool = VmPool::new(plugin.clone(), 1, policy).map_err(|e| e.to_string())?;
-    let request = || -> Result<crate::Served, String> {
-        let mut vm = pool.take().map_err(|e| e.to_string())?;
-        wasm::serve(&mut vm, workload, fixture, callouts)
-        // `vm` goes back here, replaced or as it is.
-    };
     for _ in 0..2 {
-        workload.check(fixture, &request()?)?;
+        workload.check(fixture, &serve_from(&pool, workload, fixture, callouts)?)?;
     }
-    measure::measure(settings, || request().map(|s| drop(black_box(s))))
+    Ok(pool)
+}
+
+/// Serves one request's full life on a VM taken from `pool`, then gives it
+/// back (with `Replace`, that starts its replacement).
+fn serve_from<E: Engine>(
+    pool: &VmPool<E>,
+    workload: Workload,
+    fixture: &Fixture,
+    callouts: &polyhost::services::CalloutQueue,
+) -> Result<crate::Served, String> {
+    let mut vm = pool.take().map_err(|e| e.to_string())?;
+    wasm::serve(&mut vm, workload, fixture, callouts).map(black_box)
+    // `vm` goes back here, replaced or as it is.
 }
 
 impl EngineRun<'_> {
