@@ -239,7 +239,7 @@ pub enum Expect {
     Counter(&'static str, u64),
     /// Gauge value.
     Gauge(&'static str, i64),
-    /// Histogram samples.
+    /// A histogram holding exactly these samples (in any order).
     Histogram(&'static str, Vec<u64>),
     /// Shared data value for (vm id, key).
     SharedData(&'static str, &'static str, &'static str),

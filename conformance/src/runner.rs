@@ -2,8 +2,8 @@
 
 use crate::case::{Case, Expect, Language, PluginSpec, Step};
 use polyhost::services::{
-    CalloutQueue, CalloutRequest, ForeignFunctionRegistry, HostServices, InMemoryMetrics,
-    InMemorySharedData, MetricValue, SharedDataStore,
+    CalloutQueue, CalloutRequest, ForeignFunctionRegistry, HistogramSummary, HostServices,
+    InMemoryMetrics, InMemorySharedData, MetricValue, SharedDataStore,
 };
 use polyhost::{
     ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, PeerType, Plugin,
@@ -804,7 +804,11 @@ impl<E: Engine> Run<E> {
                 other => Err(format!("gauge {name}: expected {v}, got {other:?}")),
             },
             Expect::Histogram(name, v) => match self.services.metrics.value(name) {
-                Some(MetricValue::Histogram(h)) if h == *v => Ok(()),
+                Some(MetricValue::Histogram(h))
+                    if h == HistogramSummary::from_samples(v.iter().copied()) =>
+                {
+                    Ok(())
+                }
                 other => Err(format!("histogram {name}: expected {v:?}, got {other:?}")),
             },
             Expect::SharedData(vm_id, key, value) => {

@@ -7,7 +7,7 @@
 //! locks.
 
 use crate::cluster::ClusterManager;
-use polyhost::services::{InMemoryMetrics, MetricValue};
+use polyhost::services::{HistogramSummary, InMemoryMetrics, MetricValue};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,7 +72,7 @@ impl TcpStats {
 enum Value {
     Counter(u64),
     Gauge(i64),
-    Histogram(Vec<u64>),
+    Histogram(HistogramSummary),
 }
 
 /// One stat: name, Prometheus name and labels, value.
@@ -188,29 +188,45 @@ impl StatsStore {
             match &stat.value {
                 Value::Counter(v) => writeln!(out, "{}: {v}", stat.name),
                 Value::Gauge(v) => writeln!(out, "{}: {v}", stat.name),
-                Value::Histogram(samples) => {
-                    writeln!(out, "{}: {}", stat.name, quantile_summary(samples))
-                }
+                Value::Histogram(h) => writeln!(out, "{}: {}", stat.name, quantile_summary(h)),
             }
             .expect("writing to a String cannot fail");
         }
         out
     }
 
-    /// `/stats?format=json`: `{"stats": [{"name": .., "value": ..}, ...]}`.
+    /// `/stats?format=json`: `{"stats": [{"name": .., "value": ..}, ...]}`,
+    /// then, as Envoy ends it, one element with every histogram's
+    /// quantiles: `{"histograms": {"supported_quantiles": [0, 25, ...],
+    /// "computed_quantiles": [{"name": .., "values": [{"interval": null,
+    /// "cumulative": ..}, ...]}]}}` (no interval values: Polyhost keeps
+    /// cumulative histograms only).
     pub fn render_json(&self, filter: Option<&regex::Regex>) -> String {
-        let stats: Vec<serde_json::Value> = self
-            .collect()
-            .into_iter()
-            .filter(|s| filter.is_none_or(|f| f.is_match(&s.name)))
-            .map(|s| match s.value {
-                Value::Counter(v) => serde_json::json!({"name": s.name, "value": v}),
-                Value::Gauge(v) => serde_json::json!({"name": s.name, "value": v}),
-                Value::Histogram(samples) => {
-                    serde_json::json!({"name": s.name, "histogram": samples.len()})
+        let mut stats = Vec::new();
+        let mut histograms = Vec::new();
+        for stat in self.collect() {
+            if filter.is_some_and(|f| !f.is_match(&stat.name)) {
+                continue;
+            }
+            match stat.value {
+                Value::Counter(v) => stats.push(serde_json::json!({"name": stat.name, "value": v})),
+                Value::Gauge(v) => stats.push(serde_json::json!({"name": stat.name, "value": v})),
+                Value::Histogram(h) => {
+                    let values: Vec<serde_json::Value> = QUANTILES
+                        .iter()
+                        .map(|&(_, q)| serde_json::json!({"interval": null, "cumulative": h.quantile(q)}))
+                        .collect();
+                    histograms.push(serde_json::json!({"name": stat.name, "values": values}));
                 }
-            })
-            .collect();
+            }
+        }
+        if !histograms.is_empty() {
+            let supported: Vec<f64> = QUANTILES.iter().map(|&(_, q)| q * 100.0).collect();
+            stats.push(serde_json::json!({"histograms": {
+                "supported_quantiles": supported,
+                "computed_quantiles": histograms,
+            }}));
+        }
         serde_json::json!({ "stats": stats }).to_string()
     }
 
@@ -225,7 +241,7 @@ impl StatsStore {
             let kind = match stat.value {
                 Value::Counter(_) => "counter",
                 Value::Gauge(_) => "gauge",
-                Value::Histogram(_) => "summary",
+                Value::Histogram(_) => "histogram",
             };
             if typed.insert(stat.prom_name.clone()) {
                 writeln!(out, "# TYPE {} {kind}", stat.prom_name).expect("infallible");
@@ -244,12 +260,7 @@ impl StatsStore {
             match &stat.value {
                 Value::Counter(v) => writeln!(out, "{}{labels} {v}", stat.prom_name),
                 Value::Gauge(v) => writeln!(out, "{}{labels} {v}", stat.prom_name),
-                Value::Histogram(samples) => {
-                    let sum: u64 = samples.iter().sum();
-                    writeln!(out, "{}_sum{labels} {sum}", stat.prom_name).and_then(|()| {
-                        writeln!(out, "{}_count{labels} {}", stat.prom_name, samples.len())
-                    })
-                }
+                Value::Histogram(h) => prometheus_histogram(&mut out, &stat.prom_name, &labels, h),
             }
             .expect("infallible");
         }
@@ -267,33 +278,62 @@ fn prometheus_name(name: &str) -> String {
 
 /// Envoy's text form of a histogram: `P0(v,v) P25(v,v) ...`, or
 /// `No recorded values`.
-fn quantile_summary(samples: &[u64]) -> String {
-    if samples.is_empty() {
+fn quantile_summary(h: &HistogramSummary) -> String {
+    if h.count() == 0 {
         return "No recorded values".to_string();
     }
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    let quantiles: [(&str, f64); 10] = [
-        ("P0", 0.0),
-        ("P25", 0.25),
-        ("P50", 0.5),
-        ("P75", 0.75),
-        ("P90", 0.9),
-        ("P95", 0.95),
-        ("P99", 0.99),
-        ("P99.5", 0.995),
-        ("P99.9", 0.999),
-        ("P100", 1.0),
-    ];
-    quantiles
+    QUANTILES
         .iter()
-        .map(|(label, q)| {
-            let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-            let v = sorted[index.min(sorted.len() - 1)];
+        .map(|&(label, q)| {
+            let v = h.quantile(q).unwrap_or(0);
             format!("{label}({v},{v})")
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The quantiles Envoy's admin endpoint shows for each histogram.
+const QUANTILES: [(&str, f64); 10] = [
+    ("P0", 0.0),
+    ("P25", 0.25),
+    ("P50", 0.5),
+    ("P75", 0.75),
+    ("P90", 0.9),
+    ("P95", 0.95),
+    ("P99", 0.99),
+    ("P99.5", 0.995),
+    ("P99.9", 0.999),
+    ("P100", 1.0),
+];
+
+/// Envoy's default histogram bucket bounds (its `stats_config`
+/// `histogram_bucket_settings` default), used for `/stats/prometheus`.
+const PROMETHEUS_BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// One histogram in the Prometheus text format, as Envoy writes it:
+/// cumulative `_bucket` lines with `le` added to the labels, up to
+/// `+Inf`, then `_sum` and `_count`.
+fn prometheus_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    h: &HistogramSummary,
+) -> std::fmt::Result {
+    let with_le = |le: &str| match labels.strip_suffix('}') {
+        Some(open) => format!("{open},le=\"{le}\"}}"),
+        None => format!("{{le=\"{le}\"}}"),
+    };
+    for bound in PROMETHEUS_BUCKETS {
+        // Samples are integers, so `le="0.5"` counts the zeros.
+        let count = h.count_at_most(bound.floor() as u64);
+        writeln!(out, "{name}_bucket{} {count}", with_le(&bound.to_string()))?;
+    }
+    writeln!(out, "{name}_bucket{} {}", with_le("+Inf"), h.count())?;
+    writeln!(out, "{name}_sum{labels} {}", h.sum())?;
+    writeln!(out, "{name}_count{labels} {}", h.count())
 }
 
 #[cfg(test)]
@@ -301,11 +341,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_pick_sorted_samples() {
-        assert_eq!(quantile_summary(&[]), "No recorded values");
-        let s = quantile_summary(&[5, 1, 3]);
-        assert!(s.starts_with("P0(1,1) P25(3,3) P50(3,3)"), "{s}");
+    fn quantiles_pick_recorded_samples() {
+        assert_eq!(
+            quantile_summary(&HistogramSummary::new()),
+            "No recorded values"
+        );
+        let s = quantile_summary(&HistogramSummary::from_samples([5, 1, 3]));
+        assert!(s.starts_with("P0(1,1) P25(1,1) P50(3,3) P75(5,5)"), "{s}");
         assert!(s.ends_with("P100(5,5)"), "{s}");
+    }
+
+    #[test]
+    fn prometheus_histograms_have_envoys_cumulative_buckets() {
+        let h = HistogramSummary::from_samples([0, 3, 7, 7000]);
+        let mut out = String::new();
+        prometheus_histogram(&mut out, "envoy_x", "{a=\"b\"}", &h).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "envoy_x_bucket{a=\"b\",le=\"0.5\"} 1");
+        assert_eq!(lines[1], "envoy_x_bucket{a=\"b\",le=\"1\"} 1");
+        assert_eq!(lines[2], "envoy_x_bucket{a=\"b\",le=\"5\"} 2");
+        assert_eq!(lines[3], "envoy_x_bucket{a=\"b\",le=\"10\"} 3");
+        assert_eq!(lines[12], "envoy_x_bucket{a=\"b\",le=\"10000\"} 4");
+        assert_eq!(lines[19], "envoy_x_bucket{a=\"b\",le=\"+Inf\"} 4");
+        assert_eq!(lines[20], "envoy_x_sum{a=\"b\"} 7010");
+        assert_eq!(lines[21], "envoy_x_count{a=\"b\"} 4");
+        let mut bare = String::new();
+        prometheus_histogram(&mut bare, "m", "", &h).unwrap();
+        assert!(bare.starts_with("m_bucket{le=\"0.5\"} 1\n"), "{bare}");
+        assert!(bare.ends_with("m_sum 7010\nm_count 4\n"), "{bare}");
     }
 
     #[test]

@@ -42,8 +42,115 @@ pub enum MetricValue {
     Counter(u64),
     /// Gauge value.
     Gauge(i64),
-    /// Every recorded sample, in order.
-    Histogram(Vec<u64>),
+    /// The recorded samples' distribution.
+    Histogram(HistogramSummary),
+}
+
+/// The samples recorded into a histogram metric, kept in bounded memory:
+/// their number, their sum and their distribution to two significant
+/// digits (the precision of Envoy's histograms). Every value up to 255 is
+/// kept exactly; above that, a quantile is within 1% of the true sample.
+///
+/// A plugin typically records one sample per request for as long as it
+/// runs, so keeping the samples themselves would grow the host with its
+/// traffic. This takes a few KiB for the usual range of latencies and
+/// sizes, and about 60 KiB at most, however many samples it holds.
+#[derive(Clone)]
+pub struct HistogramSummary {
+    distribution: hdrhistogram::Histogram<u64>,
+    sum: u64,
+}
+
+impl HistogramSummary {
+    /// No samples yet.
+    pub fn new() -> Self {
+        HistogramSummary {
+            // Two significant digits is a valid precision (0 to 5 are), so
+            // this cannot fail; the histogram grows its range as values
+            // come (see `record`).
+            distribution: hdrhistogram::Histogram::new(2).expect("2 significant digits is valid"),
+            sum: 0,
+        }
+    }
+
+    /// A summary of `samples`.
+    pub fn from_samples(samples: impl IntoIterator<Item = u64>) -> Self {
+        let mut summary = HistogramSummary::new();
+        for sample in samples {
+            summary.record(sample);
+        }
+        summary
+    }
+
+    /// Adds one sample.
+    pub fn record(&mut self, value: u64) {
+        // `record` grows the range to fit the value (up to `u64::MAX / 2`
+        // at this precision); only a value past that is clamped.
+        if self.distribution.record(value).is_err() {
+            self.distribution.saturating_record(value);
+        }
+        self.sum = self.sum.saturating_add(value);
+    }
+
+    /// How many samples were recorded.
+    pub fn count(&self) -> u64 {
+        self.distribution.len()
+    }
+
+    /// Their sum (saturating at `u64::MAX`).
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// The smallest sample, if any (to the summary's precision).
+    pub fn min(&self) -> Option<u64> {
+        (self.count() > 0).then(|| self.distribution.min())
+    }
+
+    /// The largest sample, if any (to the summary's precision).
+    pub fn max(&self) -> Option<u64> {
+        (self.count() > 0).then(|| self.distribution.max())
+    }
+
+    /// The sample at quantile `q` (0.0 to 1.0), if any.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        (self.count() > 0).then(|| self.distribution.value_at_quantile(q.clamp(0.0, 1.0)))
+    }
+
+    /// How many samples are at most `bound`, as a Prometheus bucket counts
+    /// them.
+    pub fn count_at_most(&self, bound: u64) -> u64 {
+        if self.count() == 0 {
+            return 0;
+        }
+        self.distribution.count_between(0, bound)
+    }
+}
+
+impl Default for HistogramSummary {
+    fn default() -> Self {
+        HistogramSummary::new()
+    }
+}
+
+/// Two summaries are equal when they hold the same distribution and sum.
+impl PartialEq for HistogramSummary {
+    fn eq(&self, other: &Self) -> bool {
+        self.sum == other.sum && self.distribution == other.distribution
+    }
+}
+
+impl Eq for HistogramSummary {}
+
+impl std::fmt::Debug for HistogramSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistogramSummary")
+            .field("count", &self.count())
+            .field("sum", &self.sum)
+            .field("min", &self.min())
+            .field("max", &self.max())
+            .finish()
+    }
 }
 
 #[derive(Default)]
@@ -92,7 +199,7 @@ impl MetricsSink for InMemoryMetrics {
         let value = match kind {
             MetricType::Counter => MetricValue::Counter(0),
             MetricType::Gauge => MetricValue::Gauge(0),
-            MetricType::Histogram => MetricValue::Histogram(Vec::new()),
+            MetricType::Histogram => MetricValue::Histogram(HistogramSummary::new()),
         };
         reg.metrics.push((name.to_string(), value));
         reg.by_name.insert(name.to_string(), id);
@@ -128,7 +235,7 @@ impl MetricsSink for InMemoryMetrics {
                 Ok(())
             }
             Some(MetricValue::Histogram(h)) => {
-                h.push(value);
+                h.record(value);
                 Ok(())
             }
         }
@@ -142,5 +249,62 @@ impl MetricsSink for InMemoryMetrics {
             Some(MetricValue::Gauge(g)) => Ok(*g as u64),
             Some(MetricValue::Histogram(_)) => Err(Status::BadArgument),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_samples_are_kept_exactly() {
+        let h = HistogramSummary::from_samples([7, 0, 255, 7]);
+        assert_eq!((h.count(), h.sum()), (4, 269));
+        assert_eq!((h.min(), h.max()), (Some(0), Some(255)));
+        assert_eq!(h.quantile(0.5), Some(7));
+        assert_eq!(h.count_at_most(6), 1);
+        assert_eq!(h.count_at_most(7), 3);
+        assert_eq!(h.count_at_most(3_600_000), 4);
+        assert_eq!(h, HistogramSummary::from_samples([7, 7, 0, 255]));
+        assert_ne!(h, HistogramSummary::from_samples([7, 0, 255]));
+    }
+
+    #[test]
+    fn an_empty_summary_has_no_quantiles() {
+        let h = HistogramSummary::new();
+        assert_eq!((h.count(), h.sum(), h.min(), h.max()), (0, 0, None, None));
+        assert_eq!((h.quantile(0.5), h.count_at_most(u64::MAX)), (None, 0));
+    }
+
+    #[test]
+    fn a_million_samples_take_bounded_memory_and_keep_quantiles_within_one_percent() {
+        let mut h = HistogramSummary::new();
+        for v in 1..=1_000_000u64 {
+            h.record(v);
+        }
+        assert_eq!(h.count(), 1_000_000);
+        assert_eq!(h.sum(), 500_000_500_000);
+        let p50 = h.quantile(0.5).unwrap() as f64;
+        assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.01, "p50 {p50}");
+        // The counts array, not the samples: a few thousand slots.
+        assert!(h.distribution.distinct_values() < 4096);
+        h.record(u64::MAX);
+        assert_eq!(h.sum(), u64::MAX);
+        assert!(h.distribution.distinct_values() < 8192);
+    }
+
+    #[test]
+    fn histograms_record_samples_and_refuse_reads() {
+        let m = InMemoryMetrics::default();
+        let id = m.define(MetricType::Histogram, "latency").unwrap();
+        m.record(id, 7).unwrap();
+        m.record(id, 9).unwrap();
+        assert_eq!(m.get(id), Err(Status::BadArgument));
+        assert_eq!(
+            m.value("latency"),
+            Some(MetricValue::Histogram(HistogramSummary::from_samples([
+                7, 9
+            ])))
+        );
     }
 }

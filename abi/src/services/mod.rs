@@ -19,7 +19,7 @@ pub use callouts::{
 };
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use foreign::{ForeignFunction, ForeignFunctionRegistry, ForeignFunctions};
-pub use metrics::{InMemoryMetrics, MetricValue, MetricsSink};
+pub use metrics::{HistogramSummary, InMemoryMetrics, MetricValue, MetricsSink};
 pub use properties::{PropertyProvider, StaticProperties};
 pub use queues::{DEFAULT_QUEUED_BYTES, InMemoryQueues, QueueNotifier, SharedQueueRegistry};
 pub use shared_data::{DEFAULT_SHARED_DATA_BYTES, InMemorySharedData, SharedDataStore};

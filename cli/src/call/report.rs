@@ -261,7 +261,8 @@ pub struct Metric {
     /// `counter`, `gauge` or `histogram`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// Counter or gauge value; for a histogram, the samples.
+    /// Counter or gauge value; for a histogram, the number, sum, smallest
+    /// and largest of its samples.
     pub value: serde_json::Value,
 }
 

@@ -419,7 +419,15 @@ impl RunServices {
                 let (kind, value) = match value {
                     MetricValue::Counter(n) => ("counter", serde_json::json!(n)),
                     MetricValue::Gauge(n) => ("gauge", serde_json::json!(n)),
-                    MetricValue::Histogram(samples) => ("histogram", serde_json::json!(samples)),
+                    MetricValue::Histogram(h) => (
+                        "histogram",
+                        serde_json::json!({
+                            "count": h.count(),
+                            "sum": h.sum(),
+                            "min": h.min(),
+                            "max": h.max(),
+                        }),
+                    ),
                 };
                 let by = defined_by.get(&name).map(|names| names.join(", "));
                 Tagged {

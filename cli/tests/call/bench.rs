@@ -391,7 +391,7 @@ fn what_the_plugin_left_behind_is_listed() {
                 &[
                     "metric probe_requests (counter) = 1",
                     "metric probe_gauge (gauge) = 42",
-                    "metric probe_latency (histogram) = [7]",
+                    r#"metric probe_latency (histogram) = {"count":1,"max":7,"min":7,"sum":7}"#,
                     "metric probe_ticks (counter) = 0",
                     "queue [probe-vm] probe-queue: 0 message(s) left",
                 ],

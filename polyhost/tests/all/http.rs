@@ -407,7 +407,7 @@ fn probe_updates_metrics<E: Engine>(engine: E) {
     assert_eq!(first.get_str("x-result-counter"), Some("1"));
     assert_eq!(second.get_str("x-result-counter"), Some("2"));
     assert_eq!(second.get_str("x-result-gauge"), Some("42"));
-    use polyhost::services::MetricValue;
+    use polyhost::services::{HistogramSummary, MetricValue};
     assert_eq!(
         services.metrics.value("probe_requests"),
         Some(MetricValue::Counter(2))
@@ -418,7 +418,9 @@ fn probe_updates_metrics<E: Engine>(engine: E) {
     );
     assert_eq!(
         services.metrics.value("probe_latency"),
-        Some(MetricValue::Histogram(vec![7, 7]))
+        Some(MetricValue::Histogram(HistogramSummary::from_samples([
+            7, 7
+        ])))
     );
 }
 
