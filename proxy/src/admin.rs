@@ -43,14 +43,21 @@ fn json(body: String) -> http::Response<Vec<u8>> {
     response(200, "application/json", body)
 }
 
-/// Reads `key` from a query string (no percent-decoding beyond `%2E`-free
-/// regexes, which is what `filter=` values are in practice).
-fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+/// Reads `key` from a query string, percent-decoded, as browsers and
+/// `curl -G --data-urlencode` send it: `filter=%5Ewasm%5C.` is the regex
+/// `^wasm\.`. A `+` stays a `+`, which a regex may mean. Bytes that do not
+/// decode to UTF-8 are replaced, so such a filter matches nothing rather
+/// than failing.
+fn query_param(query: &str, key: &str) -> Option<String> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
+        .map(|(_, v)| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
 }
 
 impl Admin {
@@ -72,7 +79,7 @@ impl Admin {
     }
 
     fn handle(&self, method: &http::Method, path: &str, query: &str) -> http::Response<Vec<u8>> {
-        let format_json = query_param(query, "format") == Some("json");
+        let format_json = query_param(query, "format").as_deref() == Some("json");
         match path {
             // Pingora binds each service's listeners as it starts them, so
             // the admin endpoint can be up before the listeners are: ready
@@ -81,7 +88,7 @@ impl Admin {
             "/ready" if self.listeners_accept() => text(200, "LIVE\n".into()),
             "/ready" => text(503, "PRE_INITIALIZING\n".into()),
             "/stats" => {
-                let filter = match query_param(query, "filter").map(regex::Regex::new) {
+                let filter = match query_param(query, "filter").map(|f| regex::Regex::new(&f)) {
                     Some(Ok(re)) => Some(re),
                     Some(Err(e)) => return text(400, format!("Invalid regex: {e}\n")),
                     None => None,
@@ -180,5 +187,23 @@ impl ServeHttp for Admin {
         // The request body of /quitquitquit and friends carries nothing.
         let _ = session.drain_request_body().await;
         self.handle(&method, &path, &query)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_param;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let query = "format=json&filter=%5Ewasm%5C.a+b&empty=";
+        assert_eq!(query_param(query, "format").as_deref(), Some("json"));
+        assert_eq!(query_param(query, "filter").as_deref(), Some("^wasm\\.a+b"));
+        assert_eq!(query_param(query, "empty").as_deref(), Some(""));
+        assert_eq!(query_param(query, "missing"), None);
+        assert_eq!(
+            query_param("filter=%FF", "filter").as_deref(),
+            Some("\u{fffd}")
+        );
     }
 }

@@ -302,6 +302,78 @@ fn ticks_and_plugin_metrics_show_on_the_admin_endpoint() {
     }
 }
 
+/// A histogram a plugin records on every request shows on `/stats` as
+/// Envoy shows one: quantiles in the text and JSON formats, cumulative
+/// buckets in the Prometheus one; and `filter=` is percent-decoded.
+#[test]
+fn plugin_histograms_show_in_envoys_stats_formats_on_every_engine() {
+    let upstream = Upstream::start();
+    let probe = fixture("rust-wasip1/abi_probe.wasm");
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("probe", engine, &probe)],
+            &[],
+        );
+        for _ in 0..3 {
+            // The probe counts the request and records 7 into
+            // `probe_latency`.
+            let reply = get(
+                &format!("http://127.0.0.1:{port}/metrics"),
+                &[("x-case", "metrics")],
+            )
+            .unwrap();
+            assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
+        }
+
+        // `^probe_latency$`, percent-encoded.
+        let text = proxy.admin("/stats?filter=%5Eprobe_latency%24").text();
+        assert_eq!(
+            text.trim_end(),
+            "probe_latency: P0(7,7) P25(7,7) P50(7,7) P75(7,7) P90(7,7) P95(7,7) \
+             P99(7,7) P99.5(7,7) P99.9(7,7) P100(7,7)",
+            "{engine}"
+        );
+
+        let json: serde_json::Value =
+            serde_json::from_str(&proxy.admin("/stats?format=json&filter=%5Eprobe_").text())
+                .unwrap();
+        let stats = json["stats"].as_array().expect("a stats array");
+        assert!(
+            stats.contains(&serde_json::json!({"name": "probe_requests", "value": 3})),
+            "{engine}: {json}"
+        );
+        let histograms = &stats.last().expect("the histograms element")["histograms"];
+        assert_eq!(
+            histograms["supported_quantiles"][2], 50.0,
+            "{engine}: {json}"
+        );
+        let latency = &histograms["computed_quantiles"][0];
+        assert_eq!(latency["name"], "probe_latency", "{engine}: {json}");
+        assert_eq!(
+            latency["values"][2],
+            serde_json::json!({"interval": null, "cumulative": 7}),
+            "{engine}: {json}"
+        );
+
+        let prom = proxy.admin("/stats/prometheus").text();
+        for line in [
+            "# TYPE probe_latency histogram",
+            "probe_latency_bucket{le=\"5\"} 0",
+            "probe_latency_bucket{le=\"10\"} 3",
+            "probe_latency_bucket{le=\"+Inf\"} 3",
+            "probe_latency_sum 21",
+            "probe_latency_count 3",
+        ] {
+            assert!(
+                prom.lines().any(|l| l == line),
+                "{engine}: no {line:?} in\n{prom}"
+            );
+        }
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
 #[test]
 fn failure_policies_on_every_engine() {
     let upstream = Upstream::start();
