@@ -119,10 +119,12 @@ pub enum Limit {
     SharedData,
     /// The shared queue registry refused a message (its own bound).
     SharedQueue,
+    /// The metrics store refused a new metric (its own bound).
+    Metrics,
 }
 
 impl Limit {
-    const ALL: [Limit; 9] = [
+    const ALL: [Limit; 10] = [
         Limit::VmBytes,
         Limit::HeaderValue,
         Limit::HeaderMap,
@@ -132,6 +134,7 @@ impl Limit {
         Limit::FdWriteBytes,
         Limit::SharedData,
         Limit::SharedQueue,
+        Limit::Metrics,
     ];
 
     /// The setting to change (as written in a configuration), or the fixed
@@ -147,6 +150,7 @@ impl Limit {
             Limit::FdWriteBytes => "limits.max_fd_write_bytes",
             Limit::SharedData => "the shared data store's bound",
             Limit::SharedQueue => "the shared queue registry's bound",
+            Limit::Metrics => "the metrics store's bound",
         }
     }
 

@@ -1,6 +1,7 @@
 //! Metrics calls.
 
-use super::{Ret, put_u32, read_string};
+use super::{Ret, over_limit, put_u32, read_string};
+use crate::limits::Limit;
 use crate::state::HostState;
 use crate::types::{MetricType, Status};
 use polyhost_engine_core::HostContext;
@@ -15,7 +16,22 @@ pub(super) fn define<C: HostContext<Data = HostState>>(
 ) -> Ret {
     let kind = MetricType::from_raw(t).ok_or(Status::BadArgument)?;
     let name = read_string(cx, np, nl)?;
-    let id = cx.data().services.metrics.define(kind, &name)?;
+    let state = cx.data_mut();
+    let metrics = &state.services.metrics;
+    let id = match metrics.define(kind, &name) {
+        // The store is process-wide and bounds itself; its refusal is
+        // reported as a limit. A name taken by another kind of metric is
+        // refused with the same status, and is no limit.
+        Err(Status::BadArgument) if !metrics.has_room_for(&name) => {
+            let shown: String = name.chars().take(64).collect();
+            let detail = format!(
+                "a metric named {shown:?} ({} bytes) did not fit in the store",
+                name.len()
+            );
+            return Err(over_limit(state, Limit::Metrics, detail));
+        }
+        other => other?,
+    };
     put_u32(cx, pid, id)
 }
 

@@ -33,6 +33,14 @@ pub trait MetricsSink: Send + Sync {
     /// [`Status::NotFound`] for an unknown id, [`Status::BadArgument`] for a
     /// histogram.
     fn get(&self, id: u32) -> Result<u64, Status>;
+    /// Whether a new metric called `name` would fit in a bounded store.
+    /// The host asks when [`MetricsSink::define`] refuses a name, to report
+    /// a full store as a limit (once per VM) rather than as a name taken
+    /// by another kind. The default (an unbounded store) says yes.
+    fn has_room_for(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
 }
 
 /// A metric's current value, as [`InMemoryMetrics::value`] reports it.
@@ -90,6 +98,24 @@ impl HistogramSummary {
             self.distribution.saturating_record(value);
         }
         self.sum = self.sum.saturating_add(value);
+    }
+
+    /// Records `value` without growing the summary's range: a value past
+    /// the largest it tracks now counts as that largest value (the sum
+    /// still adds the true value). For a store out of room.
+    fn record_in_range(&mut self, value: u64) {
+        self.distribution.saturating_record(value);
+        self.sum = self.sum.saturating_add(value);
+    }
+
+    /// Whether recording `value` would grow the summary's memory.
+    fn would_grow(&self, value: u64) -> bool {
+        value > self.distribution.high()
+    }
+
+    /// Bytes the summary's counts take now.
+    pub fn footprint(&self) -> usize {
+        self.distribution.distinct_values() * std::mem::size_of::<u64>()
     }
 
     /// How many samples were recorded.
@@ -157,15 +183,54 @@ impl std::fmt::Debug for HistogramSummary {
 struct Registry {
     by_name: HashMap<String, u32>,
     metrics: Vec<(String, MetricValue)>,
+    /// What the metrics take, as [`metric_bytes`] and
+    /// [`HistogramSummary::footprint`] count it.
+    bytes: usize,
+}
+
+/// Default bound of [`InMemoryMetrics`]: 64 MiB of names and values.
+pub const DEFAULT_METRICS_BYTES: usize = 64 << 20;
+
+/// What one metric costs the store besides its histogram's counts: its
+/// name twice (the list and the index) and the entries themselves.
+fn metric_bytes(name: &str) -> usize {
+    2 * name.len() + 64
 }
 
 /// The default metrics store, process-wide when shared.
-#[derive(Default)]
+///
+/// Metrics are process-wide and live as long as the process, so the store
+/// is bounded as a whole: at most [`DEFAULT_METRICS_BYTES`] of names and
+/// values unless built with [`InMemoryMetrics::with_max_bytes`]. Past the
+/// bound, defining a new metric is refused with `BadArgument` (a plugin
+/// that puts a request's path in a metric name would otherwise grow the
+/// host with its traffic), and a histogram sample that would widen its
+/// histogram's range is recorded as the largest value it tracks.
 pub struct InMemoryMetrics {
     inner: Mutex<Registry>,
+    max_bytes: usize,
+}
+
+impl Default for InMemoryMetrics {
+    fn default() -> Self {
+        InMemoryMetrics::with_max_bytes(DEFAULT_METRICS_BYTES)
+    }
 }
 
 impl InMemoryMetrics {
+    /// A store holding at most `max_bytes` of metric names and values.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        InMemoryMetrics {
+            inner: Mutex::default(),
+            max_bytes,
+        }
+    }
+
+    /// Bytes the metrics take now, as the bound counts them.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().expect("poisoned").bytes
+    }
+
     /// The current value of the metric called `name`.
     pub fn value(&self, name: &str) -> Option<MetricValue> {
         let reg = self.inner.lock().expect("poisoned");
@@ -195,12 +260,23 @@ impl MetricsSink for InMemoryMetrics {
                 Err(Status::BadArgument)
             };
         }
-        let id = reg.metrics.len() as u32;
         let value = match kind {
             MetricType::Counter => MetricValue::Counter(0),
             MetricType::Gauge => MetricValue::Gauge(0),
             MetricType::Histogram => MetricValue::Histogram(HistogramSummary::new()),
         };
+        let cost = metric_bytes(name)
+            + match &value {
+                MetricValue::Histogram(h) => h.footprint(),
+                _ => 0,
+            };
+        let (Ok(id), true) = (
+            u32::try_from(reg.metrics.len()),
+            reg.bytes + cost <= self.max_bytes,
+        ) else {
+            return Err(Status::BadArgument);
+        };
+        reg.bytes += cost;
         reg.metrics.push((name.to_string(), value));
         reg.by_name.insert(name.to_string(), id);
         Ok(id)
@@ -224,7 +300,8 @@ impl MetricsSink for InMemoryMetrics {
 
     fn record(&self, id: u32, value: u64) -> Result<(), Status> {
         let mut reg = self.inner.lock().expect("poisoned");
-        match reg.metrics.get_mut(id as usize).map(|m| &mut m.1) {
+        let Registry { metrics, bytes, .. } = &mut *reg;
+        match metrics.get_mut(id as usize).map(|m| &mut m.1) {
             None => Err(Status::NotFound),
             Some(MetricValue::Counter(c)) => {
                 *c = c.saturating_add(value);
@@ -234,11 +311,32 @@ impl MetricsSink for InMemoryMetrics {
                 *g = value as i64;
                 Ok(())
             }
+            Some(MetricValue::Histogram(h)) if h.would_grow(value) => {
+                let before = h.footprint();
+                if *bytes >= self.max_bytes {
+                    h.record_in_range(value);
+                } else {
+                    // One histogram may take the store past its bound by
+                    // one widening (at most its 60 KiB); the next is not.
+                    h.record(value);
+                    *bytes += h.footprint() - before;
+                }
+                Ok(())
+            }
             Some(MetricValue::Histogram(h)) => {
                 h.record(value);
                 Ok(())
             }
         }
+    }
+
+    fn has_room_for(&self, name: &str) -> bool {
+        let reg = self.inner.lock().expect("poisoned");
+        // A name it has takes no more room (a refusal of it is a kind
+        // mismatch); a new one is costed as the largest kind.
+        reg.by_name.contains_key(name)
+            || reg.bytes + metric_bytes(name) + HistogramSummary::new().footprint()
+                <= self.max_bytes
     }
 
     fn get(&self, id: u32) -> Result<u64, Status> {
@@ -291,6 +389,53 @@ mod tests {
         h.record(u64::MAX);
         assert_eq!(h.sum(), u64::MAX);
         assert!(h.distribution.distinct_values() < 8192);
+    }
+
+    #[test]
+    fn a_full_store_refuses_new_metrics_and_keeps_histograms_in_their_range() {
+        // Room for two metrics with 8-byte names and one histogram's
+        // initial counts, not for a third metric.
+        let initial = HistogramSummary::new().footprint();
+        let m = InMemoryMetrics::with_max_bytes(2 * metric_bytes("metric-1") + initial);
+        let latency = m.define(MetricType::Histogram, "metric-1").unwrap();
+        let count = m.define(MetricType::Counter, "metric-2").unwrap();
+        assert_eq!(m.bytes(), 2 * metric_bytes("metric-1") + initial);
+        assert!(!m.has_room_for("metric-3"));
+        assert_eq!(
+            m.define(MetricType::Counter, "metric-3"),
+            Err(Status::BadArgument)
+        );
+        // Names it has cost nothing more; a kind mismatch is no lack of room.
+        assert_eq!(m.define(MetricType::Counter, "metric-2"), Ok(count));
+        assert!(m.has_room_for("metric-1"));
+        // The full store widens no histogram: a huge sample is counted at
+        // the largest value the histogram tracks, its sum stays true.
+        m.record(latency, 7).unwrap();
+        m.record(latency, 1 << 40).unwrap();
+        let Some(MetricValue::Histogram(h)) = m.value("metric-1") else {
+            panic!("a histogram");
+        };
+        assert_eq!((h.count(), h.sum()), (2, 7 + (1 << 40)));
+        assert!(h.max().unwrap() < 1 << 40, "{h:?}");
+        assert_eq!(h.footprint(), initial);
+        assert_eq!(m.bytes(), 2 * metric_bytes("metric-1") + initial);
+    }
+
+    #[test]
+    fn a_store_with_room_widens_histograms_and_counts_their_growth() {
+        let m = InMemoryMetrics::default();
+        let latency = m.define(MetricType::Histogram, "latency").unwrap();
+        let before = m.bytes();
+        m.record(latency, 1 << 40).unwrap();
+        let Some(MetricValue::Histogram(h)) = m.value("latency") else {
+            panic!("a histogram");
+        };
+        assert!(h.max().unwrap() >= 1 << 40, "{h:?}");
+        assert!(m.bytes() > before);
+        assert_eq!(
+            m.bytes() - before,
+            h.footprint() - HistogramSummary::new().footprint()
+        );
     }
 
     #[test]

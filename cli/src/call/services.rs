@@ -91,6 +91,10 @@ impl MetricsSink for RecordedMetrics {
     fn get(&self, id: u32) -> Result<u64, Status> {
         self.store.get(id)
     }
+
+    fn has_room_for(&self, name: &str) -> bool {
+        self.store.has_room_for(name)
+    }
 }
 
 /// One registered queue and how many messages wait in it.

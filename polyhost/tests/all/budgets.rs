@@ -7,7 +7,9 @@
 
 use crate::harness::{Services, engine_config_tests, fixture, request};
 use polyhost::engine_core::{HostContext, Result as EngineResult};
-use polyhost::services::{HostServices, InMemoryQueues, InMemorySharedData, SharedQueueRegistry};
+use polyhost::services::{
+    HostServices, InMemoryMetrics, InMemoryQueues, InMemorySharedData, SharedQueueRegistry,
+};
 use polyhost::{
     Decision, Engine, EngineConfig, HostLimits, HttpCallResult, Limit, MAX_MAP_PAIRS,
     MAX_SERIALIZED_MAP_BYTES, Plugin, PluginConfig, PluginErrorKind, Vm,
@@ -23,6 +25,7 @@ engine_config_tests!(
     properties_count_against_the_vm_budget,
     callout_requests_count_until_answered,
     shared_data_and_queues_are_bounded_as_a_whole,
+    metrics_are_bounded_as_a_whole,
     proc_exit_ends_the_callback_not_the_host,
 );
 
@@ -169,6 +172,36 @@ fn huge_header_values_are_refused_on_every_route<E: Engine>(
     let warning = warned_once(&mut vm, Limit::HeaderValue, 12);
     assert!(warning.contains("67108864"), "{warning}");
     warned_once(&mut vm, Limit::HeaderMap, (40 - fits + 1) as u64);
+    vm.finish_stream(id).unwrap();
+    still_serves(&mut vm);
+}
+
+fn metrics_are_bounded_as_a_whole<E: Engine>(make: impl Fn(&EngineConfig) -> EngineResult<E>) {
+    let engine = generous(make);
+    let metrics = Arc::new(InMemoryMetrics::with_max_bytes(64 * 1024));
+    let services = HostServices {
+        metrics: metrics.clone(),
+        ..Services::new().host
+    };
+    let plugin = Plugin::load(
+        &engine,
+        &fixture("wat", "budget_metrics"),
+        PluginConfig::named("budget_metrics"),
+        services,
+    )
+    .unwrap();
+    let mut vm = plugin.new_vm().unwrap();
+    let id = vm.create_http_stream().unwrap();
+    vm.on_request_headers(id, request("/"), true).unwrap();
+    // A metric with a 1000-byte name costs the store 2064 bytes: 31 fit in
+    // 64 KiB, the other 9 of the 40 are refused.
+    assert_eq!(recorded(&mut vm, 256), 31);
+    assert_eq!(recorded(&mut vm, 260), BAD_ARGUMENT);
+    assert_eq!(metrics.bytes(), 31 * 2064);
+    // The taken name is refused too, but is no limit: still 9 refusals.
+    assert_eq!(recorded(&mut vm, 264), BAD_ARGUMENT);
+    let warning = warned_once(&mut vm, Limit::Metrics, 9);
+    assert!(warning.contains("(1000 bytes) did not fit"), "{warning}");
     vm.finish_stream(id).unwrap();
     still_serves(&mut vm);
 }
