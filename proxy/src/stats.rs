@@ -161,10 +161,14 @@ impl StatsStore {
             push("upstream_rq_timeout", &cluster.timeouts);
             push("upstream_rq_total", &cluster.requests);
         }
+        // Plugin metrics sit in Envoy's `wasmcustom` stat namespace: named
+        // `wasmcustom.<name>` on `/stats`, and `<name>` in Prometheus, whose
+        // formatter strips a registered custom namespace (and adds no
+        // `envoy_` prefix).
         for (name, value) in self.metrics.snapshot() {
             stats.push(Stat {
                 prom_name: prometheus_name(&name),
-                name,
+                name: format!("{WASM_CUSTOM_NAMESPACE}.{name}"),
                 labels: Vec::new(),
                 value: match value {
                     MetricValue::Counter(v) => Value::Counter(v),
@@ -291,6 +295,9 @@ fn quantile_summary(h: &HistogramSummary) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// Envoy's stat namespace for the metrics Wasm plugins define.
+const WASM_CUSTOM_NAMESPACE: &str = "wasmcustom";
 
 /// The quantiles Envoy's admin endpoint shows for each histogram.
 const QUANTILES: [(&str, f64); 10] = [

@@ -274,7 +274,7 @@ fn ticks_and_plugin_metrics_show_on_the_admin_endpoint() {
             let stats = proxy.admin("/stats?filter=ticker").text();
             let ticks: u64 = stats
                 .lines()
-                .find_map(|l| l.strip_prefix("ticker_ticks: "))
+                .find_map(|l| l.strip_prefix("wasmcustom.ticker_ticks: "))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
             if ticks >= 5 || Instant::now() > deadline {
@@ -303,8 +303,9 @@ fn ticks_and_plugin_metrics_show_on_the_admin_endpoint() {
 }
 
 /// A histogram a plugin records on every request shows on `/stats` as
-/// Envoy shows one: quantiles in the text and JSON formats, cumulative
-/// buckets in the Prometheus one; and `filter=` is percent-decoded.
+/// Envoy shows one: in the `wasmcustom` namespace, quantiles in the text
+/// and JSON formats, cumulative buckets in the Prometheus one; and
+/// `filter=` is percent-decoded.
 #[test]
 fn plugin_histograms_show_in_envoys_stats_formats_on_every_engine() {
     let upstream = Upstream::start();
@@ -326,21 +327,23 @@ fn plugin_histograms_show_in_envoys_stats_formats_on_every_engine() {
             assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
         }
 
-        // `^probe_latency$`, percent-encoded.
-        let text = proxy.admin("/stats?filter=%5Eprobe_latency%24").text();
+        // `^wasmcustom\.probe_latency$`, percent-encoded: plugin metrics are
+        // in Envoy's `wasmcustom` namespace on `/stats`.
+        let text = proxy
+            .admin("/stats?filter=%5Ewasmcustom%5C.probe_latency%24")
+            .text();
         assert_eq!(
             text.trim_end(),
-            "probe_latency: P0(7,7) P25(7,7) P50(7,7) P75(7,7) P90(7,7) P95(7,7) \
+            "wasmcustom.probe_latency: P0(7,7) P25(7,7) P50(7,7) P75(7,7) P90(7,7) P95(7,7) \
              P99(7,7) P99.5(7,7) P99.9(7,7) P100(7,7)",
             "{engine}"
         );
 
         let json: serde_json::Value =
-            serde_json::from_str(&proxy.admin("/stats?format=json&filter=%5Eprobe_").text())
-                .unwrap();
+            serde_json::from_str(&proxy.admin("/stats?format=json&filter=probe_").text()).unwrap();
         let stats = json["stats"].as_array().expect("a stats array");
         assert!(
-            stats.contains(&serde_json::json!({"name": "probe_requests", "value": 3})),
+            stats.contains(&serde_json::json!({"name": "wasmcustom.probe_requests", "value": 3})),
             "{engine}: {json}"
         );
         let histograms = &stats.last().expect("the histograms element")["histograms"];
@@ -349,13 +352,17 @@ fn plugin_histograms_show_in_envoys_stats_formats_on_every_engine() {
             "{engine}: {json}"
         );
         let latency = &histograms["computed_quantiles"][0];
-        assert_eq!(latency["name"], "probe_latency", "{engine}: {json}");
+        assert_eq!(
+            latency["name"], "wasmcustom.probe_latency",
+            "{engine}: {json}"
+        );
         assert_eq!(
             latency["values"][2],
             serde_json::json!({"interval": null, "cumulative": 7}),
             "{engine}: {json}"
         );
 
+        // Without the namespace in Prometheus, as Envoy strips it.
         let prom = proxy.admin("/stats/prometheus").text();
         for line in [
             "# TYPE probe_latency histogram",
@@ -935,7 +942,9 @@ fn a_singleton_service_consumes_what_filters_enqueue_on_every_engine_and_languag
         );
         let stats = proxy.admin("/stats?filter=consumer_items").text();
         assert!(
-            stats.lines().any(|l| l.trim() == "consumer_items: 3"),
+            stats
+                .lines()
+                .any(|l| l.trim() == "wasmcustom.consumer_items: 3"),
             "{what}: {stats}"
         );
         assert_eq!(proxy.quit(), Some(0), "{what}");

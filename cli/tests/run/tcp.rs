@@ -74,7 +74,7 @@ fn tcp_upper_filters_both_directions_in_every_language_on_every_engine() {
                     + stat(&proxy, "tcp.tcp_dead.downstream_cx_total").unwrap_or(0)
             };
             assert!(
-                eventually(|| stat(&proxy, "tcp_connections") == Some(accepted())),
+                eventually(|| stat(&proxy, "wasmcustom.tcp_connections") == Some(accepted())),
                 "{what}: {}",
                 proxy.admin("/stats").text()
             );
