@@ -1,7 +1,7 @@
 //! Envoy's admin endpoint, the parts scripts and dashboards use:
-//! `/ready`, `/listeners`, `/clusters`, `/stats` (text and `?format=json`,
-//! `?filter=REGEX`), `/stats/prometheus`, `/server_info` and
-//! `/quitquitquit` (POST).
+//! `/ready`, `/listeners`, `/clusters`, `/stats` (`?format=` `text`,
+//! `json` or `prometheus`; `?filter=REGEX`), `/stats/prometheus` (also
+//! filtered), `/server_info` and `/quitquitquit` (POST).
 
 use crate::cluster::ClusterManager;
 use crate::stats::StatsStore;
@@ -79,7 +79,6 @@ impl Admin {
     }
 
     fn handle(&self, method: &http::Method, path: &str, query: &str) -> http::Response<Vec<u8>> {
-        let format_json = query_param(query, "format").as_deref() == Some("json");
         match path {
             // Pingora binds each service's listeners as it starts them, so
             // the admin endpoint can be up before the listeners are: ready
@@ -87,25 +86,35 @@ impl Admin {
             // `/ready` answers 503 until its listeners are initialised.
             "/ready" if self.listeners_accept() => text(200, "LIVE\n".into()),
             "/ready" => text(503, "PRE_INITIALIZING\n".into()),
-            "/stats" => {
+            // Envoy's `/stats/prometheus` is `/stats?format=prometheus`;
+            // `filter=` applies to every format, matched against the names
+            // `/stats` shows.
+            "/stats" | "/stats/prometheus" => {
                 let filter = match query_param(query, "filter").map(|f| regex::Regex::new(&f)) {
                     Some(Ok(re)) => Some(re),
                     Some(Err(e)) => return text(400, format!("Invalid regex: {e}\n")),
                     None => None,
                 };
-                if format_json {
-                    json(self.stats.render_json(filter.as_ref()))
-                } else {
-                    text(200, self.stats.render_text(filter.as_ref()))
+                let format = match path {
+                    "/stats/prometheus" => Some("prometheus".to_string()),
+                    _ => query_param(query, "format"),
+                };
+                match format.as_deref() {
+                    None | Some("text") => text(200, self.stats.render_text(filter.as_ref())),
+                    Some("json") => json(self.stats.render_json(filter.as_ref())),
+                    Some("prometheus") => response(
+                        200,
+                        "text/plain; version=0.0.4",
+                        self.stats.render_prometheus(filter.as_ref()),
+                    ),
+                    Some(other) => text(
+                        400,
+                        format!("usage: /stats?format=(json|prometheus|text); unknown format {other:?}\n"),
+                    ),
                 }
             }
-            "/stats/prometheus" => response(
-                200,
-                "text/plain; version=0.0.4",
-                self.stats.render_prometheus(),
-            ),
             "/listeners" => {
-                if format_json {
+                if query_param(query, "format").as_deref() == Some("json") {
                     let statuses: Vec<_> = self
                         .listeners
                         .iter()

@@ -235,11 +235,13 @@ impl StatsStore {
     }
 
     /// `/stats/prometheus`: Prometheus text exposition, with Envoy's names
-    /// and labels for the proxy's own stats.
-    pub fn render_prometheus(&self) -> String {
+    /// and labels for the proxy's own stats; `filter` keeps the stats whose
+    /// `/stats` name matches, as Envoy filters.
+    pub fn render_prometheus(&self, filter: Option<&regex::Regex>) -> String {
         let mut out = String::new();
         let mut typed = std::collections::HashSet::new();
         let mut stats = self.collect();
+        stats.retain(|s| filter.is_none_or(|f| f.is_match(&s.name)));
         stats.sort_by(|a, b| a.prom_name.cmp(&b.prom_name));
         for stat in stats {
             let kind = match stat.value {

@@ -377,6 +377,16 @@ fn plugin_histograms_show_in_envoys_stats_formats_on_every_engine() {
                 "{engine}: no {line:?} in\n{prom}"
             );
         }
+        // The same through `/stats`, filtered by the `/stats` name.
+        let filtered = proxy
+            .admin("/stats?format=prometheus&filter=wasmcustom%5C.probe_latency")
+            .text();
+        assert!(
+            filtered.contains("probe_latency_count 3"),
+            "{engine}: {filtered}"
+        );
+        assert!(!filtered.contains("envoy_http_"), "{engine}: {filtered}");
+        assert_eq!(proxy.admin("/stats?format=html").status, 400, "{engine}");
         assert_eq!(proxy.quit(), Some(0), "{engine}");
     }
 }
