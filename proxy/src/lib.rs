@@ -70,6 +70,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod access_log;
 pub mod admin;
 pub mod cluster;
 pub mod config;

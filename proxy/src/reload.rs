@@ -21,6 +21,7 @@
 //! same holds for the Wasm services (`envoy.bootstrap.wasm`), which start
 //! with the process.
 
+use crate::access_log::AccessLogger;
 use crate::cluster::ClusterManager;
 use crate::config::{Bootstrap, Codec, Listener, ListenerKind, WasmPlugin};
 use crate::error::ProxyError;
@@ -152,11 +153,22 @@ pub(crate) fn build_listeners(
                 for plugin in &manager.wasm_filters {
                     filters.push(loaded.get_or_load(previous, plugin, clusters, shared)?);
                 }
+                let mut access_logs = Vec::new();
+                for log in &manager.access_logs {
+                    let logger =
+                        AccessLogger::open(&log.sink, log.format.clone()).map_err(|message| {
+                            ProxyError::Invalid {
+                                path: log.at.clone(),
+                                message,
+                            }
+                        })?;
+                    access_logs.push(logger);
+                }
                 built.push(BuiltListener::Http {
                     listener: listener.clone(),
                     stat_prefix: manager.stat_prefix.clone(),
                     codec: manager.codec,
-                    table: RouteTable::new(manager, filters, clusters.clone()),
+                    table: RouteTable::new(manager, filters, access_logs, clusters.clone()),
                 });
             }
             ListenerKind::Tcp(proxy) => {

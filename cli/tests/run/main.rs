@@ -391,6 +391,100 @@ fn plugin_histograms_show_in_envoys_stats_formats_on_every_engine() {
     }
 }
 
+/// The connection manager's `access_log` entries: one line per request in
+/// each file, in Envoy's default format and in a format of its operators,
+/// for a direct response, a proxied request and an upstream that refuses.
+#[test]
+fn access_logs_write_a_line_per_request_in_envoys_formats() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let default_log = dir.path().join("default.log");
+    let custom_log = dir.path().join("custom.log");
+    let admin = free_port();
+    let port = free_port();
+    let access_log = format!(
+        r#"          stat_prefix: ingress
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {}
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {}
+              log_format:
+                text_format_source:
+                  inline_string: "%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_SENT% %UPSTREAM_CLUSTER% %UPSTREAM_HOST%\n"
+"#,
+        default_log.display(),
+        custom_log.display()
+    );
+    let listener = http_listener("ingress", port, &[]);
+    assert!(listener.contains("          stat_prefix: ingress\n"));
+    let listener = listener.replacen("          stat_prefix: ingress\n", &access_log, 1);
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    assert_eq!(get(&url("/direct"), &[]).unwrap().status, 201);
+    assert_eq!(get(&url("/up"), &[]).unwrap().status, 200);
+    assert_eq!(get(&url("/dead"), &[]).unwrap().status, 503);
+    let lines = |path: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    // Lines are written when each request has ended, after its answer.
+    assert!(
+        eventually(|| lines(&default_log).len() == 3 && lines(&custom_log).len() == 3),
+        "{:?} {:?}\n{}",
+        lines(&default_log),
+        lines(&custom_log),
+        proxy.stderr()
+    );
+
+    let custom = lines(&custom_log);
+    assert_eq!(custom[0], "GET /direct 201 - 14 - -");
+    let upstream_host = upstream.addr.to_string();
+    let fields: Vec<&str> = custom[1].split(' ').collect();
+    assert_eq!(
+        (fields[..4].join(" "), fields[5], fields[6]),
+        (
+            "GET /up 200 -".to_string(),
+            "upstream",
+            upstream_host.as_str()
+        ),
+        "{}",
+        custom[1]
+    );
+    assert!(fields[4].parse::<usize>().unwrap() > 0, "{}", custom[1]);
+    assert!(
+        custom[2].starts_with("GET /dead 503 UF ") && custom[2].contains(" dead "),
+        "{}",
+        custom[2]
+    );
+
+    let default = lines(&default_log);
+    let authority = format!("127.0.0.1:{port}");
+    assert!(default[0].starts_with("[20"), "{}", default[0]);
+    assert!(
+        default[0].contains("] \"GET /direct HTTP/1.1\" 201 - 0 14 ")
+            && default[0].ends_with(&format!("\"{authority}\" \"-\"")),
+        "{}",
+        default[0]
+    );
+    assert!(
+        default[1].contains("\"GET /up HTTP/1.1\" 200 - 0 ")
+            && default[1].ends_with(&format!("\"{authority}\" \"{upstream_host}\"")),
+        "{}",
+        default[1]
+    );
+    assert!(default[2].contains("\" 503 UF 0 "), "{}", default[2]);
+    assert_eq!(proxy.quit(), Some(0));
+}
+
 #[test]
 fn failure_policies_on_every_engine() {
     let upstream = Upstream::start();

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::ignored::check;
 use super::model::{
-    Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
+    AccessLog, Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
     DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint, FailurePolicy, HttpConnectionManager, Listener,
     ListenerKind, Node, Route, RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
 };
@@ -20,6 +20,7 @@ use super::route::{
 };
 use super::values::{At, EnumName, List, decode_base64};
 use super::{ConfigError, ErrorKind};
+use crate::access_log::{DEFAULT_FORMAT, Format, Sink};
 
 /// The extensions Polyhost implements, by the type Envoy would look them up
 /// by and by the names (current and legacy) it accepts without a type.
@@ -31,6 +32,9 @@ enum Extension {
     HttpWasm,
     Router,
     WasmService,
+    StdoutAccessLog,
+    StderrAccessLog,
+    FileAccessLog,
 }
 
 const EXTENSIONS: &[(Extension, &str, &[&str])] = &[
@@ -66,6 +70,21 @@ const EXTENSIONS: &[(Extension, &str, &[&str])] = &[
         Extension::WasmService,
         "envoy.extensions.wasm.v3.WasmService",
         &["envoy.bootstrap.wasm"],
+    ),
+    (
+        Extension::StdoutAccessLog,
+        "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        &["envoy.access_loggers.stdout"],
+    ),
+    (
+        Extension::StderrAccessLog,
+        "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+        &["envoy.access_loggers.stderr"],
+    ),
+    (
+        Extension::FileAccessLog,
+        "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        &["envoy.access_loggers.file", "envoy.file_access_log"],
     ),
 ];
 
@@ -502,7 +521,12 @@ fn network_filters(
                 };
                 terminal = Some((ListenerKind::Tcp(proxy), canonical(ext)));
             }
-            Extension::HttpWasm | Extension::Router | Extension::WasmService => {
+            Extension::HttpWasm
+            | Extension::Router
+            | Extension::WasmService
+            | Extension::StdoutAccessLog
+            | Extension::StderrAccessLog
+            | Extension::FileAccessLog => {
                 return Err(invalid(&f_at, format!("{label} is not a network filter")));
             }
         }
@@ -565,6 +589,7 @@ fn http_connection_manager(
     let virtual_hosts = virtual_hosts(rc.virtual_hosts, &rc_at.field("virtual_hosts"), walk)?;
 
     let wasm_filters = http_filters(raw.http_filters, &at.field("http_filters"))?;
+    let access_logs = access_logs(raw.access_log, &at.field("access_log"))?;
     Ok(HttpConnectionManager {
         stat_prefix: raw.stat_prefix,
         codec,
@@ -572,7 +597,101 @@ fn http_connection_manager(
         virtual_hosts,
         wasm_filters,
         scheme_to_overwrite,
+        access_logs,
     })
+}
+
+/// A connection manager's `access_log` entries: the stdout, stderr and
+/// file loggers, each with its format parsed.
+fn access_logs(entries: List<raw::Filter>, at: &At) -> Result<Vec<AccessLog>, ConfigError> {
+    let mut logs = Vec::new();
+    for (entry_at, entry) in entries.into_iter_at(at) {
+        // `filter` (which requests to log) lands here, and is refused.
+        check(&entry.rest, "AccessLog", &entry_at)?;
+        let any = filter_typed_config(entry.typed_config, &entry_at)?;
+        let label = filter_label(&entry.name, &any);
+        let (sink, log_format, legacy_format) =
+            match identify(&entry.name, any.type_name.as_deref()) {
+                Some(Extension::StdoutAccessLog | Extension::StderrAccessLog)
+                    if any.type_name.is_some() =>
+                {
+                    let raw: raw::StreamAccessLog = de(any.value, &any.at)?;
+                    check(&raw.rest, "StreamAccessLog", &any.at)?;
+                    let sink = match identify(&entry.name, any.type_name.as_deref()) {
+                        Some(Extension::StderrAccessLog) => Sink::Stderr,
+                        _ => Sink::Stdout,
+                    };
+                    (sink, raw.log_format, None)
+                }
+                Some(Extension::FileAccessLog) if any.type_name.is_some() => {
+                    let raw: raw::FileAccessLog = de(any.value, &any.at)?;
+                    check(&raw.rest, "FileAccessLog", &any.at)?;
+                    if raw.path.is_empty() {
+                        return Err(invalid(&any.at.field("path"), "path is required"));
+                    }
+                    (
+                        Sink::File(PathBuf::from(raw.path)),
+                        raw.log_format,
+                        raw.format,
+                    )
+                }
+                Some(
+                    Extension::StdoutAccessLog
+                    | Extension::StderrAccessLog
+                    | Extension::FileAccessLog,
+                ) => return Err(invalid(&any.at, "typed_config is required")),
+                Some(_) => {
+                    return Err(invalid(
+                        &entry_at,
+                        format!("{label} is not an access logger"),
+                    ));
+                }
+                None => {
+                    return Err(unsupported(
+                        &entry_at,
+                        format!("access logger {label} is not supported"),
+                    ));
+                }
+            };
+        let (text, text_at) = match (log_format, legacy_format) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    &any.at,
+                    "only one of log_format and format may be set",
+                ));
+            }
+            (Some(f), None) => {
+                let f_at = any.at.field("log_format");
+                check(&f.rest, "SubstitutionFormatString", &f_at)?;
+                match (f.text_format, f.text_format_source) {
+                    (Some(t), None) => (t, f_at.field("text_format")),
+                    (None, Some(source)) => {
+                        let s_at = f_at.field("text_format_source");
+                        let bytes = inline_data(source, &s_at)?;
+                        let text = String::from_utf8(bytes)
+                            .map_err(|_| invalid(&s_at, "the format is not UTF-8"))?;
+                        (text, s_at)
+                    }
+                    (None, None) => (DEFAULT_FORMAT.to_string(), f_at),
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            &f_at,
+                            "only one of text_format and text_format_source may be set",
+                        ));
+                    }
+                }
+            }
+            (None, Some(t)) => (t, any.at.field("format")),
+            (None, None) => (DEFAULT_FORMAT.to_string(), any.at.clone()),
+        };
+        let format = Format::parse(&text).map_err(|e| invalid(&text_at, e))?;
+        logs.push(AccessLog {
+            sink,
+            format,
+            at: entry_at.to_string(),
+        });
+    }
+    Ok(logs)
 }
 
 /// Wasm filters in order, then the router, which must be last.

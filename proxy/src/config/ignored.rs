@@ -78,11 +78,6 @@ pub(super) const IGNORED: &[(&str, &str, &str)] = &[
     ),
     (
         "HttpConnectionManager",
-        "access_log",
-        "access logging is not implemented",
-    ),
-    (
-        "HttpConnectionManager",
         "upgrade_configs",
         "Pingora handles upgrades itself",
     ),

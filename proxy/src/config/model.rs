@@ -106,6 +106,19 @@ pub struct HttpConnectionManager {
     /// `scheme_header_transformation.scheme_to_overwrite`: the `:scheme`
     /// plugins and upstreams see, whatever the downstream used.
     pub scheme_to_overwrite: Option<String>,
+    /// `access_log`, in order.
+    pub access_logs: Vec<AccessLog>,
+}
+
+/// One `access_log` entry of a connection manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    /// Where it writes.
+    pub sink: crate::access_log::Sink,
+    /// What it writes.
+    pub format: crate::access_log::Format,
+    /// Its path in the configuration, for errors found when it is opened.
+    pub at: String,
 }
 
 /// Which HTTP versions a listener speaks (`codec_type`).

@@ -130,6 +130,42 @@ pub(super) struct HttpConnectionManager {
     pub http_filters: List<Filter>,
     #[serde(default)]
     pub scheme_header_transformation: Option<SchemeHeaderTransformation>,
+    #[serde(default)]
+    pub access_log: List<Filter>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `envoy.access_loggers.stdout` / `.stderr`.
+#[derive(Deserialize)]
+pub(super) struct StreamAccessLog {
+    #[serde(default)]
+    pub log_format: Option<SubstitutionFormatString>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `envoy.access_loggers.file`.
+#[derive(Deserialize)]
+pub(super) struct FileAccessLog {
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub log_format: Option<SubstitutionFormatString>,
+    /// The deprecated text format.
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SubstitutionFormatString {
+    /// The deprecated form of `text_format_source.inline_string`.
+    #[serde(default)]
+    pub text_format: Option<String>,
+    #[serde(default)]
+    pub text_format_source: Option<DataSource>,
     #[serde(flatten)]
     pub rest: Rest,
 }

@@ -1478,3 +1478,97 @@ fn go_sdk_examples_load_unchanged() {
         failures.join("\n")
     );
 }
+
+/// `access_log` entries of an HTTP connection manager, placed before its
+/// `route_config`.
+fn with_access_log(entries: &str) -> String {
+    base_with(
+        "                stat_prefix: main\n",
+        &format!("                stat_prefix: main\n                access_log:\n{entries}"),
+    )
+}
+
+#[test]
+fn http_access_logs() {
+    use crate::access_log::{Format as LogFormat, Sink};
+    let b = yaml(&with_access_log(
+        r#"                  - name: envoy.access_loggers.stdout
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+                      log_format:
+                        text_format_source:
+                          inline_string: "%REQ(:METHOD)% %RESPONSE_CODE%\n"
+                  - name: envoy.access_loggers.file
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                      path: /tmp/access.log
+                  - name: envoy.access_loggers.stderr
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog
+                      log_format: { text_format: "%PROTOCOL%\n" }
+"#,
+    ))
+    .unwrap();
+    let logs = &http(&b.listeners[0]).access_logs;
+    assert_eq!(logs.len(), 3);
+    assert_eq!(logs[0].sink, Sink::Stdout);
+    assert_eq!(
+        logs[0].format,
+        LogFormat::parse("%REQ(:METHOD)% %RESPONSE_CODE%\n").unwrap()
+    );
+    assert_eq!(logs[1].sink, Sink::File("/tmp/access.log".into()));
+    assert_eq!(logs[1].format, LogFormat::envoy_default());
+    assert_eq!(logs[2].sink, Sink::Stderr);
+    assert_eq!(logs[2].format, LogFormat::parse("%PROTOCOL%\n").unwrap());
+    assert_eq!(logs[2].at, format!("{HCM_AT}.access_log[2]"));
+}
+
+#[test]
+fn http_access_log_errors_name_the_path() {
+    let stdout = |fields: &str| {
+        with_access_log(&format!(
+            r#"                  - name: envoy.access_loggers.stdout
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+{fields}"#
+        ))
+    };
+    let (path, message) = fails(&stdout(
+        "                      log_format: { text_format_source: { inline_string: \"%DYNAMIC_METADATA(x)%\" } }\n",
+    ));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.access_log[0].typed_config.log_format.text_format_source")
+    );
+    assert_eq!(
+        message,
+        "command operator %DYNAMIC_METADATA% is not supported"
+    );
+
+    let (path, message) = fails(&stdout(
+        "                      log_format: { json_format: { code: \"%RESPONSE_CODE%\" } }\n",
+    ));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.access_log[0].typed_config.log_format.json_format")
+    );
+    assert!(
+        message.contains("unknown or unsupported field"),
+        "{message}"
+    );
+
+    // Which requests to log is not supported: an error, not every request.
+    let (path, _) = fails(&with_access_log(
+        "                  - name: envoy.access_loggers.stdout\n                    filter: { status_code_filter: {} }\n",
+    ));
+    assert_eq!(path, format!("{HCM_AT}.access_log[0].filter"));
+
+    let (path, message) = fails(&with_access_log(
+        "                  - name: envoy.access_loggers.open_telemetry\n                    typed_config: { \"@type\": type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig }\n",
+    ));
+    assert_eq!(path, format!("{HCM_AT}.access_log[0]"));
+    assert_eq!(
+        message,
+        "access logger envoy.access_loggers.open_telemetry is not supported"
+    );
+}

@@ -15,6 +15,7 @@
 
 mod filter_chain;
 
+use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::{ClusterManager, UpstreamCluster};
 use crate::config::{self, PathMatch, RouteAction, VirtualHost};
 use crate::stats::HttpStats;
@@ -27,7 +28,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::SocketDigest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer as _};
 use polyhost::{HeaderMap, LocalResponse};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -59,21 +60,26 @@ pub struct RouteTable {
     route_config_name: String,
     virtual_hosts: Vec<VirtualHost>,
     filters: Vec<WasmFilter>,
+    /// The connection manager's `access_log` entries, opened.
+    access_logs: Vec<AccessLogger>,
     clusters: Arc<ClusterManager>,
 }
 
 impl RouteTable {
     /// The routes of `manager` with its Wasm filters already loaded (in
-    /// chain order) and the clusters its routes name.
+    /// chain order), its access logs opened, and the clusters its routes
+    /// name.
     pub fn new(
         manager: &config::HttpConnectionManager,
         filters: Vec<WasmFilter>,
+        access_logs: Vec<AccessLogger>,
         clusters: Arc<ClusterManager>,
     ) -> RouteTable {
         RouteTable {
             route_config_name: manager.route_config_name.clone(),
             virtual_hosts: manager.virtual_hosts.clone(),
             filters,
+            access_logs,
             clusters,
         }
     }
@@ -153,6 +159,11 @@ pub struct RequestContext {
     request_ended_at_headers: bool,
     /// Envoy's response flags for the access log (UF, UT, NR, ...).
     response_flags: &'static str,
+    /// When the request started, for the access log.
+    started: std::time::Instant,
+    started_at: std::time::SystemTime,
+    /// The endpoint `upstream_peer` chose, for the access log.
+    upstream_host: Option<String>,
 }
 
 #[async_trait]
@@ -167,6 +178,9 @@ impl ProxyHttp for WasmHttpProxy {
             replacement_body: None,
             request_ended_at_headers: false,
             response_flags: "-",
+            started: std::time::Instant::now(),
+            started_at: std::time::SystemTime::now(),
+            upstream_host: None,
         }
     }
 
@@ -273,6 +287,7 @@ impl ProxyHttp for WasmHttpProxy {
             return Err(Error::explain(HTTPStatus(503), "no healthy upstream"));
         };
         cluster.requests.fetch_add(1, Ordering::Relaxed);
+        ctx.upstream_host = Some(peer.address().to_string());
         let timeout = match &route.action {
             RouteAction::Cluster { timeout, .. } => timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
             RouteAction::DirectResponse { .. } => DEFAULT_ROUTE_TIMEOUT,
@@ -492,6 +507,36 @@ impl ProxyHttp for WasmHttpProxy {
         if ctx.response_flags != "-" {
             tracing::info!(target: "polyhost::http", status, flags = ctx.response_flags, path = %String::from_utf8_lossy(session.req_header().raw_path()), "request failed");
         }
+        if !ctx.table.access_logs.is_empty() {
+            write_access_logs(session, ctx);
+        }
+    }
+}
+
+/// One line per `access_log` entry for the request that just ended.
+fn write_access_logs(session: &Session, ctx: &RequestContext) {
+    let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
+        a.and_then(|a| a.as_inet().copied())
+    };
+    let route = ctx.route.as_ref();
+    let entry = AccessLogEntry {
+        start: ctx.started_at,
+        duration: ctx.started.elapsed(),
+        request: session.req_header(),
+        response: session.response_written(),
+        flags: ctx.response_flags,
+        bytes_received: session.body_bytes_read(),
+        bytes_sent: session.body_bytes_sent(),
+        upstream_host: ctx.upstream_host.clone(),
+        cluster: route
+            .and_then(|r| r.cluster.as_ref())
+            .map(|c| c.name.as_str()),
+        route_name: route.map(|r| r.name.as_str()),
+        downstream_remote: inet(session.client_addr()),
+        downstream_local: inet(session.server_addr()),
+    };
+    for log in &ctx.table.access_logs {
+        log.write(&entry);
     }
 }
 
