@@ -280,7 +280,9 @@ impl Entry<'_> {
                 let response = self.response?;
                 either(&|n| header_text(response.headers.get(n)), main, alt)
             }
-            Operator::Protocol => Some(format!("{:?}", self.request.version)),
+            Operator::Protocol => {
+                Some(crate::http::protocol_name(self.request.version).to_string())
+            }
             Operator::ResponseCode => {
                 Some(self.response.map_or(0, |r| r.status.as_u16()).to_string())
             }

@@ -485,6 +485,57 @@ fn access_logs_write_a_line_per_request_in_envoys_formats() {
     assert_eq!(proxy.quit(), Some(0));
 }
 
+/// As Envoy's connection manager: a request without `x-request-id` gets a
+/// random UUID before the plugins run (`request.id`), the upstream sees
+/// it; one that has an id keeps it; `generate_request_id: false` adds none.
+#[test]
+fn requests_get_an_x_request_id_unless_they_have_one() {
+    let upstream = Upstream::start();
+    for generate in [true, false] {
+        let admin = free_port();
+        let port = free_port();
+        let mut listener = http_listener("ingress", port, &[]);
+        if !generate {
+            listener = listener.replacen(
+                "          stat_prefix: ingress\n",
+                "          stat_prefix: ingress\n          generate_request_id: false\n",
+                1,
+            );
+        }
+        let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+        let path = format!("/rid/{generate}/new");
+        assert_eq!(
+            get(&format!("http://127.0.0.1:{port}{path}"), &[])
+                .unwrap()
+                .status,
+            200
+        );
+        let id = upstream
+            .last(&path)
+            .unwrap()
+            .header("x-request-id")
+            .map(str::to_string);
+        if generate {
+            let id = id.expect("an x-request-id");
+            let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+            assert_eq!(parsed.get_version_num(), 4, "{id}");
+            assert_eq!(id, parsed.hyphenated().to_string(), "lowercase, hyphenated");
+        } else {
+            assert_eq!(id, None);
+        }
+        let path = format!("/rid/{generate}/given");
+        let reply = get(
+            &format!("http://127.0.0.1:{port}{path}"),
+            &[("x-request-id", "from-client")],
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200);
+        let seen = upstream.last(&path).unwrap();
+        assert_eq!(seen.header("x-request-id"), Some("from-client"));
+        assert_eq!(proxy.quit(), Some(0));
+    }
+}
+
 #[test]
 fn failure_policies_on_every_engine() {
     let upstream = Upstream::start();

@@ -598,6 +598,7 @@ fn http_connection_manager(
         wasm_filters,
         scheme_to_overwrite,
         access_logs,
+        generate_request_id: raw.generate_request_id.unwrap_or(true),
     })
 }
 

@@ -68,13 +68,8 @@ pub(super) const IGNORED: &[(&str, &str, &str)] = &[
     ),
     (
         "HttpConnectionManager",
-        "generate_request_id",
-        "x-request-id generation is not implemented",
-    ),
-    (
-        "HttpConnectionManager",
         "preserve_external_request_id",
-        "x-request-id generation is not implemented",
+        "every request is internal without use_remote_address, so its x-request-id is kept",
     ),
     (
         "HttpConnectionManager",

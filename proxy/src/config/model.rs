@@ -108,6 +108,9 @@ pub struct HttpConnectionManager {
     pub scheme_to_overwrite: Option<String>,
     /// `access_log`, in order.
     pub access_logs: Vec<AccessLog>,
+    /// `generate_request_id` (default true): a request that comes without
+    /// `x-request-id` gets one, a random UUID, before the plugins see it.
+    pub generate_request_id: bool,
 }
 
 /// One `access_log` entry of a connection manager.

@@ -132,6 +132,8 @@ pub(super) struct HttpConnectionManager {
     pub scheme_header_transformation: Option<SchemeHeaderTransformation>,
     #[serde(default)]
     pub access_log: List<Filter>,
+    #[serde(default)]
+    pub generate_request_id: Option<bool>,
     #[serde(flatten)]
     pub rest: Rest,
 }

@@ -1572,3 +1572,15 @@ fn http_access_log_errors_name_the_path() {
         "access logger envoy.access_loggers.open_telemetry is not supported"
     );
 }
+
+#[test]
+fn request_ids_are_generated_unless_turned_off() {
+    let b = yaml(BASE).unwrap();
+    assert!(http(&b.listeners[0]).generate_request_id);
+    let b = yaml(&base_with(
+        "                stat_prefix: main\n",
+        "                stat_prefix: main\n                generate_request_id: false\n",
+    ))
+    .unwrap();
+    assert!(!http(&b.listeners[0]).generate_request_id);
+}

@@ -36,6 +36,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+/// The header carrying a request's id.
+const REQUEST_ID: &str = "x-request-id";
+
 /// Envoy's route timeout when a route sets none.
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -62,6 +65,8 @@ pub struct RouteTable {
     filters: Vec<WasmFilter>,
     /// The connection manager's `access_log` entries, opened.
     access_logs: Vec<AccessLogger>,
+    /// `generate_request_id`.
+    generate_request_id: bool,
     clusters: Arc<ClusterManager>,
 }
 
@@ -80,6 +85,7 @@ impl RouteTable {
             virtual_hosts: manager.virtual_hosts.clone(),
             filters,
             access_logs,
+            generate_request_id: manager.generate_request_id,
             clusters,
         }
     }
@@ -191,6 +197,12 @@ impl ProxyHttp for WasmHttpProxy {
     ) -> Result<bool> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         normalize_absolute_form(session.req_header_mut())?;
+        // As Envoy's connection manager does before any filter runs: the
+        // plugins (`request.id`), the upstream and the access log see it.
+        if ctx.table.generate_request_id && session.req_header().headers.get(REQUEST_ID).is_none() {
+            let id = uuid::Uuid::new_v4().to_string();
+            session.req_header_mut().insert_header(REQUEST_ID, id)?;
+        }
         let headers = request_header_map(session);
         // The properties plugins may read; a listener without Wasm filters
         // skips the work.
@@ -733,6 +745,18 @@ fn connection_id(session: &Session) -> u64 {
 
 /// Envoy's connection and route attributes, as a plugin reads them with
 /// `proxy_get_property`.
+/// A request's protocol as Envoy names it (`request.protocol`,
+/// `%PROTOCOL%`).
+pub(crate) fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    }
+}
+
 fn connection_properties(
     session: &Session,
     route: Option<&RouteTarget>,
@@ -753,11 +777,7 @@ fn connection_properties(
     }
     let connection_id = connection_id(session);
     props.push(("connection.id", connection_id.to_le_bytes().to_vec()));
-    let protocol = match session.req_header().version {
-        http::Version::HTTP_2 => "HTTP/2",
-        http::Version::HTTP_10 => "HTTP/1.0",
-        _ => "HTTP/1.1",
-    };
+    let protocol = protocol_name(session.req_header().version);
     props.push(("request.protocol", protocol.as_bytes().to_vec()));
     props.push(("route_config_name", route_config_name.as_bytes().to_vec()));
     if let Some(route) = route {
