@@ -488,6 +488,7 @@ fn access_logs_write_a_line_per_request_in_envoys_formats() {
 /// As Envoy's connection manager: a request without `x-request-id` gets a
 /// random UUID before the plugins run (`request.id`), the upstream sees
 /// it; one that has an id keeps it; `generate_request_id: false` adds none.
+/// `x-forwarded-proto` is set to `http` unless the client sent one.
 #[test]
 fn requests_get_an_x_request_id_unless_they_have_one() {
     let upstream = Upstream::start();
@@ -510,11 +511,10 @@ fn requests_get_an_x_request_id_unless_they_have_one() {
                 .status,
             200
         );
-        let id = upstream
-            .last(&path)
-            .unwrap()
-            .header("x-request-id")
-            .map(str::to_string);
+        let seen = upstream.last(&path).unwrap();
+        // And, always, the scheme the client used.
+        assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+        let id = seen.header("x-request-id").map(str::to_string);
         if generate {
             let id = id.expect("an x-request-id");
             let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
@@ -526,12 +526,16 @@ fn requests_get_an_x_request_id_unless_they_have_one() {
         let path = format!("/rid/{generate}/given");
         let reply = get(
             &format!("http://127.0.0.1:{port}{path}"),
-            &[("x-request-id", "from-client")],
+            &[
+                ("x-request-id", "from-client"),
+                ("x-forwarded-proto", "https"),
+            ],
         )
         .unwrap();
         assert_eq!(reply.status, 200);
         let seen = upstream.last(&path).unwrap();
         assert_eq!(seen.header("x-request-id"), Some("from-client"));
+        assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
         assert_eq!(proxy.quit(), Some(0));
     }
 }

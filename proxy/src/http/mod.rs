@@ -39,6 +39,9 @@ use std::time::Duration;
 /// The header carrying a request's id.
 const REQUEST_ID: &str = "x-request-id";
 
+/// The header naming the scheme the client used.
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
+
 /// Envoy's route timeout when a route sets none.
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -197,11 +200,18 @@ impl ProxyHttp for WasmHttpProxy {
     ) -> Result<bool> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         normalize_absolute_form(session.req_header_mut())?;
-        // As Envoy's connection manager does before any filter runs: the
-        // plugins (`request.id`), the upstream and the access log see it.
+        // As Envoy's connection manager does before any filter runs, so
+        // the plugins (`request.id`), the upstream and the access log see
+        // them: an id for a request without one, and the scheme the client
+        // used (listeners are plain HTTP) when no proxy before said it.
         if ctx.table.generate_request_id && session.req_header().headers.get(REQUEST_ID).is_none() {
             let id = uuid::Uuid::new_v4().to_string();
             session.req_header_mut().insert_header(REQUEST_ID, id)?;
+        }
+        if session.req_header().headers.get(FORWARDED_PROTO).is_none() {
+            session
+                .req_header_mut()
+                .insert_header(FORWARDED_PROTO, "http")?;
         }
         let headers = request_header_map(session);
         // The properties plugins may read; a listener without Wasm filters
