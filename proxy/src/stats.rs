@@ -2,15 +2,16 @@
 //! as Envoy's admin endpoint renders them (`/stats` text and JSON,
 //! `/stats/prometheus`).
 //!
-//! Counters are atomics updated on the request path; rendering reads them
-//! when the admin endpoint is asked, so nothing on the hot path formats or
-//! locks.
+//! Counters are atomics updated on the request path, and histograms are
+//! sharded so each worker records into a shard of its own under a lock
+//! nobody else takes; rendering reads and merges them when the admin
+//! endpoint is asked, so nothing on the hot path formats or waits.
 
 use crate::cluster::ClusterManager;
 use polyhost::services::{HistogramSummary, InMemoryMetrics, MetricValue};
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Counters of one HTTP connection manager (`http.<stat_prefix>.*`).
 #[derive(Debug, Default)]
@@ -21,6 +22,9 @@ pub struct HttpStats {
     pub requests: AtomicU64,
     /// `downstream_rq_1xx` .. `downstream_rq_5xx`, by first digit.
     pub by_class: [AtomicU64; 5],
+    /// `downstream_rq_time`: each request's duration in milliseconds, from
+    /// its start to the end of its response.
+    pub request_time: ShardedHistogram,
 }
 
 impl HttpStats {
@@ -38,6 +42,59 @@ impl HttpStats {
         if (1..=5).contains(&class) {
             self.by_class[class - 1].fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A histogram recorded from every worker: each thread records into its
+/// own shard (by a per-thread index), so the shard's lock is uncontended
+/// on the request path; `/stats` merges the shards.
+#[derive(Debug)]
+pub struct ShardedHistogram {
+    shards: Box<[Mutex<HistogramSummary>]>,
+}
+
+/// Shards per histogram: more than the workers of any machine this runs
+/// on share one only when threads outnumber them.
+const HISTOGRAM_SHARDS: usize = 16;
+
+/// Hands each thread its shard index.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % HISTOGRAM_SHARDS;
+}
+
+impl Default for ShardedHistogram {
+    fn default() -> Self {
+        ShardedHistogram {
+            shards: (0..HISTOGRAM_SHARDS)
+                .map(|_| Mutex::new(HistogramSummary::new()))
+                .collect(),
+        }
+    }
+}
+
+impl ShardedHistogram {
+    /// Records `value` into this thread's shard.
+    pub fn record(&self, value: u64) {
+        let shard = &self.shards[SHARD.with(|i| *i)];
+        shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(value);
+    }
+
+    /// Every shard's samples in one summary.
+    pub fn merged(&self) -> HistogramSummary {
+        let mut all = HistogramSummary::new();
+        for shard in &self.shards {
+            all.merge(
+                &shard
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+        }
+        all
     }
 }
 
@@ -132,6 +189,12 @@ impl StatsStore {
                     count.load(Ordering::Relaxed),
                 );
             }
+            stats.push(Stat {
+                name: format!("http.{}.downstream_rq_time", http.stat_prefix),
+                prom_name: "envoy_http_downstream_rq_time".to_string(),
+                labels: label(),
+                value: Value::Histogram(http.request_time.merged()),
+            });
         }
         for tcp in &self.tcp {
             for (suffix, count) in [
@@ -378,6 +441,23 @@ mod tests {
         prometheus_histogram(&mut bare, "m", "", &h).unwrap();
         assert!(bare.starts_with("m_bucket{le=\"0.5\"} 1\n"), "{bare}");
         assert!(bare.ends_with("m_sum 7010\nm_count 4\n"), "{bare}");
+    }
+
+    #[test]
+    fn sharded_histograms_merge_every_threads_samples() {
+        let h = Arc::new(ShardedHistogram::default());
+        let threads: Vec<_> = (0..3u64)
+            .map(|t| {
+                let h = h.clone();
+                std::thread::spawn(move || (0..100).for_each(|i| h.record(t * 100 + i)))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        h.record(7);
+        let all = h.merged();
+        assert_eq!(all.count(), 301);
+        assert_eq!(all.sum(), (0..300).sum::<u64>() + 7);
+        assert_eq!((all.min(), all.max()), (Some(0), Some(299)));
     }
 
     #[test]

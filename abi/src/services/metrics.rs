@@ -118,6 +118,20 @@ impl HistogramSummary {
         self.distribution.distinct_values() * std::mem::size_of::<u64>()
     }
 
+    /// Adds every sample of `other`, as if recorded here (a histogram kept
+    /// in shards is merged this way to be shown).
+    pub fn merge(&mut self, other: &HistogramSummary) {
+        // `add` widens the range as `record` does; only samples past the
+        // largest trackable value could fail, and those are clamped.
+        if self.distribution.add(&other.distribution).is_err() {
+            for value in other.distribution.iter_recorded() {
+                self.distribution
+                    .saturating_record_n(value.value_iterated_to(), value.count_at_value());
+            }
+        }
+        self.sum = self.sum.saturating_add(other.sum);
+    }
+
     /// How many samples were recorded.
     pub fn count(&self) -> u64 {
         self.distribution.len()
@@ -365,6 +379,14 @@ mod tests {
         assert_eq!(h.count_at_most(3_600_000), 4);
         assert_eq!(h, HistogramSummary::from_samples([7, 7, 0, 255]));
         assert_ne!(h, HistogramSummary::from_samples([7, 0, 255]));
+    }
+
+    #[test]
+    fn merged_summaries_hold_both_sets_of_samples() {
+        let mut a = HistogramSummary::from_samples([1, 2]);
+        a.merge(&HistogramSummary::from_samples([3, 1 << 40]));
+        a.merge(&HistogramSummary::new());
+        assert_eq!(a, HistogramSummary::from_samples([1, 2, 3, 1 << 40]));
     }
 
     #[test]

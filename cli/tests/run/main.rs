@@ -387,6 +387,25 @@ fn plugin_histograms_show_in_envoys_stats_formats_on_every_engine() {
         );
         assert!(!filtered.contains("envoy_http_"), "{engine}: {filtered}");
         assert_eq!(proxy.admin("/stats?format=html").status, 400, "{engine}");
+
+        // The connection manager's own latency histogram, as Envoy names
+        // it, counts the three requests once each has been logged.
+        let rq_time =
+            "envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix=\"ingress\"} 3";
+        assert!(
+            eventually(|| proxy
+                .admin("/stats/prometheus")
+                .text()
+                .lines()
+                .any(|l| l == rq_time)),
+            "{engine}: {}",
+            proxy.admin("/stats/prometheus").text()
+        );
+        let text = proxy.admin("/stats?filter=downstream_rq_time").text();
+        assert!(
+            text.starts_with("http.ingress.downstream_rq_time: P0("),
+            "{engine}: {text}"
+        );
         assert_eq!(proxy.quit(), Some(0), "{engine}");
     }
 }

@@ -526,6 +526,8 @@ impl ProxyHttp for WasmHttpProxy {
         filter_chain::finish(&mut ctx.streams);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.stats.record_status(status);
+        let millis = u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.stats.request_time.record(millis);
         if ctx.response_flags != "-" {
             tracing::info!(target: "polyhost::http", status, flags = ctx.response_flags, path = %String::from_utf8_lossy(session.req_header().raw_path()), "request failed");
         }
