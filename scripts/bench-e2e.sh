@@ -265,18 +265,12 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
 EOF
-# Headers of a typical API request (as in bench/src/workload.rs), so the
-# proxies parse and forward a realistic head.
-request_headers=(
-    -H "user-agent: curl/8.5.0" -H "accept: */*" -H "accept-encoding: gzip, deflate"
-    -H "x-request-id: 6f1d8a0e-2c4b-4f7e-9a51-3b2e8c9d0f12" -H "x-forwarded-for: 203.0.113.7"
-)
 results="$work/results.tsv"
 printf 'workers\tconnections\tsetup\tlanguage\tengine\trequests\texpected\terrors\trps\tp50_us\tp99_us\tp999_us\trss_kib\tcpu_s\n' >"$results"
 
 # wrk_run CONNECTIONS COUNT PORT: prints the E2E line (empty if wrk failed).
 wrk_run() {
-    wrk -t1 -c"$1" -d"${max_seconds}s" --timeout 5s "${request_headers[@]}" \
+    wrk -t1 -c"$1" -d"${max_seconds}s" --timeout 5s "${bench_request_headers[@]}" \
         -s "$work/count.lua" "http://127.0.0.1:$3/api/v1/items?id=42" -- "$2" \
         2>"$work/wrk.err" | grep '^E2E ' || true
 }
@@ -368,64 +362,6 @@ EOF
     echo "}"
 }
 
-# polyhost_conf PLUGIN ENGINE: the data plane's configuration, with the
-# plugin in front of the router (or the router alone when PLUGIN is empty).
-polyhost_conf() {
-    local plugin="$1" engine="$2"
-    cat <<EOF
-static_resources:
-  listeners:
-  - name: bench
-    address:
-      socket_address: { address: 127.0.0.1, port_value: $polyhost_port }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          route_config:
-            virtual_hosts:
-            - name: upstream
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: upstream, timeout: 5s }
-          http_filters:
-EOF
-    if [ -n "$plugin" ]; then
-        cat <<EOF
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: bench_headers
-                vm_config:
-                  runtime: $engine
-                  code: { local: { filename: $plugin } }
-EOF
-    fi
-    cat <<EOF
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: { address: 127.0.0.1, port_value: $up_port }
-admin:
-  address:
-    socket_address: { address: 127.0.0.1, port_value: $admin_port }
-EOF
-}
-
 run_nginx() {
     local workers="$1" lua="$2" setup=nginx
     [ "$lua" = 1 ] && setup=nginx-lua
@@ -446,7 +382,7 @@ run_polyhost() {
         plugin="$root/build/plugins/$dir/bench_headers.wasm"
         setup=polyhost-plugin
     fi
-    polyhost_conf "$plugin" "$engine" >"$work/envoy.yaml"
+    polyhost_bench_conf "$plugin" "$engine" "$polyhost_port" "$up_port" "$admin_port" >"$work/envoy.yaml"
     # Log level warning: no per-request lines, as nginx has no access log;
     # plugins log at that level too.
     "$polyhost" run -c "$work/envoy.yaml" --concurrency "$workers" --base-id 4848 -l warning \

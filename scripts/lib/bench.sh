@@ -53,3 +53,70 @@ report_commit() {
     fi
     echo "$commit"
 }
+
+# Headers of a typical API request (as in bench/src/workload.rs), so the
+# proxies parse and forward a realistic head.
+bench_request_headers=(
+    -H "user-agent: curl/8.5.0" -H "accept: */*" -H "accept-encoding: gzip, deflate"
+    -H "x-request-id: 6f1d8a0e-2c4b-4f7e-9a51-3b2e8c9d0f12" -H "x-forwarded-for: 203.0.113.7"
+)
+
+# polyhost_bench_conf PLUGIN ENGINE LISTEN_PORT UPSTREAM_PORT ADMIN_PORT
+# The data plane's configuration for the end-to-end benchmark and the
+# proxy profile: the `bench_headers` plugin PLUGIN on ENGINE in front of
+# the router (or the router alone when PLUGIN is empty), on 127.0.0.1.
+polyhost_bench_conf() {
+    local plugin="$1" engine="$2" polyhost_port="$3" up_port="$4" admin_port="$5"
+    cat <<EOF
+static_resources:
+  listeners:
+  - name: bench
+    address:
+      socket_address: { address: 127.0.0.1, port_value: $polyhost_port }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          route_config:
+            virtual_hosts:
+            - name: upstream
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: upstream, timeout: 5s }
+          http_filters:
+EOF
+    if [ -n "$plugin" ]; then
+        cat <<EOF
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: bench_headers
+                vm_config:
+                  runtime: $engine
+                  code: { local: { filename: $plugin } }
+EOF
+    fi
+    cat <<EOF
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: { address: 127.0.0.1, port_value: $up_port }
+admin:
+  address:
+    socket_address: { address: 127.0.0.1, port_value: $admin_port }
+EOF
+}
