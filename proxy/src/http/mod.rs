@@ -635,21 +635,29 @@ fn normalize_absolute_form(request: &mut RequestHeader) -> Result<()> {
     Ok(())
 }
 
-/// The request as proxy-wasm sees it: pseudo-headers first, then the rest.
+/// The request as proxy-wasm sees it, entry by entry: pseudo-headers
+/// first, then the rest (`host` is `:authority`).
+fn request_entries(request: &RequestHeader) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let pseudo: [(&[u8], &[u8]); 4] = [
+        (b":authority", authority(request)),
+        (b":path", request.raw_path()),
+        (b":method", request.method.as_str().as_bytes()),
+        (
+            b":scheme",
+            request.uri.scheme_str().unwrap_or("http").as_bytes(),
+        ),
+    ];
+    let rest = request
+        .headers
+        .iter()
+        .filter(|(name, _)| *name != http::header::HOST)
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+    pseudo.into_iter().chain(rest)
+}
+
+/// The request as proxy-wasm sees it.
 fn request_header_map(session: &Session) -> HeaderMap {
-    let request = session.req_header();
-    let mut map = HeaderMap::new();
-    map.add(":authority", authority(request));
-    map.add(":path", request.raw_path());
-    map.add(":method", request.method.as_str());
-    map.add(":scheme", request.uri.scheme_str().unwrap_or("http"));
-    for (name, value) in request.headers.iter() {
-        if name == http::header::HOST {
-            continue;
-        }
-        map.add(name.as_str(), value.as_bytes());
-    }
-    map
+    request_entries(session.req_header()).collect()
 }
 
 fn authority(request: &RequestHeader) -> &[u8] {
@@ -666,8 +674,14 @@ fn authority(request: &RequestHeader) -> &[u8] {
         .unwrap_or(b"")
 }
 
-/// Writes the plugins' edits back into Pingora's request header.
+/// Writes the plugins' edits back into Pingora's request header. Most
+/// requests leave the chain as they came (plugins read, or add and take
+/// away), and comparing costs far less than rebuilding the header, so an
+/// unchanged request is left alone.
 fn apply_request_headers(request: &mut RequestHeader, edited: &HeaderMap) -> Result<()> {
+    if edited.iter().eq(request_entries(request)) {
+        return Ok(());
+    }
     let mut rebuilt = RequestHeader::build(
         edited.get_str(":method").unwrap_or("GET"),
         edited.get(":path").unwrap_or(b"/"),
@@ -689,16 +703,27 @@ fn apply_request_headers(request: &mut RequestHeader, edited: &HeaderMap) -> Res
     Ok(())
 }
 
-fn response_header_map(response: &ResponseHeader) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    map.add(":status", response.status.as_str());
-    for (name, value) in response.headers.iter() {
-        map.add(name.as_str(), value.as_bytes());
-    }
-    map
+/// The response as proxy-wasm sees it, entry by entry: `:status`, then the
+/// headers.
+fn response_entries(response: &ResponseHeader) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let status: (&[u8], &[u8]) = (b":status", response.status.as_str().as_bytes());
+    let rest = response
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+    std::iter::once(status).chain(rest)
 }
 
+fn response_header_map(response: &ResponseHeader) -> HeaderMap {
+    response_entries(response).collect()
+}
+
+/// Writes the plugins' edits back into the upstream's response header,
+/// leaving an unchanged one alone (see [`apply_request_headers`]).
 fn apply_response_headers(response: &mut ResponseHeader, edited: &HeaderMap) -> Result<()> {
+    if edited.iter().eq(response_entries(response)) {
+        return Ok(());
+    }
     let status: u16 = edited
         .get_str(":status")
         .and_then(|s| s.parse().ok())
@@ -799,4 +824,69 @@ fn connection_properties(
         }
     }
     props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> RequestHeader {
+        let mut request = RequestHeader::build("GET", b"/items?id=42", None).unwrap();
+        request.insert_header("Host", "example.com").unwrap();
+        request.append_header("X-Trace", "a").unwrap();
+        request.append_header("X-Trace", "b").unwrap();
+        request
+    }
+
+    /// The header names as they would go upstream, in order and case.
+    fn names_on_the_wire(request: &RequestHeader) -> Vec<String> {
+        let mut wire = Vec::new();
+        request.header_to_h1_wire(&mut wire);
+        String::from_utf8(wire)
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.split_once(':').map(|(name, _)| name.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_request_the_plugins_left_as_it_came_is_not_rebuilt() {
+        let mut request = request();
+        let seen: HeaderMap = request_entries(&request).collect();
+        apply_request_headers(&mut request, &seen).unwrap();
+        // A rebuilt header would carry the plugins' lowercase names.
+        assert_eq!(names_on_the_wire(&request), ["Host", "X-Trace", "X-Trace"]);
+    }
+
+    #[test]
+    fn plugin_edits_reach_the_request_headers() {
+        let mut request = request();
+        let mut edited: HeaderMap = request_entries(&request).collect();
+        edited.replace(":path", "/other");
+        edited.add("x-added", "1");
+        edited.remove("x-trace");
+        apply_request_headers(&mut request, &edited).unwrap();
+        assert_eq!(request.raw_path(), b"/other");
+        assert_eq!(names_on_the_wire(&request), ["host", "x-added"]);
+        assert_eq!(request.headers.get("host").unwrap(), "example.com");
+    }
+
+    #[test]
+    fn response_edits_are_applied_and_an_unchanged_response_is_kept() {
+        let mut response = ResponseHeader::build(200, None).unwrap();
+        response.append_header("Content-Length", "2").unwrap();
+        let seen: HeaderMap = response_entries(&response).collect();
+        apply_response_headers(&mut response, &seen).unwrap();
+        assert_eq!(
+            response.headers.get("content-length").unwrap(),
+            "2",
+            "an unchanged response keeps its headers"
+        );
+        let mut edited = seen;
+        edited.replace(":status", "503");
+        edited.add("x-plugin", "yes");
+        apply_response_headers(&mut response, &edited).unwrap();
+        assert_eq!(response.status.as_u16(), 503);
+        assert_eq!(response.headers.get("x-plugin").unwrap(), "yes");
+    }
 }
