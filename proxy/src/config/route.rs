@@ -236,7 +236,12 @@ pub fn select_virtual_host<'a>(
     hosts: &'a [VirtualHost],
     authority: &str,
 ) -> Option<&'a VirtualHost> {
-    let host = authority.to_ascii_lowercase();
+    // Most authorities are lowercase already: no copy for those.
+    let host: std::borrow::Cow<str> = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+        authority.to_ascii_lowercase().into()
+    } else {
+        authority.into()
+    };
     if let Some(found) = find_named(hosts, &host) {
         return Some(found);
     }

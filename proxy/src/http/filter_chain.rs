@@ -94,6 +94,7 @@ pub(crate) fn start(
     let created = filter.with_vm_as(|vm, root| {
         let id = vm.create_http_stream(root)?;
         if let Some(state) = vm.stream_mut(id) {
+            state.properties.reserve(properties.len());
             for (path, value) in properties {
                 state
                     .properties

@@ -17,7 +17,7 @@ mod filter_chain;
 
 use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::{ClusterManager, UpstreamCluster};
-use crate::config::{self, PathMatch, RouteAction, VirtualHost};
+use crate::config::{self, PathMatch, Route, RouteAction, VirtualHost};
 use crate::stats::HttpStats;
 use crate::wasm::WasmFilter;
 use arc_swap::ArcSwap;
@@ -105,21 +105,40 @@ impl RouteTable {
             .unwrap_or("");
         let path = headers.get_str(":path").unwrap_or("/");
         let host = config::select_virtual_host(&self.virtual_hosts, authority)?;
-        let route = host.route(path, |name| headers.get_str(name))?;
-        Some(RouteTarget {
-            name: route.name.clone(),
-            action: route.action.clone(),
-            prefix: match &route.matcher.path {
-                PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) | PathMatch::Exact(p) => {
-                    Some(p.clone())
-                }
-                PathMatch::Regex(_) => None,
-            },
-            cluster: match &route.action {
-                RouteAction::Cluster { cluster, .. } => self.clusters.get(cluster),
-                RouteAction::DirectResponse { .. } => None,
-            },
-        })
+        let route = host
+            .routes
+            .iter()
+            .position(|r| r.matcher.matches(path, |name| headers.get_str(name)))?;
+        // Indices rather than copies of the route: the table outlives the
+        // request (`RequestContext::table`), and a route's strings (and a
+        // direct response's body) need not be cloned per request.
+        let target = RouteTarget {
+            host: self
+                .virtual_hosts
+                .iter()
+                .position(|h| std::ptr::eq(h, host))?,
+            route,
+            cluster: None,
+        };
+        let cluster = match &self.route_of(&target).action {
+            RouteAction::Cluster { cluster, .. } => self.clusters.get(cluster),
+            RouteAction::DirectResponse { .. } => None,
+        };
+        Some(RouteTarget { cluster, ..target })
+    }
+
+    /// The configured route `target` points at.
+    fn route_of(&self, target: &RouteTarget) -> &Route {
+        &self.virtual_hosts[target.host].routes[target.route]
+    }
+}
+
+/// The path a route matched by prefix (or exactly), which `prefix_rewrite`
+/// replaces.
+fn matched_prefix(route: &Route) -> Option<&str> {
+    match &route.matcher.path {
+        PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) | PathMatch::Exact(p) => Some(p),
+        PathMatch::Regex(_) => None,
     }
 }
 
@@ -145,12 +164,13 @@ impl WasmHttpProxy {
     }
 }
 
-/// The route a request took.
+/// The route a request took, in the [`RouteTable`] it was found in.
 pub struct RouteTarget {
-    name: String,
-    action: RouteAction,
-    /// The route's `prefix` matcher, for `prefix_rewrite`.
-    prefix: Option<String>,
+    /// Index of the virtual host in the table.
+    host: usize,
+    /// Index of the route in the virtual host.
+    route: usize,
+    /// The route's cluster, when it forwards to one that exists.
     cluster: Option<Arc<UpstreamCluster>>,
 }
 
@@ -221,7 +241,8 @@ impl ProxyHttp for WasmHttpProxy {
             Vec::new()
         } else {
             let tentative = table.route(&headers);
-            connection_properties(session, tentative.as_ref(), &table.route_config_name)
+            let tentative = tentative.as_ref().map(|t| (table.route_of(t), t));
+            connection_properties(session, tentative, &table.route_config_name)
         };
         for filter in &table.filters {
             match filter_chain::start(filter, &properties) {
@@ -263,7 +284,7 @@ impl ProxyHttp for WasmHttpProxy {
             .await?;
             return Ok(true);
         };
-        if let RouteAction::DirectResponse { status, body } = &route.action {
+        if let RouteAction::DirectResponse { status, body } = &table.route_of(&route).action {
             let reply = LocalResponse {
                 status: u32::from(*status),
                 details: "direct_response".into(),
@@ -310,7 +331,7 @@ impl ProxyHttp for WasmHttpProxy {
         };
         cluster.requests.fetch_add(1, Ordering::Relaxed);
         ctx.upstream_host = Some(peer.address().to_string());
-        let timeout = match &route.action {
+        let timeout = match &ctx.table.route_of(route).action {
             RouteAction::Cluster { timeout, .. } => timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
             RouteAction::DirectResponse { .. } => DEFAULT_ROUTE_TIMEOUT,
         };
@@ -327,18 +348,19 @@ impl ProxyHttp for WasmHttpProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
-        let Some(route) = &ctx.route else {
+        let Some(target) = &ctx.route else {
             return Ok(());
         };
+        let route = ctx.table.route_of(target);
         if let RouteAction::Cluster {
             prefix_rewrite,
             host_rewrite_literal,
             ..
         } = &route.action
         {
-            if let (Some(rewrite), Some(prefix)) = (prefix_rewrite, &route.prefix) {
+            if let (Some(rewrite), Some(prefix)) = (prefix_rewrite, matched_prefix(route)) {
                 let path = String::from_utf8_lossy(upstream_request.raw_path()).into_owned();
-                if let Some(rest) = path.strip_prefix(prefix.as_str()) {
+                if let Some(rest) = path.strip_prefix(prefix) {
                     let new_path = format!("{rewrite}{rest}");
                     let uri = new_path
                         .parse()
@@ -555,7 +577,7 @@ fn write_access_logs(session: &Session, ctx: &RequestContext) {
         cluster: route
             .and_then(|r| r.cluster.as_ref())
             .map(|c| c.name.as_str()),
-        route_name: route.map(|r| r.name.as_str()),
+        route_name: route.map(|r| ctx.table.route_of(r).name.as_str()),
         downstream_remote: inet(session.client_addr()),
         downstream_local: inet(session.server_addr()),
     };
@@ -796,7 +818,7 @@ pub(crate) fn protocol_name(version: http::Version) -> &'static str {
 
 fn connection_properties(
     session: &Session,
-    route: Option<&RouteTarget>,
+    route: Option<(&Route, &RouteTarget)>,
     route_config_name: &str,
 ) -> Vec<(&'static str, Vec<u8>)> {
     let mut props = Vec::with_capacity(8);
@@ -817,9 +839,9 @@ fn connection_properties(
     let protocol = protocol_name(session.req_header().version);
     props.push(("request.protocol", protocol.as_bytes().to_vec()));
     props.push(("route_config_name", route_config_name.as_bytes().to_vec()));
-    if let Some(route) = route {
+    if let Some((route, target)) = route {
         props.push(("route_name", route.name.as_bytes().to_vec()));
-        if let Some(cluster) = &route.cluster {
+        if let Some(cluster) = &target.cluster {
             props.push(("cluster_name", cluster.name.as_bytes().to_vec()));
         }
     }
