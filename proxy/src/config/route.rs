@@ -214,9 +214,18 @@ impl VirtualHost {
         path: &str,
         header: impl Fn(&str) -> Option<&'h str>,
     ) -> Option<&Route> {
+        self.route_index(path, header).map(|i| &self.routes[i])
+    }
+
+    /// Where in `routes` [`VirtualHost::route`]'s pick is.
+    pub fn route_index<'h>(
+        &self,
+        path: &str,
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> Option<usize> {
         self.routes
             .iter()
-            .find(|r| r.matcher.matches(path, &header))
+            .position(|r| r.matcher.matches(path, &header))
     }
 }
 

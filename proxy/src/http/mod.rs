@@ -105,26 +105,22 @@ impl RouteTable {
             .unwrap_or("");
         let path = headers.get_str(":path").unwrap_or("/");
         let host = config::select_virtual_host(&self.virtual_hosts, authority)?;
-        let route = host
-            .routes
-            .iter()
-            .position(|r| r.matcher.matches(path, |name| headers.get_str(name)))?;
+        let route = host.route_index(path, |name| headers.get_str(name))?;
         // Indices rather than copies of the route: the table outlives the
         // request (`RequestContext::table`), and a route's strings (and a
         // direct response's body) need not be cloned per request.
-        let target = RouteTarget {
+        let cluster = match &host.routes[route].action {
+            RouteAction::Cluster { cluster, .. } => self.clusters.get(cluster),
+            RouteAction::DirectResponse { .. } => None,
+        };
+        Some(RouteTarget {
             host: self
                 .virtual_hosts
                 .iter()
                 .position(|h| std::ptr::eq(h, host))?,
             route,
-            cluster: None,
-        };
-        let cluster = match &self.route_of(&target).action {
-            RouteAction::Cluster { cluster, .. } => self.clusters.get(cluster),
-            RouteAction::DirectResponse { .. } => None,
-        };
-        Some(RouteTarget { cluster, ..target })
+            cluster,
+        })
     }
 
     /// The configured route `target` points at.
