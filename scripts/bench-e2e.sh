@@ -177,15 +177,6 @@ for port in "$up_port" "$polyhost_port" "$admin_port" "$nginx_port"; do
     fi
 done
 
-# Waits until URL answers (anything but a refused connection), for 30 s.
-wait_http() {
-    for _ in $(seq 1 300); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "bench-e2e: $1 did not come up" >&2
-    return 1
-}
 
 # The process and its children (nginx's workers), for CPU and RSS.
 tree() {
@@ -369,7 +360,7 @@ run_nginx() {
     nginx -p "$work/nginx" -c "$work/nginx.conf" -g 'daemon off;' 2>>"$work/nginx-stderr.log" &
     local pid=$!
     pids+=("$pid")
-    wait_http "http://127.0.0.1:$nginx_port/" || { cat "$work/nginx-stderr.log" "$work/nginx/error.log" >&2 || true; exit 1; }
+    wait_http bench-e2e "http://127.0.0.1:$nginx_port/" || { cat "$work/nginx-stderr.log" "$work/nginx/error.log" >&2 || true; exit 1; }
     measure "$workers" "$setup" - - "$nginx_port" "$pid"
     stop "$pid"
 }
@@ -389,7 +380,7 @@ run_polyhost() {
         2>"$work/polyhost.log" &
     local pid=$!
     pids+=("$pid")
-    wait_http "http://127.0.0.1:$admin_port/ready" || { cat "$work/polyhost.log" >&2; exit 1; }
+    wait_http bench-e2e "http://127.0.0.1:$admin_port/ready" || { cat "$work/polyhost.log" >&2; exit 1; }
     measure "$workers" "$setup" "$lang" "$engine" "$polyhost_port" "$pid"
     if grep -qiE '\]\[(error|critical)\]' "$work/polyhost.log"; then
         echo "bench-e2e: polyhost logged errors for $setup $lang $engine:" >&2
@@ -416,7 +407,7 @@ cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
 
 "$helper" upstream --listen "127.0.0.1:$up_port" 2>"$work/upstream.log" &
 pids+=("$!")
-wait_http "http://127.0.0.1:$up_port/"
+wait_http bench-e2e "http://127.0.0.1:$up_port/"
 
 started=$SECONDS
 for workers in $workers_list; do

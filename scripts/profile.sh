@@ -84,12 +84,7 @@ record_proxy() {
     pids+=("$proxy")
     # shellcheck disable=SC2064 # expand now: the locals are gone at exit
     trap "kill ${pids[*]} 2>/dev/null || true; rm -rf '$work'" EXIT
-    local up=0
-    for _ in $(seq 1 300); do
-        curl -s -o /dev/null "http://127.0.0.1:$admin_port/ready" && { up=1; break; }
-        sleep 0.1
-    done
-    [ "$up" = 1 ] || { echo "profile: polyhost did not come up:" >&2; cat "$work/polyhost.log" >&2; exit 1; }
+    wait_http profile "http://127.0.0.1:$admin_port/ready" || { cat "$work/polyhost.log" >&2; exit 1; }
     local url="http://127.0.0.1:$port/api/v1/items?id=42"
     # Warm-up: the worker's VM, the upstream pool, the caches.
     wrk -t1 -c1 -d2s "${bench_request_headers[@]}" "$url" >/dev/null

@@ -120,3 +120,16 @@ admin:
     socket_address: { address: 127.0.0.1, port_value: $admin_port }
 EOF
 }
+
+# wait_http NAME URL
+# Waits until URL answers (anything but a refused connection), for 30 s;
+# says so, as NAME, and fails if it never does.
+wait_http() {
+    local name="$1" url="$2"
+    for _ in $(seq 1 300); do
+        curl -s -o /dev/null "$url" && return 0
+        sleep 0.1
+    done
+    echo "$name: $url did not come up" >&2
+    return 1
+}
