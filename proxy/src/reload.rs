@@ -23,7 +23,7 @@
 
 use crate::access_log::AccessLogger;
 use crate::cluster::ClusterManager;
-use crate::config::{Bootstrap, Codec, Listener, ListenerKind, WasmPlugin};
+use crate::config::{AccessLog, Bootstrap, Codec, Listener, ListenerKind, WasmPlugin};
 use crate::error::ProxyError;
 use crate::http::RouteTable;
 use crate::tcp::TcpTable;
@@ -153,22 +153,14 @@ pub(crate) fn build_listeners(
                 for plugin in &manager.wasm_filters {
                     filters.push(loaded.get_or_load(previous, plugin, clusters, shared)?);
                 }
-                let mut access_logs = Vec::new();
-                for log in &manager.access_logs {
-                    let logger =
-                        AccessLogger::open(&log.sink, log.format.clone()).map_err(|message| {
-                            ProxyError::Invalid {
-                                path: log.at.clone(),
-                                message,
-                            }
-                        })?;
-                    access_logs.push(logger);
-                }
+                let access_logs = open_access_logs(&manager.access_logs)?;
+                let upstream_logs = open_access_logs(&manager.upstream_logs)?;
                 built.push(BuiltListener::Http {
                     listener: listener.clone(),
                     stat_prefix: manager.stat_prefix.clone(),
                     codec: manager.codec,
-                    table: RouteTable::new(manager, filters, access_logs, clusters.clone()),
+                    table: RouteTable::new(manager, filters, access_logs, clusters.clone())
+                        .with_upstream_logs(upstream_logs),
                 });
             }
             ListenerKind::Tcp(proxy) => {
@@ -176,15 +168,36 @@ pub(crate) fn build_listeners(
                 for plugin in &proxy.wasm_filters {
                     filters.push(loaded.get_or_load(previous, plugin, clusters, shared)?);
                 }
+                let access_logs = open_access_logs(&proxy.access_logs)?;
                 built.push(BuiltListener::Tcp {
                     listener: listener.clone(),
                     stat_prefix: proxy.stat_prefix.clone(),
-                    table: TcpTable::new(&listener.name, proxy, filters, clusters.clone()),
+                    table: TcpTable::new(
+                        &listener.name,
+                        proxy,
+                        filters,
+                        access_logs,
+                        clusters.clone(),
+                    ),
                 });
             }
         }
     }
     Ok(built)
+}
+
+/// Opens a listener's access logs (a file log creates its file).
+fn open_access_logs(logs: &[AccessLog]) -> Result<Vec<AccessLogger>, ProxyError> {
+    logs.iter()
+        .map(|log| {
+            AccessLogger::open(&log.sink, log.format.clone(), log.filter.clone()).map_err(
+                |message| ProxyError::Invalid {
+                    path: log.at.clone(),
+                    message,
+                },
+            )
+        })
+        .collect()
 }
 
 /// Swaps a new configuration into a running proxy. Get it from

@@ -114,6 +114,16 @@ pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
+/// The lines of a JSON-lines file such as a JSON access log, parsed; none
+/// while the file does not exist.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// Headers by name, every value kept in order.
 pub type Headers = BTreeMap<String, Vec<String>>;
 

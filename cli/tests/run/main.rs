@@ -504,6 +504,123 @@ fn access_logs_write_a_line_per_request_in_envoys_formats() {
     assert_eq!(proxy.quit(), Some(0));
 }
 
+/// A format dictionary and filters: a JSON line per request the filter
+/// admits (a status of 500 or more, or a request with `x-debug`), with
+/// numbers for the numeric operators and `null` for what is unknown. And
+/// the router's `upstream_log`: a line per request that went upstream.
+#[test]
+fn access_log_filters_choose_requests_and_dictionaries_write_json() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("errors.json");
+    let upstream_log = dir.path().join("upstream.log");
+    let admin = free_port();
+    let port = free_port();
+    let access_log = format!(
+        r#"          stat_prefix: ingress
+          access_log:
+          - name: envoy.access_loggers.file
+            filter:
+              or_filter:
+                filters:
+                - status_code_filter:
+                    comparison: {{ op: GE, value: {{ default_value: 500, runtime_key: errors }} }}
+                - header_filter: {{ header: {{ name: x-debug, present_match: true }} }}
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {}
+              log_format:
+                json_format:
+                  status: "%RESPONSE_CODE%"
+                  flags: "%RESPONSE_FLAGS%"
+                  request: {{ method: "%REQ(:METHOD)%", path: "%REQ(:PATH)%", agent: "%REQ(USER-AGENT)%" }}
+                  route: "%ROUTE_NAME%"
+                  took: "%DURATION%ms"
+"#,
+        log.display()
+    );
+    let router = "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n";
+    let router_with_log = format!(
+        r#"{router}              upstream_log:
+              - name: envoy.access_loggers.file
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                  path: {}
+                  log_format: {{ text_format: "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER%\n" }}
+"#,
+        upstream_log.display()
+    );
+    let listener = http_listener("ingress", port, &[]);
+    assert!(listener.contains(router));
+    let listener = listener
+        .replacen("          stat_prefix: ingress\n", &access_log, 1)
+        .replacen(router, &router_with_log, 1);
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    assert_eq!(get(&url("/up"), &[]).unwrap().status, 200);
+    assert_eq!(get(&url("/dead"), &[]).unwrap().status, 503);
+    assert_eq!(
+        get(&url("/direct"), &[("x-debug", "1")]).unwrap().status,
+        201
+    );
+    assert_eq!(get(&url("/up/again"), &[]).unwrap().status, 200);
+    let lines = || json_lines(&log);
+    // Lines are written when each request ends: wait for the last one
+    // admitted, then check nothing else was written.
+    assert!(
+        eventually(|| lines().len() >= 2),
+        "{:?}\n{}",
+        lines(),
+        proxy.stderr()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let logged = lines();
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    let by_path = |path: &str| {
+        logged
+            .iter()
+            .find(|l| l["request"]["path"] == path)
+            .unwrap_or_else(|| panic!("no line for {path}: {logged:?}"))
+    };
+    let dead = by_path("/dead");
+    assert_eq!(dead["status"], 503);
+    assert_eq!(dead["flags"], "UF");
+    assert_eq!(dead["request"]["method"], "GET");
+    assert_eq!(dead["request"]["agent"], serde_json::Value::Null);
+    assert_eq!(dead["route"], serde_json::Value::Null);
+    assert!(dead["took"].as_str().unwrap().ends_with("ms"), "{dead}");
+    let direct = by_path("/direct");
+    assert_eq!(direct["status"], 201);
+    assert_eq!(direct["flags"], "-");
+
+    // The upstream log has the three requests that went upstream (the one
+    // refused with code 0: no upstream response), not the direct response.
+    let upstream_lines = || {
+        let mut lines: Vec<String> = std::fs::read_to_string(&upstream_log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert!(
+        eventually(|| upstream_lines().len() >= 3),
+        "{:?}",
+        upstream_lines()
+    );
+    assert_eq!(
+        upstream_lines(),
+        [
+            "/dead 0 UF dead",
+            "/up 200 - upstream",
+            "/up/again 200 - upstream"
+        ]
+    );
+    assert_eq!(proxy.quit(), Some(0));
+}
+
 /// As Envoy's connection manager: a request without `x-request-id` gets a
 /// random UUID before the plugins run (`request.id`), the upstream sees
 /// it; one that has an id keeps it; `generate_request_id: false` adds none.

@@ -292,6 +292,86 @@ fn idle_connections_close_after_the_idle_timeout() {
     assert_eq!(proxy.quit(), Some(0));
 }
 
+/// `tcp_proxy`'s `access_log`: a line per connection when it closes, with
+/// the bytes each way, the upstream and the `UF` flag of an upstream that
+/// refuses.
+#[test]
+fn tcp_access_logs_write_a_line_per_connection() {
+    let upstream = TcpUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tcp.json");
+    let admin = free_port();
+    let port = free_port();
+    let dead_port = free_port();
+    let access_log = format!(
+        r#"          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {}
+              log_format:
+                json_format:
+                  in: "%BYTES_RECEIVED%"
+                  out: "%BYTES_SENT%"
+                  code: "%RESPONSE_CODE%"
+                  flags: "%RESPONSE_FLAGS%"
+                  up: "%UPSTREAM_HOST%"
+                  cluster: "%UPSTREAM_CLUSTER%"
+                  client: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+                  listener: "%DOWNSTREAM_LOCAL_ADDRESS%"
+"#,
+        log.display()
+    );
+    let with_log = |listener: String| format!("{listener}{access_log}");
+    let listeners = [
+        with_log(tcp_listener("logged", port, "upstream", &[])),
+        with_log(tcp_listener("logged_dead", dead_port, "dead", &[])),
+    ];
+    let proxy = Proxy::start(&bootstrap(&listeners, upstream.addr, admin), admin, &[]);
+
+    assert_eq!(tcp_exchange(port, b"hello").unwrap(), b"got 5 bytes");
+    // The dead cluster's connection is closed without an answer.
+    let answer = tcp_exchange(dead_port, b"lost").unwrap_or_default();
+    assert!(answer.is_empty(), "{answer:?}");
+    let lines = || json_lines(&log);
+    // Connections that carry nothing (see above) may log lines too: look
+    // for the two this test made.
+    let listener = format!("127.0.0.1:{port}");
+    let found = || {
+        let lines = lines();
+        let served = lines
+            .iter()
+            .find(|l| l["in"] == 5 && l["listener"] == listener.as_str())
+            .cloned();
+        let failed = lines
+            .iter()
+            .find(|l| l["cluster"] == "dead" && l["flags"] == "UF")
+            .cloned();
+        served.zip(failed)
+    };
+    assert!(
+        eventually(|| found().is_some()),
+        "{:?}\n{}",
+        lines(),
+        proxy.stderr()
+    );
+    let (served, failed) = found().unwrap();
+    assert_eq!(served["out"], 11, "{served}");
+    assert_eq!(served["code"], serde_json::Value::Null, "{served}");
+    assert_eq!(served["flags"], "-", "{served}");
+    assert_eq!(served["up"], upstream.addr.to_string(), "{served}");
+    assert_eq!(served["cluster"], "upstream", "{served}");
+    assert_eq!(served["client"], "127.0.0.1", "{served}");
+    assert_eq!(failed["out"], 0, "{failed}");
+    assert!(
+        failed["up"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{failed}"
+    );
+    assert_eq!(proxy.quit(), Some(0));
+}
+
 /// A network plugin that logs `destination.address` from
 /// `proxy_on_new_connection` and lets every byte through.
 const LOG_ADDRESS_ON_CONNECT: &str = r#"

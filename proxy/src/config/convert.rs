@@ -20,12 +20,11 @@ use super::route::{
 };
 use super::values::{At, EnumName, List, decode_base64};
 use super::{ConfigError, ErrorKind};
-use crate::access_log::{DEFAULT_FORMAT, Format, Sink};
 
 /// The extensions Polyhost implements, by the type Envoy would look them up
 /// by and by the names (current and legacy) it accepts without a type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Extension {
+pub(super) enum Extension {
     HttpConnectionManager,
     TcpProxy,
     NetworkWasm,
@@ -93,7 +92,7 @@ const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProt
 
 /// Envoy picks an extension by the type of its `typed_config` when it has
 /// one, so a filter may carry any name; only untyped ones go by name.
-fn identify(name: &str, type_name: Option<&str>) -> Option<Extension> {
+pub(super) fn identify(name: &str, type_name: Option<&str>) -> Option<Extension> {
     EXTENSIONS
         .iter()
         .find(|(_, ty, names)| match type_name {
@@ -112,29 +111,29 @@ fn canonical(ext: Extension) -> &'static str {
 }
 
 /// A `google.protobuf.Any` opened up: the message type and its fields.
-struct Any {
+pub(super) struct Any {
     /// The type after the last `/` of its URL, `None` for an empty Any.
-    type_name: Option<String>,
+    pub type_name: Option<String>,
     /// The message's fields.
-    value: Value,
+    pub value: Value,
     /// Where the fields are in the document.
-    at: At,
+    pub at: At,
 }
 
 fn error(kind: ErrorKind, at: &At, message: impl Into<String>) -> ConfigError {
     ConfigError::new(kind, at, message.into())
 }
 
-fn invalid(at: &At, message: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(at: &At, message: impl Into<String>) -> ConfigError {
     error(ErrorKind::Invalid, at, message)
 }
 
-fn unsupported(at: &At, message: impl Into<String>) -> ConfigError {
+pub(super) fn unsupported(at: &At, message: impl Into<String>) -> ConfigError {
     error(ErrorKind::Unsupported, at, message)
 }
 
 /// Deserializes `value` (found at `at`), naming the path of a bad field.
-fn de<T: DeserializeOwned>(value: Value, at: &At) -> Result<T, ConfigError> {
+pub(super) fn de<T: DeserializeOwned>(value: Value, at: &At) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value)
         .map_err(|e| invalid(&at.join(e.path()), e.inner().to_string()))
 }
@@ -151,7 +150,10 @@ fn type_name_of(url: &str, at: &At) -> Result<String, ConfigError> {
 
 /// A filter's `typed_config`, or an empty one when absent (Envoy allows
 /// that for filters recognised by name, such as the router).
-fn filter_typed_config(typed_config: Option<Value>, filter_at: &At) -> Result<Any, ConfigError> {
+pub(super) fn filter_typed_config(
+    typed_config: Option<Value>,
+    filter_at: &At,
+) -> Result<Any, ConfigError> {
     let at = filter_at.field("typed_config");
     match typed_config {
         Some(v) => unpack_any(v, &at),
@@ -221,7 +223,7 @@ fn required_any(typed_config: Option<Value>, at: &At) -> Result<Any, ConfigError
     unpack_any(value, &at)
 }
 
-fn filter_label(name: &str, any: &Any) -> String {
+pub(super) fn filter_label(name: &str, any: &Any) -> String {
     match (name, &any.type_name) {
         ("", Some(t)) => t.clone(),
         ("", None) => "(unnamed)".to_string(),
@@ -513,7 +515,10 @@ fn network_filters(
                     Some(t) if t.0.is_zero() => None,
                     Some(t) => Some(t.0),
                 };
+                let access_logs =
+                    super::access_log::access_logs(raw.access_log, &any.at.field("access_log"))?;
                 let proxy = TcpProxy {
+                    access_logs,
                     stat_prefix: raw.stat_prefix,
                     cluster,
                     wasm_filters: std::mem::take(&mut wasm_filters),
@@ -588,8 +593,8 @@ fn http_connection_manager(
     check(&rc.rest, "RouteConfiguration", &rc_at)?;
     let virtual_hosts = virtual_hosts(rc.virtual_hosts, &rc_at.field("virtual_hosts"), walk)?;
 
-    let wasm_filters = http_filters(raw.http_filters, &at.field("http_filters"))?;
-    let access_logs = access_logs(raw.access_log, &at.field("access_log"))?;
+    let (wasm_filters, upstream_logs) = http_filters(raw.http_filters, &at.field("http_filters"))?;
+    let access_logs = super::access_log::access_logs(raw.access_log, &at.field("access_log"))?;
     Ok(HttpConnectionManager {
         stat_prefix: raw.stat_prefix,
         codec,
@@ -598,106 +603,19 @@ fn http_connection_manager(
         wasm_filters,
         scheme_to_overwrite,
         access_logs,
+        upstream_logs,
         generate_request_id: raw.generate_request_id.unwrap_or(true),
     })
 }
 
-/// A connection manager's `access_log` entries: the stdout, stderr and
-/// file loggers, each with its format parsed.
-fn access_logs(entries: List<raw::Filter>, at: &At) -> Result<Vec<AccessLog>, ConfigError> {
-    let mut logs = Vec::new();
-    for (entry_at, entry) in entries.into_iter_at(at) {
-        // `filter` (which requests to log) lands here, and is refused.
-        check(&entry.rest, "AccessLog", &entry_at)?;
-        let any = filter_typed_config(entry.typed_config, &entry_at)?;
-        let label = filter_label(&entry.name, &any);
-        let (sink, log_format, legacy_format) =
-            match identify(&entry.name, any.type_name.as_deref()) {
-                Some(Extension::StdoutAccessLog | Extension::StderrAccessLog)
-                    if any.type_name.is_some() =>
-                {
-                    let raw: raw::StreamAccessLog = de(any.value, &any.at)?;
-                    check(&raw.rest, "StreamAccessLog", &any.at)?;
-                    let sink = match identify(&entry.name, any.type_name.as_deref()) {
-                        Some(Extension::StderrAccessLog) => Sink::Stderr,
-                        _ => Sink::Stdout,
-                    };
-                    (sink, raw.log_format, None)
-                }
-                Some(Extension::FileAccessLog) if any.type_name.is_some() => {
-                    let raw: raw::FileAccessLog = de(any.value, &any.at)?;
-                    check(&raw.rest, "FileAccessLog", &any.at)?;
-                    if raw.path.is_empty() {
-                        return Err(invalid(&any.at.field("path"), "path is required"));
-                    }
-                    (
-                        Sink::File(PathBuf::from(raw.path)),
-                        raw.log_format,
-                        raw.format,
-                    )
-                }
-                Some(
-                    Extension::StdoutAccessLog
-                    | Extension::StderrAccessLog
-                    | Extension::FileAccessLog,
-                ) => return Err(invalid(&any.at, "typed_config is required")),
-                Some(_) => {
-                    return Err(invalid(
-                        &entry_at,
-                        format!("{label} is not an access logger"),
-                    ));
-                }
-                None => {
-                    return Err(unsupported(
-                        &entry_at,
-                        format!("access logger {label} is not supported"),
-                    ));
-                }
-            };
-        let (text, text_at) = match (log_format, legacy_format) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    &any.at,
-                    "only one of log_format and format may be set",
-                ));
-            }
-            (Some(f), None) => {
-                let f_at = any.at.field("log_format");
-                check(&f.rest, "SubstitutionFormatString", &f_at)?;
-                match (f.text_format, f.text_format_source) {
-                    (Some(t), None) => (t, f_at.field("text_format")),
-                    (None, Some(source)) => {
-                        let s_at = f_at.field("text_format_source");
-                        let bytes = inline_data(source, &s_at)?;
-                        let text = String::from_utf8(bytes)
-                            .map_err(|_| invalid(&s_at, "the format is not UTF-8"))?;
-                        (text, s_at)
-                    }
-                    (None, None) => (DEFAULT_FORMAT.to_string(), f_at),
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(
-                            &f_at,
-                            "only one of text_format and text_format_source may be set",
-                        ));
-                    }
-                }
-            }
-            (None, Some(t)) => (t, any.at.field("format")),
-            (None, None) => (DEFAULT_FORMAT.to_string(), any.at.clone()),
-        };
-        let format = Format::parse(&text).map_err(|e| invalid(&text_at, e))?;
-        logs.push(AccessLog {
-            sink,
-            format,
-            at: entry_at.to_string(),
-        });
-    }
-    Ok(logs)
-}
-
-/// Wasm filters in order, then the router, which must be last.
-fn http_filters(filters: List<raw::Filter>, at: &At) -> Result<Vec<WasmPlugin>, ConfigError> {
+/// Wasm filters in order, then the router, which must be last; with the
+/// router's `upstream_log`.
+fn http_filters(
+    filters: List<raw::Filter>,
+    at: &At,
+) -> Result<(Vec<WasmPlugin>, Vec<AccessLog>), ConfigError> {
     let mut wasm = Vec::new();
+    let mut upstream_logs = Vec::new();
     let mut router: Option<At> = None;
     for (f_at, f) in filters.into_iter_at(at) {
         check(&f.rest, "HttpFilter", &f_at)?;
@@ -724,6 +642,10 @@ fn http_filters(filters: List<raw::Filter>, at: &At) -> Result<Vec<WasmPlugin>, 
             Some(Extension::Router) => {
                 let raw: raw::Router = de(any.value, &any.at)?;
                 check(&raw.rest, "Router", &any.at)?;
+                upstream_logs = super::access_log::access_logs(
+                    raw.upstream_log,
+                    &any.at.field("upstream_log"),
+                )?;
                 router = Some(f_at);
             }
             Some(_) => {
@@ -747,7 +669,7 @@ fn http_filters(filters: List<raw::Filter>, at: &At) -> Result<Vec<WasmPlugin>, 
             "the last HTTP filter must be envoy.filters.http.router",
         ));
     }
-    Ok(wasm)
+    Ok((wasm, upstream_logs))
 }
 
 /// Virtual hosts, with names and domains unique across the route
@@ -886,7 +808,7 @@ fn metadata(raw: raw::Metadata, at: &At) -> Result<Map<String, Value>, ConfigErr
 
 /// A `DataSource` that must be inline: `inline_string` or base64
 /// `inline_bytes`.
-fn inline_data(raw: raw::DataSource, at: &At) -> Result<Vec<u8>, ConfigError> {
+pub(super) fn inline_data(raw: raw::DataSource, at: &At) -> Result<Vec<u8>, ConfigError> {
     check(&raw.rest, "DataSource", at)?;
     match (raw.inline_string, raw.inline_bytes, raw.filename) {
         (Some(s), None, None) => Ok(s.into_bytes()),
@@ -956,7 +878,10 @@ fn regex(raw: raw::RegexMatcher, at: &At) -> Result<FullRegex, ConfigError> {
         .map_err(|e| invalid(&at.field("regex"), format!("invalid regex: {e}")))
 }
 
-fn header_matcher(raw: raw::HeaderMatcher, at: &At) -> Result<HeaderMatcher, ConfigError> {
+pub(super) fn header_matcher(
+    raw: raw::HeaderMatcher,
+    at: &At,
+) -> Result<HeaderMatcher, ConfigError> {
     check(&raw.rest, "HeaderMatcher", at)?;
     if raw.name.is_empty() {
         return Err(invalid(&at.field("name"), "a header name is required"));

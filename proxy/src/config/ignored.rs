@@ -145,16 +145,6 @@ pub(super) const IGNORED: &[(&str, &str, &str)] = &[
         "Polyhost adds no x-envoy-* headers anyway",
     ),
     (
-        "Router",
-        "upstream_log",
-        "access logging is not implemented",
-    ),
-    (
-        "TcpProxy",
-        "access_log",
-        "access logging is not implemented",
-    ),
-    (
         "TcpProxy",
         "max_connect_attempts",
         "connection retries are Pingora's",

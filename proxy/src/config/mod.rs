@@ -48,6 +48,7 @@
 //! clusters, redirects, weighted clusters, retries, header mutation and
 //! camelCase field names. Each is an error naming where it appears.
 
+mod access_log;
 mod convert;
 mod ignored;
 mod model;
@@ -63,7 +64,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
+    AccessLog, Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
     DEFAULT_ROUTE_TIMEOUT, DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint, FailurePolicy,
     HttpConnectionManager, Listener, ListenerKind, Node, Route, RouteAction, TcpProxy, VirtualHost,
     WasmCode, WasmPlugin,

@@ -108,18 +108,23 @@ pub struct HttpConnectionManager {
     pub scheme_to_overwrite: Option<String>,
     /// `access_log`, in order.
     pub access_logs: Vec<AccessLog>,
+    /// The router's `upstream_log`, in order: a line per request that went
+    /// to an upstream, with the upstream's response.
+    pub upstream_logs: Vec<AccessLog>,
     /// `generate_request_id` (default true): a request that comes without
     /// `x-request-id` gets one, a random UUID, before the plugins see it.
     pub generate_request_id: bool,
 }
 
-/// One `access_log` entry of a connection manager.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `access_log` entry of a connection manager or a `tcp_proxy`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessLog {
     /// Where it writes.
     pub sink: crate::access_log::Sink,
     /// What it writes.
     pub format: crate::access_log::Format,
+    /// `filter`: which entries it writes; all when `None`.
+    pub filter: Option<crate::access_log::Filter>,
     /// Its path in the configuration, for errors found when it is opened.
     pub at: String,
 }
@@ -204,6 +209,8 @@ pub struct TcpProxy {
     /// this long is closed. Envoy's default is 1 h; `0s` turns it off
     /// (`None`).
     pub idle_timeout: Option<Duration>,
+    /// `access_log`, in order: a line per connection when it closes.
+    pub access_logs: Vec<AccessLog>,
 }
 
 /// One Wasm plugin: a filter (`envoy.filters.http.wasm`,

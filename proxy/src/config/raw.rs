@@ -131,9 +131,112 @@ pub(super) struct HttpConnectionManager {
     #[serde(default)]
     pub scheme_header_transformation: Option<SchemeHeaderTransformation>,
     #[serde(default)]
-    pub access_log: List<Filter>,
+    pub access_log: List<AccessLog>,
     #[serde(default)]
     pub generate_request_id: Option<bool>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `config.accesslog.v3.AccessLog`: a logger (a name and an `Any`) and
+/// which entries it writes.
+#[derive(Deserialize)]
+pub(super) struct AccessLog {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub typed_config: Option<Value>,
+    #[serde(default)]
+    pub filter: Option<AccessLogFilter>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `config.accesslog.v3.AccessLogFilter`: a oneof, so exactly one field.
+#[derive(Deserialize)]
+pub(super) struct AccessLogFilter {
+    #[serde(default)]
+    pub status_code_filter: Option<ComparisonHolder>,
+    #[serde(default)]
+    pub duration_filter: Option<ComparisonHolder>,
+    #[serde(default)]
+    pub not_health_check_filter: Option<Empty>,
+    #[serde(default)]
+    pub and_filter: Option<FilterList>,
+    #[serde(default)]
+    pub or_filter: Option<FilterList>,
+    #[serde(default)]
+    pub header_filter: Option<HeaderFilter>,
+    #[serde(default)]
+    pub response_flag_filter: Option<ResponseFlagFilter>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `StatusCodeFilter` and `DurationFilter`: one comparison.
+#[derive(Deserialize)]
+pub(super) struct ComparisonHolder {
+    #[serde(default)]
+    pub comparison: Option<ComparisonFilter>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ComparisonFilter {
+    #[serde(default)]
+    pub op: Option<EnumName>,
+    #[serde(default)]
+    pub value: Option<RuntimeUInt32>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `core.v3.RuntimeUInt32`.
+#[derive(Deserialize)]
+pub(super) struct RuntimeUInt32 {
+    #[serde(default)]
+    pub default_value: u32,
+    /// A runtime override of `default_value`. Polyhost has no runtime, so
+    /// the default applies, as in an Envoy whose runtime lacks the key.
+    #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "accepted, but there is no runtime to look it up in"
+    )]
+    pub runtime_key: String,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// A message with no fields Polyhost reads (`NotHealthCheckFilter`).
+#[derive(Deserialize)]
+pub(super) struct Empty {
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `AndFilter` and `OrFilter`.
+#[derive(Deserialize)]
+pub(super) struct FilterList {
+    #[serde(default)]
+    pub filters: List<AccessLogFilter>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct HeaderFilter {
+    #[serde(default)]
+    pub header: Option<HeaderMatcher>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResponseFlagFilter {
+    #[serde(default)]
+    pub flags: List<String>,
     #[serde(flatten)]
     pub rest: Rest,
 }
@@ -157,6 +260,12 @@ pub(super) struct FileAccessLog {
     /// The deprecated text format.
     #[serde(default)]
     pub format: Option<String>,
+    /// The deprecated format dictionary whose values are all strings.
+    #[serde(default)]
+    pub json_format: Option<Map<String, Value>>,
+    /// The deprecated typed format dictionary.
+    #[serde(default)]
+    pub typed_json_format: Option<Map<String, Value>>,
     #[serde(flatten)]
     pub rest: Rest,
 }
@@ -168,6 +277,10 @@ pub(super) struct SubstitutionFormatString {
     pub text_format: Option<String>,
     #[serde(default)]
     pub text_format_source: Option<DataSource>,
+    #[serde(default)]
+    pub json_format: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub omit_empty_values: bool,
     #[serde(flatten)]
     pub rest: Rest,
 }
@@ -346,13 +459,17 @@ pub(super) struct TcpProxy {
     pub cluster: Option<String>,
     #[serde(default)]
     pub idle_timeout: Option<ProtoDuration>,
+    #[serde(default)]
+    pub access_log: List<AccessLog>,
     #[serde(flatten)]
     pub rest: Rest,
 }
 
-/// `extensions.filters.http.router.v3.Router`: nothing Polyhost models.
+/// `extensions.filters.http.router.v3.Router`.
 #[derive(Deserialize)]
 pub(super) struct Router {
+    #[serde(default)]
+    pub upstream_log: List<AccessLog>,
     #[serde(flatten)]
     pub rest: Rest,
 }

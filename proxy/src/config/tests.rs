@@ -1514,13 +1514,131 @@ fn http_access_logs() {
     assert_eq!(logs[0].sink, Sink::Stdout);
     assert_eq!(
         logs[0].format,
-        LogFormat::parse("%REQ(:METHOD)% %RESPONSE_CODE%\n").unwrap()
+        LogFormat::text("%REQ(:METHOD)% %RESPONSE_CODE%\n").unwrap()
     );
     assert_eq!(logs[1].sink, Sink::File("/tmp/access.log".into()));
     assert_eq!(logs[1].format, LogFormat::envoy_default());
     assert_eq!(logs[2].sink, Sink::Stderr);
-    assert_eq!(logs[2].format, LogFormat::parse("%PROTOCOL%\n").unwrap());
+    assert_eq!(logs[2].format, LogFormat::text("%PROTOCOL%\n").unwrap());
     assert_eq!(logs[2].at, format!("{HCM_AT}.access_log[2]"));
+    assert!(logs.iter().all(|l| l.filter.is_none()));
+}
+
+#[test]
+fn access_log_dictionaries_and_filters() {
+    use crate::access_log::{CompareOp, Comparison, Filter, Format as LogFormat};
+    let b = yaml(&with_access_log(
+        r#"                  - name: envoy.access_loggers.stdout
+                    filter:
+                      and_filter:
+                        filters:
+                        - status_code_filter:
+                            comparison:
+                              op: GE
+                              value: { default_value: 500, runtime_key: access_log.error.status }
+                        - or_filter:
+                            filters:
+                            - response_flag_filter: { flags: [UF, UT] }
+                            - duration_filter: { comparison: { op: le, value: { default_value: 10, runtime_key: k } } }
+                            - header_filter: { header: { name: X-Debug, present_match: true } }
+                            - not_health_check_filter: {}
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+                      log_format:
+                        json_format: { status: "%RESPONSE_CODE%", up: { host: "%UPSTREAM_HOST%" } }
+                        omit_empty_values: true
+                  - name: envoy.access_loggers.file
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                      path: /tmp/access.log
+                      json_format: { status: "%RESPONSE_CODE%" }
+"#,
+    ))
+    .unwrap();
+    let logs = &http(&b.listeners[0]).access_logs;
+    let dictionary =
+        |v: serde_json::Value, typed| LogFormat::json(v.as_object().unwrap(), typed).unwrap();
+    assert_eq!(
+        logs[0].format,
+        dictionary(
+            serde_json::json!({ "status": "%RESPONSE_CODE%", "up": { "host": "%UPSTREAM_HOST%" } }),
+            true
+        )
+        .omit_empty_values(true)
+    );
+    // The file logger's deprecated `json_format` writes strings only.
+    assert_eq!(
+        logs[1].format,
+        dictionary(serde_json::json!({ "status": "%RESPONSE_CODE%" }), false)
+    );
+    assert_eq!(logs[1].filter, None);
+    let Some(Filter::And(all)) = &logs[0].filter else {
+        panic!("{:?}", logs[0].filter);
+    };
+    assert_eq!(
+        all[0],
+        Filter::StatusCode(Comparison {
+            op: CompareOp::Ge,
+            value: 500
+        })
+    );
+    let Filter::Or(any) = &all[1] else {
+        panic!("{:?}", all[1]);
+    };
+    assert_eq!(any[0], Filter::ResponseFlag(vec!["UF".into(), "UT".into()]));
+    assert_eq!(
+        any[1],
+        Filter::Duration(Comparison {
+            op: CompareOp::Le,
+            value: 10
+        })
+    );
+    let Filter::Header(header) = &any[2] else {
+        panic!("{:?}", any[2]);
+    };
+    assert_eq!(header.name, "x-debug");
+    assert_eq!(any[3], Filter::NotHealthCheck);
+}
+
+#[test]
+fn tcp_proxy_access_logs() {
+    let b = yaml(
+        r#"
+static_resources:
+  listeners:
+    - address: { socket_address: { address: 0.0.0.0, port_value: 1 } }
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.tcp_proxy
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+                cluster: backend
+                access_log:
+                - name: envoy.access_loggers.stderr
+                  filter: { response_flag_filter: {} }
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog
+  clusters:
+    - name: backend
+      load_assignment:
+        endpoints:
+          - lb_endpoints:
+              - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 2 } } }
+"#,
+    )
+    .unwrap();
+    let logs = &tcp(&b.listeners[0]).access_logs;
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].sink, crate::access_log::Sink::Stderr);
+    assert_eq!(logs[0].format, crate::access_log::Format::envoy_default());
+    assert_eq!(
+        logs[0].filter,
+        Some(crate::access_log::Filter::ResponseFlag(Vec::new()))
+    );
+    assert_eq!(
+        logs[0].at,
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.access_log[0]"
+    );
 }
 
 #[test]
@@ -1545,23 +1663,66 @@ fn http_access_log_errors_name_the_path() {
         "command operator %DYNAMIC_METADATA% is not supported"
     );
 
+    // A format dictionary names the key of a bad value.
     let (path, message) = fails(&stdout(
-        "                      log_format: { json_format: { code: \"%RESPONSE_CODE%\" } }\n",
+        "                      log_format: { json_format: { up: { host: \"%NOPE%\" } } }\n",
     ));
     assert_eq!(
         path,
-        format!("{HCM_AT}.access_log[0].typed_config.log_format.json_format")
+        format!("{HCM_AT}.access_log[0].typed_config.log_format.json_format.up.host")
+    );
+    assert_eq!(message, "command operator %NOPE% is not supported");
+
+    let (path, message) = fails(&stdout(
+        "                      log_format: { text_format: \"x\", json_format: { a: b } }\n",
+    ));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.access_log[0].typed_config.log_format")
+    );
+    assert!(message.starts_with("only one of"), "{message}");
+
+    // Filters: one kind each, known flags, two or more in and/or, and a
+    // filter Polyhost does not implement is refused, not ignored.
+    let filtered = |filter: &str| {
+        with_access_log(&format!(
+            "                  - name: envoy.access_loggers.stdout\n                    filter: {filter}\n"
+        ))
+    };
+    let (path, message) = fails(&filtered("{ traceable_filter: {} }"));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.access_log[0].filter.traceable_filter")
     );
     assert!(
         message.contains("unknown or unsupported field"),
         "{message}"
     );
-
-    // Which requests to log is not supported: an error, not every request.
-    let (path, _) = fails(&with_access_log(
-        "                  - name: envoy.access_loggers.stdout\n                    filter: { status_code_filter: {} }\n",
-    ));
+    let (path, message) = fails(&filtered("{}"));
     assert_eq!(path, format!("{HCM_AT}.access_log[0].filter"));
+    assert!(message.starts_with("a filter is required"), "{message}");
+    let (path, message) = fails(&filtered("{ response_flag_filter: { flags: [UF, XX] } }"));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.access_log[0].filter.response_flag_filter.flags[1]")
+    );
+    assert_eq!(message, "unknown response flag \"XX\"");
+    let (path, message) = fails(&filtered(
+        "{ and_filter: { filters: [ { not_health_check_filter: {} } ] } }",
+    ));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.access_log[0].filter.and_filter.filters")
+    );
+    assert_eq!(message, "and_filter needs at least two filters");
+    let (path, message) = fails(&filtered(
+        "{ status_code_filter: { comparison: { op: GT, value: { default_value: 500, runtime_key: k } } } }",
+    ));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.access_log[0].filter.status_code_filter.comparison.op")
+    );
+    assert_eq!(message, "unknown comparison GT: expected EQ, GE or LE");
 
     let (path, message) = fails(&with_access_log(
         "                  - name: envoy.access_loggers.open_telemetry\n                    typed_config: { \"@type\": type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig }\n",

@@ -68,6 +68,8 @@ pub struct RouteTable {
     filters: Vec<WasmFilter>,
     /// The connection manager's `access_log` entries, opened.
     access_logs: Vec<AccessLogger>,
+    /// The router's `upstream_log` entries, opened.
+    upstream_logs: Vec<AccessLogger>,
     /// `generate_request_id`.
     generate_request_id: bool,
     clusters: Arc<ClusterManager>,
@@ -88,8 +90,18 @@ impl RouteTable {
             virtual_hosts: manager.virtual_hosts.clone(),
             filters,
             access_logs,
+            upstream_logs: Vec::new(),
             generate_request_id: manager.generate_request_id,
             clusters,
+        }
+    }
+
+    /// The same table, writing the router's `upstream_log` entries (a line
+    /// per request that went to an upstream) with these loggers.
+    pub fn with_upstream_logs(self, upstream_logs: Vec<AccessLogger>) -> RouteTable {
+        RouteTable {
+            upstream_logs,
+            ..self
         }
     }
 
@@ -188,7 +200,10 @@ pub struct RequestContext {
     started: std::time::Instant,
     started_at: std::time::SystemTime,
     /// The endpoint `upstream_peer` chose, for the access log.
-    upstream_host: Option<String>,
+    upstream_host: Option<std::net::SocketAddr>,
+    /// The upstream's response as it arrived, before the plugins saw it;
+    /// kept only for the router's `upstream_log`.
+    upstream_response: Option<ResponseHeader>,
 }
 
 #[async_trait]
@@ -206,6 +221,7 @@ impl ProxyHttp for WasmHttpProxy {
             started: std::time::Instant::now(),
             started_at: std::time::SystemTime::now(),
             upstream_host: None,
+            upstream_response: None,
         }
     }
 
@@ -326,7 +342,7 @@ impl ProxyHttp for WasmHttpProxy {
             return Err(Error::explain(HTTPStatus(503), "no healthy upstream"));
         };
         cluster.requests.fetch_add(1, Ordering::Relaxed);
-        ctx.upstream_host = Some(peer.address().to_string());
+        ctx.upstream_host = peer.address().as_inet().copied();
         let timeout = match &ctx.table.route_of(route).action {
             RouteAction::Cluster { timeout, .. } => timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
             RouteAction::DirectResponse { .. } => DEFAULT_ROUTE_TIMEOUT,
@@ -336,6 +352,18 @@ impl ProxyHttp for WasmHttpProxy {
             peer.options.read_timeout = Some(timeout);
         }
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        if !ctx.table.upstream_logs.is_empty() {
+            ctx.upstream_response = Some(upstream_response.clone());
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -549,13 +577,14 @@ impl ProxyHttp for WasmHttpProxy {
         if ctx.response_flags != "-" {
             tracing::info!(target: "polyhost::http", status, flags = ctx.response_flags, path = %String::from_utf8_lossy(session.req_header().raw_path()), "request failed");
         }
-        if !ctx.table.access_logs.is_empty() {
+        if !ctx.table.access_logs.is_empty() || !ctx.table.upstream_logs.is_empty() {
             write_access_logs(session, ctx);
         }
     }
 }
 
-/// One line per `access_log` entry for the request that just ended.
+/// One line per `access_log` entry for the request that just ended, and
+/// one per `upstream_log` entry if it went to an upstream.
 fn write_access_logs(session: &Session, ctx: &RequestContext) {
     let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
         a.and_then(|a| a.as_inet().copied())
@@ -564,12 +593,12 @@ fn write_access_logs(session: &Session, ctx: &RequestContext) {
     let entry = AccessLogEntry {
         start: ctx.started_at,
         duration: ctx.started.elapsed(),
-        request: session.req_header(),
+        request: Some(session.req_header()),
         response: session.response_written(),
         flags: ctx.response_flags,
         bytes_received: session.body_bytes_read(),
         bytes_sent: session.body_bytes_sent(),
-        upstream_host: ctx.upstream_host.clone(),
+        upstream_host: ctx.upstream_host,
         cluster: route
             .and_then(|r| r.cluster.as_ref())
             .map(|c| c.name.as_str()),
@@ -579,6 +608,15 @@ fn write_access_logs(session: &Session, ctx: &RequestContext) {
     };
     for log in &ctx.table.access_logs {
         log.write(&entry);
+    }
+    if ctx.upstream_host.is_some() {
+        let entry = AccessLogEntry {
+            response: ctx.upstream_response.as_ref(),
+            ..entry
+        };
+        for log in &ctx.table.upstream_logs {
+            log.write(&entry);
+        }
     }
 }
 

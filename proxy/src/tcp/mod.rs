@@ -11,10 +11,12 @@
 //! hear that the connections closed and their contexts end.
 //!
 //! If the upstream cannot be reached the client connection is closed, and
-//! the log line carries Envoy's `UF` flag.
+//! the log line carries Envoy's `UF` flag. When the connection has ended,
+//! the `tcp_proxy`'s `access_log` entries each write a line for it.
 
 mod filter_chain;
 
+use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::ClusterManager;
 use crate::config;
 use crate::stats::TcpStats;
@@ -29,7 +31,7 @@ use polyhost::PeerType;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -47,16 +49,19 @@ pub struct TcpTable {
     /// `None`: connections never time out for being idle.
     idle_timeout: Option<Duration>,
     filters: Vec<WasmFilter>,
+    /// The `access_log` entries, opened.
+    access_logs: Vec<AccessLogger>,
     clusters: Arc<ClusterManager>,
 }
 
 impl TcpTable {
     /// The table of `proxy` (listener `listener`) with its Wasm filters
-    /// already loaded, in chain order.
+    /// already loaded, in chain order, and its access logs opened.
     pub fn new(
         listener: &str,
         proxy: &config::TcpProxy,
         filters: Vec<WasmFilter>,
+        access_logs: Vec<AccessLogger>,
         clusters: Arc<ClusterManager>,
     ) -> TcpTable {
         TcpTable {
@@ -64,6 +69,7 @@ impl TcpTable {
             cluster: proxy.cluster.clone(),
             idle_timeout: proxy.idle_timeout,
             filters,
+            access_logs,
             clusters,
         }
     }
@@ -114,6 +120,8 @@ impl ServerApp for WasmTcpProxy {
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let table = self.table.load_full();
+        let started = Instant::now();
+        let started_at = SystemTime::now();
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
         let properties = connection_properties(&downstream, &table);
         let mut chain = NetworkChain::new(&table.filters, properties);
@@ -124,6 +132,9 @@ impl ServerApp for WasmTcpProxy {
             upstream: None,
             downstream_ended: None,
             upstream_ended: None,
+            bytes_received: 0,
+            bytes_sent: 0,
+            upstream_host: None,
         };
         let flags = match connection.pump(&mut chain).await {
             Ok(()) => "-",
@@ -151,6 +162,29 @@ impl ServerApp for WasmTcpProxy {
         connection.downstream.shutdown().await.ok();
         chain.finish(downstream_peer, upstream_peer);
         tracing::debug!(target: "polyhost::upstream", listener = %table.listener, flags, "connection ended");
+        if !table.access_logs.is_empty() {
+            let digest = connection.downstream.get_socket_digest();
+            let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
+                a.and_then(|a| a.as_inet().copied())
+            };
+            let entry = AccessLogEntry {
+                start: started_at,
+                duration: started.elapsed(),
+                request: None,
+                response: None,
+                flags,
+                bytes_received: connection.bytes_received,
+                bytes_sent: connection.bytes_sent,
+                upstream_host: connection.upstream_host,
+                cluster: Some(&table.cluster),
+                route_name: None,
+                downstream_remote: digest.as_ref().and_then(|d| inet(d.peer_addr())),
+                downstream_local: digest.as_ref().and_then(|d| inet(d.local_addr())),
+            };
+            for log in &table.access_logs {
+                log.write(&entry);
+            }
+        }
         None
     }
 }
@@ -184,6 +218,12 @@ struct Connection<'a> {
     downstream_ended: Option<PeerType>,
     /// The same for the upstream connection.
     upstream_ended: Option<PeerType>,
+    /// Bytes read from the client, for the access log.
+    bytes_received: usize,
+    /// Bytes written to the client, for the access log.
+    bytes_sent: usize,
+    /// The endpoint connected to (or tried), for the access log.
+    upstream_host: Option<SocketAddr>,
 }
 
 impl Connection<'_> {
@@ -229,6 +269,7 @@ impl Connection<'_> {
                     let (to_upstream, to_client) = chain.resume()?;
                     if !to_client.is_empty() {
                         write_all(downstream, &to_client).await?;
+                        self.bytes_sent += to_client.len();
                         self.stats.tx_bytes.fetch_add(to_client.len() as u64, Ordering::Relaxed);
                     }
                     match upstream {
@@ -243,6 +284,7 @@ impl Connection<'_> {
                         Err(_) => &[][..],
                     };
                     let end = chunk.is_empty();
+                    self.bytes_received += chunk.len();
                     self.stats.rx_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     let out = chain.downstream(chunk.to_vec(), end)?;
                     if end {
@@ -269,6 +311,7 @@ impl Connection<'_> {
                     let end = chunk.is_empty();
                     let out = chain.upstream(chunk.to_vec(), end)?;
                     write_all(downstream, &out).await?;
+                    self.bytes_sent += out.len();
                     self.stats.tx_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
                     if end {
                         upstream_done = true;
@@ -283,7 +326,7 @@ impl Connection<'_> {
 
     /// Connects to the next endpoint of the cluster, within its connect
     /// timeout.
-    async fn connect(&self) -> Result<TcpStream, Ended> {
+    async fn connect(&mut self) -> Result<TcpStream, Ended> {
         let name = &self.table.cluster;
         let Some(cluster) = self.table.clusters.get(name) else {
             return Err(Ended::UpstreamFailure(format!("no cluster {name}")));
@@ -298,6 +341,7 @@ impl Connection<'_> {
                 "cluster {name}: not an IP endpoint"
             )));
         };
+        self.upstream_host = Some(address);
         let timeout = peer
             .options
             .connection_timeout
