@@ -504,6 +504,96 @@ fn access_logs_write_a_line_per_request_in_envoys_formats() {
     assert_eq!(proxy.quit(), Some(0));
 }
 
+/// `request_headers_to_add` / `_remove` and `response_headers_to_add` /
+/// `_remove` at the route, virtual host and route configuration levels:
+/// what the upstream received and what the client saw, on a proxied
+/// request and a direct response.
+#[test]
+fn header_mutations_of_routes_reach_the_upstream_and_the_client() {
+    let upstream = Upstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let edits = [
+        (
+            "            name: local_route\n",
+            r#"            name: local_route
+            request_headers_to_add:
+            - header: { key: x-level, value: global }
+              append_action: OVERWRITE_IF_EXISTS_OR_ADD
+            response_headers_to_add:
+            - header: { key: x-served-by, value: polyhost }
+"#,
+        ),
+        (
+            "              domains: [\"*\"]\n",
+            r#"              domains: ["*"]
+              request_headers_to_add:
+              - header: { key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }
+              - header: { key: x-unset, value: "%REQ(x-not-sent)%" }
+              request_headers_to_remove: [x-secret]
+              response_headers_to_remove: [x-upstream]
+"#,
+        ),
+        (
+            "              - match: { prefix: \"/\" }\n                route: { cluster: upstream }\n",
+            r#"              - match: { prefix: "/" }
+                route: { cluster: upstream }
+                request_headers_to_add:
+                - header: { key: x-level, value: route }
+                - header: { key: x-tag, value: a }
+                - header: { key: x-tag, value: b }
+                - header: { key: x-secret, value: kept-out }
+                  append_action: ADD_IF_ABSENT
+"#,
+        ),
+    ];
+    let mut listener = http_listener("ingress", port, &[]);
+    for (from, to) in edits {
+        assert!(listener.contains(from), "{from}");
+        listener = listener.replacen(from, to, 1);
+    }
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let reply = get(
+        &url("/mutated"),
+        &[("x-secret", "s"), ("x-level", "from-client")],
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", proxy.stderr());
+    let seen = upstream
+        .last("/mutated")
+        .expect("the upstream got the request");
+    let values = |name: &str| seen.headers.get(name).cloned().unwrap_or_default();
+    // The route appended to the client's value, then the route
+    // configuration, applied last by default, overwrote both.
+    assert_eq!(values("x-level"), ["global"]);
+    assert_eq!(values("x-tag"), ["a", "b"]);
+    assert_eq!(values("x-client"), ["127.0.0.1"]);
+    // The route's ADD_IF_ABSENT ran before the virtual host removed it.
+    assert!(values("x-secret").is_empty(), "{:?}", seen.headers);
+    // A value that renders empty is not added.
+    assert!(!seen.headers.contains_key("x-unset"), "{:?}", seen.headers);
+    assert_eq!(
+        reply.headers.get("x-served-by").map(Vec::as_slice),
+        Some(&["polyhost".to_string()][..])
+    );
+    assert!(
+        !reply.headers.contains_key("x-upstream"),
+        "{:?}",
+        reply.headers
+    );
+
+    // A direct response gets the response mutations of its levels.
+    let reply = get(&url("/direct"), &[]).unwrap();
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        reply.headers.get("x-served-by").map(Vec::as_slice),
+        Some(&["polyhost".to_string()][..])
+    );
+    assert_eq!(proxy.quit(), Some(0));
+}
+
 /// A format dictionary and filters: a JSON line per request the filter
 /// admits (a status of 500 or more, or a request with `x-debug`), with
 /// numbers for the numeric operators and `null` for what is unknown. And

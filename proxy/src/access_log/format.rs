@@ -172,7 +172,7 @@ impl Format {
     }
 
     /// The line for `entry`.
-    pub(super) fn render(&self, entry: &Entry<'_>) -> String {
+    pub fn render(&self, entry: &Entry<'_>) -> String {
         match &self.shape {
             Shape::Text(template) => {
                 let mut line = String::new();

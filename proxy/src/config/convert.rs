@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use super::header_mutation::header_mutations;
 use super::ignored::check;
 use super::model::{
     AccessLog, Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
@@ -592,6 +593,7 @@ fn http_connection_manager(
         .ok_or_else(|| invalid(&rc_at, "route_config is required (rds is not supported)"))?;
     check(&rc.rest, "RouteConfiguration", &rc_at)?;
     let virtual_hosts = virtual_hosts(rc.virtual_hosts, &rc_at.field("virtual_hosts"), walk)?;
+    let route_config_headers = header_mutations(rc.headers, &rc_at)?;
 
     let (wasm_filters, upstream_logs) = http_filters(raw.http_filters, &at.field("http_filters"))?;
     let access_logs = super::access_log::access_logs(raw.access_log, &at.field("access_log"))?;
@@ -602,6 +604,8 @@ fn http_connection_manager(
         virtual_hosts,
         wasm_filters,
         scheme_to_overwrite,
+        route_config_headers,
+        most_specific_header_mutations_wins: rc.most_specific_header_mutations_wins,
         access_logs,
         upstream_logs,
         generate_request_id: raw.generate_request_id.unwrap_or(true),
@@ -723,10 +727,12 @@ fn virtual_hosts(
         for (r_at, r) in vh.routes.into_iter_at(&vh_at.field("routes")) {
             routes.push(route(r, &r_at, walk)?);
         }
+        let headers = header_mutations(vh.headers, &vh_at)?;
         out.push(VirtualHost {
             name: vh.name,
             domains,
             routes,
+            headers,
         });
     }
     Ok(out)
@@ -793,11 +799,13 @@ fn route(raw: raw::Route, at: &At, walk: &mut Walk) -> Result<Route, ConfigError
         Some(m) => metadata(m, &at.field("metadata"))?,
         None => Map::new(),
     };
+    let headers = header_mutations(raw.headers, at)?;
     Ok(Route {
         name: raw.name,
         matcher,
         action,
         metadata,
+        headers,
     })
 }
 

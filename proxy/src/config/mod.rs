@@ -50,6 +50,7 @@
 
 mod access_log;
 mod convert;
+mod header_mutation;
 mod ignored;
 mod model;
 mod raw;
@@ -64,10 +65,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    AccessLog, Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
-    DEFAULT_ROUTE_TIMEOUT, DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint, FailurePolicy,
-    HttpConnectionManager, Listener, ListenerKind, Node, Route, RouteAction, TcpProxy, VirtualHost,
-    WasmCode, WasmPlugin,
+    AccessLog, Admin, AppendAction, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DNS_REFRESH_RATE, DEFAULT_ROUTE_TIMEOUT, DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint,
+    FailurePolicy, HeaderMutations, HeaderToAdd, HttpConnectionManager, Listener, ListenerKind,
+    Node, Route, RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
 };
 pub use route::{
     FullRegex, HeaderMatcher, HeaderRule, PathMatch, RouteMatch, StringMatcher, StringPattern,

@@ -106,6 +106,12 @@ pub struct HttpConnectionManager {
     /// `scheme_header_transformation.scheme_to_overwrite`: the `:scheme`
     /// plugins and upstreams see, whatever the downstream used.
     pub scheme_to_overwrite: Option<String>,
+    /// `route_config`'s own header mutations.
+    pub route_config_headers: HeaderMutations,
+    /// `route_config.most_specific_header_mutations_wins`: apply the route
+    /// configuration's mutations first and the route's last (by default
+    /// the route's come first, so the wider levels overwrite them).
+    pub most_specific_header_mutations_wins: bool,
     /// `access_log`, in order.
     pub access_logs: Vec<AccessLog>,
     /// The router's `upstream_log`, in order: a line per request that went
@@ -150,6 +156,9 @@ pub struct VirtualHost {
     pub domains: Vec<String>,
     /// `routes`, tried in order.
     pub routes: Vec<Route>,
+    /// `request_headers_to_add` and the other header mutations of the
+    /// virtual host.
+    pub headers: HeaderMutations,
 }
 
 /// One route: a match and what to do.
@@ -164,6 +173,53 @@ pub struct Route {
     /// `metadata.filter_metadata`, which plugins read as the
     /// `route_metadata` property; empty if absent.
     pub metadata: Map<String, Value>,
+    /// `request_headers_to_add` and the other header mutations of the
+    /// route.
+    pub headers: HeaderMutations,
+}
+
+/// The header mutations a route, a virtual host or a route configuration
+/// carries. Request mutations apply to the request sent upstream, after
+/// the Wasm filters (which do not see them); response mutations apply to
+/// the upstream's response and to a direct response, before the Wasm
+/// filters see them, as Envoy's router does.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeaderMutations {
+    /// `request_headers_to_remove`, lower-cased.
+    pub request_remove: Vec<String>,
+    /// `request_headers_to_add`, applied after the removals.
+    pub request_add: Vec<HeaderToAdd>,
+    /// `response_headers_to_remove`, lower-cased.
+    pub response_remove: Vec<String>,
+    /// `response_headers_to_add`, applied after the removals.
+    pub response_add: Vec<HeaderToAdd>,
+}
+
+/// One `HeaderValueOption`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeaderToAdd {
+    /// `header.key`, lower-cased.
+    pub name: String,
+    /// `header.value`: a format string, so it may hold command operators
+    /// such as `%DOWNSTREAM_REMOTE_ADDRESS%` (`%%` for a `%`).
+    pub value: crate::access_log::Format,
+    /// `append_action`, or the deprecated `append`.
+    pub action: AppendAction,
+    /// `keep_empty_value`: add the header even when its value is empty.
+    pub keep_empty: bool,
+}
+
+/// `HeaderValueOption.HeaderAppendAction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendAction {
+    /// `APPEND_IF_EXISTS_OR_ADD`, the default: one more value.
+    AppendIfExistsOrAdd,
+    /// `ADD_IF_ABSENT`: only when the header is not there.
+    AddIfAbsent,
+    /// `OVERWRITE_IF_EXISTS_OR_ADD`: replaces every value, or adds.
+    OverwriteIfExistsOrAdd,
+    /// `OVERWRITE_IF_EXISTS`: replaces every value, only when there.
+    OverwriteIfExists,
 }
 
 /// What a matched route does.

@@ -300,6 +300,10 @@ pub(super) struct RouteConfiguration {
     #[serde(default)]
     pub virtual_hosts: List<VirtualHost>,
     #[serde(flatten)]
+    pub headers: HeaderMutations,
+    #[serde(default)]
+    pub most_specific_header_mutations_wins: bool,
+    #[serde(flatten)]
     pub rest: Rest,
 }
 
@@ -311,6 +315,49 @@ pub(super) struct VirtualHost {
     pub domains: List<String>,
     #[serde(default)]
     pub routes: List<Route>,
+    #[serde(flatten)]
+    pub headers: HeaderMutations,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// The header mutation fields of a route, a virtual host and a route
+/// configuration.
+#[derive(Deserialize)]
+pub(super) struct HeaderMutations {
+    #[serde(default)]
+    pub request_headers_to_add: List<HeaderValueOption>,
+    #[serde(default)]
+    pub request_headers_to_remove: List<String>,
+    #[serde(default)]
+    pub response_headers_to_add: List<HeaderValueOption>,
+    #[serde(default)]
+    pub response_headers_to_remove: List<String>,
+}
+
+/// `config.core.v3.HeaderValueOption`.
+#[derive(Deserialize)]
+pub(super) struct HeaderValueOption {
+    #[serde(default)]
+    pub header: Option<HeaderValue>,
+    /// The deprecated form of `append_action`.
+    #[serde(default)]
+    pub append: Option<bool>,
+    #[serde(default)]
+    pub append_action: Option<EnumName>,
+    #[serde(default)]
+    pub keep_empty_value: bool,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `config.core.v3.HeaderValue`.
+#[derive(Deserialize)]
+pub(super) struct HeaderValue {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
     #[serde(flatten)]
     pub rest: Rest,
 }
@@ -327,6 +374,8 @@ pub(super) struct Route {
     pub direct_response: Option<DirectResponse>,
     #[serde(default)]
     pub metadata: Option<Metadata>,
+    #[serde(flatten)]
+    pub headers: HeaderMutations,
     #[serde(flatten)]
     pub rest: Rest,
 }

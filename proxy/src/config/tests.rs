@@ -913,6 +913,7 @@ fn vhost(name: &str, domains: &[&str]) -> VirtualHost {
         name: name.into(),
         domains: domains.iter().map(|d| d.to_string()).collect(),
         routes: Vec::new(),
+        headers: Default::default(),
     }
 }
 
@@ -1744,4 +1745,69 @@ fn request_ids_are_generated_unless_turned_off() {
     ))
     .unwrap();
     assert!(!http(&b.listeners[0]).generate_request_id);
+}
+
+#[test]
+fn header_mutations_at_each_level() {
+    use crate::config::AppendAction;
+    let b = yaml(&base_with(
+        "                      routes:\n",
+        r#"                      request_headers_to_add:
+                      - header: { key: X-Host-Level, value: "%DOWNSTREAM_REMOTE_ADDRESS%" }
+                        append_action: OVERWRITE_IF_EXISTS
+                      response_headers_to_remove: [server]
+                      routes:
+"#,
+    ))
+    .unwrap();
+    let host = &http(&b.listeners[0]).virtual_hosts[0];
+    assert_eq!(host.headers.request_add.len(), 1);
+    assert_eq!(host.headers.request_add[0].name, "x-host-level");
+    assert_eq!(
+        host.headers.request_add[0].action,
+        AppendAction::OverwriteIfExists
+    );
+    assert_eq!(host.headers.response_remove, ["server"]);
+
+    let with = |fields: &str| {
+        base_with(
+            "                      routes:\n",
+            &format!("{fields}                      routes:\n"),
+        )
+    };
+    let (path, message) = fails(&with(
+        "                      request_headers_to_add: [ { header: { key: \":path\", value: x } } ]\n",
+    ));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.route_config.virtual_hosts[0].request_headers_to_add[0].header.key")
+    );
+    assert_eq!(
+        message,
+        ":path: pseudo-headers and host may not be modified"
+    );
+    let (path, message) = fails(&with(
+        "                      request_headers_to_remove: [Host]\n",
+    ));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.route_config.virtual_hosts[0].request_headers_to_remove[0]")
+    );
+    assert!(message.starts_with("host:"), "{message}");
+    let (path, message) = fails(&with(
+        "                      response_headers_to_add: [ { header: { key: a, value: \"%NOPE%\" } } ]\n",
+    ));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.route_config.virtual_hosts[0].response_headers_to_add[0].header.value")
+    );
+    assert_eq!(message, "command operator %NOPE% is not supported");
+    let (path, message) = fails(&with(
+        "                      response_headers_to_add: [ { header: { key: a, value: b }, append: true, append_action: ADD_IF_ABSENT } ]\n",
+    ));
+    assert_eq!(
+        path,
+        format!("{HCM_AT}.route_config.virtual_hosts[0].response_headers_to_add[0]")
+    );
+    assert_eq!(message, "only one of append and append_action may be set");
 }

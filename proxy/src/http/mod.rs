@@ -14,6 +14,7 @@
 //! | `logging` | `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`; stats |
 
 mod filter_chain;
+mod header_mutation;
 
 use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::{ClusterManager, UpstreamCluster};
@@ -24,6 +25,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use filter_chain::{BodyOutcome, FilterStream, Side};
+use header_mutation::Direction;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::SocketDigest;
@@ -70,6 +72,10 @@ pub struct RouteTable {
     access_logs: Vec<AccessLogger>,
     /// The router's `upstream_log` entries, opened.
     upstream_logs: Vec<AccessLogger>,
+    /// `route_config`'s own header mutations.
+    route_config_headers: config::HeaderMutations,
+    /// `most_specific_header_mutations_wins`.
+    most_specific_header_mutations_wins: bool,
     /// `generate_request_id`.
     generate_request_id: bool,
     clusters: Arc<ClusterManager>,
@@ -91,6 +97,8 @@ impl RouteTable {
             filters,
             access_logs,
             upstream_logs: Vec::new(),
+            route_config_headers: manager.route_config_headers.clone(),
+            most_specific_header_mutations_wins: manager.most_specific_header_mutations_wins,
             generate_request_id: manager.generate_request_id,
             clusters,
         }
@@ -138,6 +146,32 @@ impl RouteTable {
     /// The configured route `target` points at.
     fn route_of(&self, target: &RouteTarget) -> &Route {
         &self.virtual_hosts[target.host].routes[target.route]
+    }
+
+    /// The header mutations of `target`'s route, virtual host and route
+    /// configuration in the order they apply, or `None` when none of them
+    /// has any for `direction`. By default the route's apply first, so
+    /// the wider levels overwrite them; `most_specific_header_mutations_wins`
+    /// reverses that.
+    fn header_levels(
+        &self,
+        target: Option<&RouteTarget>,
+        direction: Direction,
+    ) -> Option<[&config::HeaderMutations; 3]> {
+        let target = target?;
+        let host = &self.virtual_hosts[target.host];
+        let route = &host.routes[target.route];
+        let mut levels = [&route.headers, &host.headers, &self.route_config_headers];
+        if self.most_specific_header_mutations_wins {
+            levels.reverse();
+        }
+        let any = levels.iter().any(|level| match direction {
+            Direction::Request => !level.request_remove.is_empty() || !level.request_add.is_empty(),
+            Direction::Response => {
+                !level.response_remove.is_empty() || !level.response_add.is_empty()
+            }
+        });
+        any.then_some(levels)
     }
 }
 
@@ -297,7 +331,7 @@ impl ProxyHttp for WasmHttpProxy {
             return Ok(true);
         };
         if let RouteAction::DirectResponse { status, body } = &table.route_of(&route).action {
-            let reply = LocalResponse {
+            let mut reply = LocalResponse {
                 status: u32::from(*status),
                 details: "direct_response".into(),
                 body: body.clone(),
@@ -305,6 +339,10 @@ impl ProxyHttp for WasmHttpProxy {
                 grpc_status: None,
             };
             ctx.route = Some(route);
+            if let Some(levels) = table.header_levels(ctx.route.as_ref(), Direction::Response) {
+                let entry = request_entry(session, ctx);
+                header_mutation::apply(&levels, Direction::Response, &entry, &mut reply.headers);
+            }
             send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await?;
             return Ok(true);
         }
@@ -356,19 +394,27 @@ impl ProxyHttp for WasmHttpProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
         if !ctx.table.upstream_logs.is_empty() {
             ctx.upstream_response = Some(upstream_response.clone());
         }
+        // Before the Wasm filters' response callbacks, which see them.
+        if let Some(levels) = ctx
+            .table
+            .header_levels(ctx.route.as_ref(), Direction::Response)
+        {
+            let entry = request_entry(session, ctx);
+            header_mutation::apply(&levels, Direction::Response, &entry, upstream_response);
+        }
         Ok(())
     }
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
@@ -395,6 +441,11 @@ impl ProxyHttp for WasmHttpProxy {
             if let Some(host) = host_rewrite_literal {
                 upstream_request.insert_header("host", host.as_str())?;
             }
+        }
+        // After the Wasm filters, which do not see them.
+        if let Some(levels) = ctx.table.header_levels(Some(target), Direction::Request) {
+            let entry = request_entry(session, ctx);
+            header_mutation::apply(&levels, Direction::Request, &entry, upstream_request);
         }
         Ok(())
     }
@@ -586,25 +637,9 @@ impl ProxyHttp for WasmHttpProxy {
 /// One line per `access_log` entry for the request that just ended, and
 /// one per `upstream_log` entry if it went to an upstream.
 fn write_access_logs(session: &Session, ctx: &RequestContext) {
-    let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
-        a.and_then(|a| a.as_inet().copied())
-    };
-    let route = ctx.route.as_ref();
     let entry = AccessLogEntry {
-        start: ctx.started_at,
-        duration: ctx.started.elapsed(),
-        request: Some(session.req_header()),
         response: session.response_written(),
-        flags: ctx.response_flags,
-        bytes_received: session.body_bytes_read(),
-        bytes_sent: session.body_bytes_sent(),
-        upstream_host: ctx.upstream_host,
-        cluster: route
-            .and_then(|r| r.cluster.as_ref())
-            .map(|c| c.name.as_str()),
-        route_name: route.map(|r| ctx.table.route_of(r).name.as_str()),
-        downstream_remote: inet(session.client_addr()),
-        downstream_local: inet(session.server_addr()),
+        ..request_entry(session, ctx)
     };
     for log in &ctx.table.access_logs {
         log.write(&entry);
@@ -617,6 +652,31 @@ fn write_access_logs(session: &Session, ctx: &RequestContext) {
         for log in &ctx.table.upstream_logs {
             log.write(&entry);
         }
+    }
+}
+
+/// What the access log, and the operators in a header mutation's value,
+/// can tell about the request so far (no response yet).
+fn request_entry<'a>(session: &'a Session, ctx: &'a RequestContext) -> AccessLogEntry<'a> {
+    let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
+        a.and_then(|a| a.as_inet().copied())
+    };
+    let route = ctx.route.as_ref();
+    AccessLogEntry {
+        start: ctx.started_at,
+        duration: ctx.started.elapsed(),
+        request: Some(session.req_header()),
+        response: None,
+        flags: ctx.response_flags,
+        bytes_received: session.body_bytes_read(),
+        bytes_sent: session.body_bytes_sent(),
+        upstream_host: ctx.upstream_host,
+        cluster: route
+            .and_then(|r| r.cluster.as_ref())
+            .map(|c| c.name.as_str()),
+        route_name: route.map(|r| ctx.table.route_of(r).name.as_str()),
+        downstream_remote: inet(session.client_addr()),
+        downstream_local: inet(session.server_addr()),
     }
 }
 
