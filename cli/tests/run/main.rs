@@ -594,6 +594,39 @@ fn header_mutations_of_routes_reach_the_upstream_and_the_client() {
     assert_eq!(proxy.quit(), Some(0));
 }
 
+/// Routes with a `redirect`: the status and `location` the client gets,
+/// made from the request's URL; the upstream never sees the request.
+#[test]
+fn redirect_routes_answer_with_a_location() {
+    let upstream = Upstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let catch_all = "              - match: { prefix: \"/\" }\n";
+    let redirects = r#"              - match: { prefix: "/old/" }
+                redirect: { prefix_rewrite: "/new/", response_code: FOUND }
+              - match: { prefix: "/secure" }
+                redirect: { https_redirect: true, strip_query: true }
+"#;
+    let listener = http_listener("ingress", port, &[]);
+    assert!(listener.contains(catch_all));
+    let listener = listener.replacen(catch_all, &format!("{redirects}{catch_all}"), 1);
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+
+    let location = |reply: &Reply| reply.headers.get("location").cloned().unwrap_or_default();
+    let reply = get(&format!("http://127.0.0.1:{port}/old/page?x=1"), &[]).unwrap();
+    assert_eq!(reply.status, 302, "{}", proxy.stderr());
+    assert_eq!(
+        location(&reply),
+        [format!("http://127.0.0.1:{port}/new/page?x=1")]
+    );
+    // The client's port was the old scheme's: it is dropped.
+    let reply = get(&format!("http://127.0.0.1:{port}/secure/a?b=c"), &[]).unwrap();
+    assert_eq!(reply.status, 301);
+    assert_eq!(location(&reply), ["https://127.0.0.1/secure/a"]);
+    assert!(upstream.last("/old/").is_none() && upstream.last("/secure").is_none());
+    assert_eq!(proxy.quit(), Some(0));
+}
+
 /// A format dictionary and filters: a JSON line per request the filter
 /// admits (a status of 500 or more, or a request with `x-debug`), with
 /// numbers for the numeric operators and `null` for what is unknown. And

@@ -13,7 +13,8 @@ use super::ignored::check;
 use super::model::{
     AccessLog, Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
     DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint, FailurePolicy, HttpConnectionManager, Listener,
-    ListenerKind, Node, Route, RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
+    ListenerKind, Node, PathRedirect, Redirect, Route, RouteAction, TcpProxy, VirtualHost,
+    WasmCode, WasmPlugin,
 };
 use super::raw;
 use super::route::{
@@ -746,14 +747,8 @@ fn route(raw: raw::Route, at: &At, walk: &mut Walk) -> Result<Route, ConfigError
             .ok_or_else(|| invalid(&match_at, "a route needs a match"))?,
         &match_at,
     )?;
-    let action = match (raw.route, raw.direct_response) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                at,
-                "a route has either `route` or `direct_response`, not both",
-            ));
-        }
-        (Some(action), None) => {
+    let action = match (raw.route, raw.direct_response, raw.redirect) {
+        (Some(action), None, None) => {
             let a_at = at.field("route");
             check(&action.rest, "RouteAction", &a_at)?;
             let cluster_at = a_at.field("cluster");
@@ -771,7 +766,7 @@ fn route(raw: raw::Route, at: &At, walk: &mut Walk) -> Result<Route, ConfigError
                 host_rewrite_literal: action.host_rewrite_literal,
             }
         }
-        (None, Some(direct)) => {
+        (None, Some(direct), None) => {
             let d_at = at.field("direct_response");
             check(&direct.rest, "DirectResponse", &d_at)?;
             let status_at = d_at.field("status");
@@ -788,10 +783,19 @@ fn route(raw: raw::Route, at: &At, walk: &mut Walk) -> Result<Route, ConfigError
             };
             RouteAction::DirectResponse { status, body }
         }
-        (None, None) => {
-            return Err(unsupported(
+        (None, None, Some(redirect)) => {
+            RouteAction::Redirect(redirect_action(redirect, &at.field("redirect"))?)
+        }
+        (None, None, None) => {
+            return Err(invalid(
                 at,
-                "a route needs `route` or `direct_response` (redirect is not supported)",
+                "a route needs `route`, `direct_response` or `redirect`",
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                at,
+                "a route has only one of `route`, `direct_response` and `redirect`",
             ));
         }
     };
@@ -806,6 +810,70 @@ fn route(raw: raw::Route, at: &At, walk: &mut Walk) -> Result<Route, ConfigError
         action,
         metadata,
         headers,
+    })
+}
+
+fn redirect_action(raw: raw::RedirectAction, at: &At) -> Result<Redirect, ConfigError> {
+    check(&raw.rest, "RedirectAction", at)?;
+    let scheme = match (raw.https_redirect, raw.scheme_redirect) {
+        (true, Some(_)) => {
+            return Err(invalid(
+                at,
+                "only one of https_redirect and scheme_redirect may be set",
+            ));
+        }
+        (true, None) => Some("https".to_string()),
+        (false, scheme) => scheme.map(|s| s.to_ascii_lowercase()),
+    };
+    let port = match raw.port_redirect {
+        Some(p) => Some(u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+            invalid(
+                &at.field("port_redirect"),
+                format!("port {p} is not in 1-65535"),
+            )
+        })?),
+        None => None,
+    };
+    let path = match (raw.path_redirect, raw.prefix_rewrite) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                at,
+                "only one of path_redirect and prefix_rewrite may be set",
+            ));
+        }
+        (Some(p), None) if !p.starts_with('/') => {
+            return Err(invalid(
+                &at.field("path_redirect"),
+                format!("{p:?} does not start with '/'"),
+            ));
+        }
+        (Some(p), None) => PathRedirect::Replace(p),
+        (None, Some(p)) => PathRedirect::Prefix(p),
+        (None, None) => PathRedirect::Keep,
+    };
+    let status = match raw.response_code.as_ref().map(|c| c.0.as_str()) {
+        None | Some("MOVED_PERMANENTLY") => 301,
+        Some("FOUND") => 302,
+        Some("SEE_OTHER") => 303,
+        Some("TEMPORARY_REDIRECT") => 307,
+        Some("PERMANENT_REDIRECT") => 308,
+        Some(other) => {
+            return Err(invalid(
+                &at.field("response_code"),
+                format!(
+                    "unknown response_code {other}: expected MOVED_PERMANENTLY, FOUND, \
+                     SEE_OTHER, TEMPORARY_REDIRECT or PERMANENT_REDIRECT"
+                ),
+            ));
+        }
+    };
+    Ok(Redirect {
+        scheme,
+        host: raw.host_redirect,
+        port,
+        path,
+        strip_query: raw.strip_query,
+        status,
     })
 }
 

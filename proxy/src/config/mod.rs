@@ -68,7 +68,7 @@ pub use model::{
     AccessLog, Admin, AppendAction, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DNS_REFRESH_RATE, DEFAULT_ROUTE_TIMEOUT, DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint,
     FailurePolicy, HeaderMutations, HeaderToAdd, HttpConnectionManager, Listener, ListenerKind,
-    Node, Route, RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
+    Node, PathRedirect, Redirect, Route, RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
 };
 pub use route::{
     FullRegex, HeaderMatcher, HeaderRule, PathMatch, RouteMatch, StringMatcher, StringPattern,

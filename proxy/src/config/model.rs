@@ -246,6 +246,37 @@ pub enum RouteAction {
         /// empty if absent.
         body: Vec<u8>,
     },
+    /// `redirect`: answer with a redirect to a URL made from the request's.
+    Redirect(Redirect),
+}
+
+/// `route.v3.RedirectAction`: what of the request's URL the `location`
+/// changes. The rest comes from the request as the Wasm filters left it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// `https_redirect` (`https`) or `scheme_redirect`.
+    pub scheme: Option<String>,
+    /// `host_redirect`.
+    pub host: Option<String>,
+    /// `port_redirect`.
+    pub port: Option<u16>,
+    /// `path_redirect` or `prefix_rewrite`.
+    pub path: PathRedirect,
+    /// `strip_query`: drop the request's query string.
+    pub strip_query: bool,
+    /// `response_code`: 301 (the default), 302, 303, 307 or 308.
+    pub status: u16,
+}
+
+/// How a redirect changes the path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathRedirect {
+    /// The request's path.
+    Keep,
+    /// `path_redirect`: this path (with its own query string, if it has one).
+    Replace(String),
+    /// `prefix_rewrite`: the route's matched prefix replaced by this.
+    Prefix(String),
 }
 
 /// Envoy's default route timeout, which applies when

@@ -373,6 +373,8 @@ pub(super) struct Route {
     #[serde(default)]
     pub direct_response: Option<DirectResponse>,
     #[serde(default)]
+    pub redirect: Option<RedirectAction>,
+    #[serde(default)]
     pub metadata: Option<Metadata>,
     #[serde(flatten)]
     pub headers: HeaderMutations,
@@ -464,6 +466,29 @@ pub(super) struct RouteAction {
     pub timeout: Option<ProtoDuration>,
     #[serde(default)]
     pub host_rewrite_literal: Option<String>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `route.v3.RedirectAction`.
+#[derive(Deserialize)]
+pub(super) struct RedirectAction {
+    #[serde(default)]
+    pub https_redirect: bool,
+    #[serde(default)]
+    pub scheme_redirect: Option<String>,
+    #[serde(default)]
+    pub host_redirect: Option<String>,
+    #[serde(default)]
+    pub port_redirect: Option<u32>,
+    #[serde(default)]
+    pub path_redirect: Option<String>,
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
+    #[serde(default)]
+    pub response_code: Option<EnumName>,
+    #[serde(default)]
+    pub strip_query: bool,
     #[serde(flatten)]
     pub rest: Rest,
 }

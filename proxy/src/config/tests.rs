@@ -1217,7 +1217,7 @@ fn first_matching_route_wins() {
         .action
     {
         RouteAction::DirectResponse { status, .. } => *status,
-        RouteAction::Cluster { .. } => 0,
+        RouteAction::Cluster { .. } | RouteAction::Redirect(_) => 0,
     };
     assert_eq!(status("/exact", true), 201);
     assert_eq!(
@@ -1810,4 +1810,51 @@ fn header_mutations_at_each_level() {
         format!("{HCM_AT}.route_config.virtual_hosts[0].response_headers_to_add[0]")
     );
     assert_eq!(message, "only one of append and append_action may be set");
+}
+
+#[test]
+fn redirect_routes() {
+    use crate::config::{PathRedirect, Redirect, RouteAction};
+    let with = |action: &str| {
+        base_with(
+            "                          route: { cluster: backend }\n",
+            &format!("                          {action}\n"),
+        )
+    };
+    let b = yaml(&with(
+        "redirect: { https_redirect: true, port_redirect: 8443, prefix_rewrite: /v2/, response_code: PERMANENT_REDIRECT, strip_query: true }",
+    ))
+    .unwrap();
+    assert_eq!(
+        http(&b.listeners[0]).virtual_hosts[0].routes[0].action,
+        RouteAction::Redirect(Redirect {
+            scheme: Some("https".into()),
+            host: None,
+            port: Some(8443),
+            path: PathRedirect::Prefix("/v2/".into()),
+            strip_query: true,
+            status: 308,
+        })
+    );
+    let route_at = format!("{HCM_AT}.route_config.virtual_hosts[0].routes[0]");
+    let (path, message) = fails(&with("redirect: { path_redirect: /a, prefix_rewrite: /b }"));
+    assert_eq!(path, format!("{route_at}.redirect"));
+    assert_eq!(
+        message,
+        "only one of path_redirect and prefix_rewrite may be set"
+    );
+    let (path, message) = fails(&with("redirect: { response_code: GONE }"));
+    assert_eq!(path, format!("{route_at}.redirect.response_code"));
+    assert!(
+        message.starts_with("unknown response_code GONE"),
+        "{message}"
+    );
+    let (path, message) = fails(&with(
+        "redirect: { host_redirect: a }\n                          direct_response: { status: 200 }",
+    ));
+    assert_eq!(path, route_at);
+    assert_eq!(
+        message,
+        "a route has only one of `route`, `direct_response` and `redirect`"
+    );
 }

@@ -15,6 +15,7 @@
 
 mod filter_chain;
 mod header_mutation;
+mod redirect;
 
 use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::{ClusterManager, UpstreamCluster};
@@ -131,7 +132,7 @@ impl RouteTable {
         // direct response's body) need not be cloned per request.
         let cluster = match &host.routes[route].action {
             RouteAction::Cluster { cluster, .. } => self.clusters.get(cluster),
-            RouteAction::DirectResponse { .. } => None,
+            RouteAction::DirectResponse { .. } | RouteAction::Redirect(_) => None,
         };
         Some(RouteTarget {
             host: self
@@ -330,14 +331,43 @@ impl ProxyHttp for WasmHttpProxy {
             .await?;
             return Ok(true);
         };
-        if let RouteAction::DirectResponse { status, body } = &table.route_of(&route).action {
-            let mut reply = LocalResponse {
+        let matched = table.route_of(&route);
+        let answer = match &matched.action {
+            RouteAction::Cluster { .. } => None,
+            RouteAction::DirectResponse { status, body } => Some(LocalResponse {
                 status: u32::from(*status),
                 details: "direct_response".into(),
                 body: body.clone(),
                 headers: HeaderMap::new(),
                 grpc_status: None,
-            };
+            }),
+            RouteAction::Redirect(redirect) => {
+                let url = redirect::RequestUrl {
+                    scheme: headers
+                        .get_str(FORWARDED_PROTO)
+                        .or_else(|| headers.get_str(":scheme"))
+                        .unwrap_or("http"),
+                    authority: headers
+                        .get_str(":authority")
+                        .or_else(|| headers.get_str("host"))
+                        .unwrap_or(""),
+                    path: headers.get_str(":path").unwrap_or("/"),
+                };
+                let mut location = HeaderMap::new();
+                location.add(
+                    "location",
+                    redirect::location(redirect, &url, matched_prefix(matched)),
+                );
+                Some(LocalResponse {
+                    status: u32::from(redirect.status),
+                    details: "redirect".into(),
+                    body: Vec::new(),
+                    headers: location,
+                    grpc_status: None,
+                })
+            }
+        };
+        if let Some(mut reply) = answer {
             ctx.route = Some(route);
             if let Some(levels) = table.header_levels(ctx.route.as_ref(), Direction::Response) {
                 let entry = request_entry(session, ctx);
@@ -383,7 +413,7 @@ impl ProxyHttp for WasmHttpProxy {
         ctx.upstream_host = peer.address().as_inet().copied();
         let timeout = match &ctx.table.route_of(route).action {
             RouteAction::Cluster { timeout, .. } => timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
-            RouteAction::DirectResponse { .. } => DEFAULT_ROUTE_TIMEOUT,
+            RouteAction::DirectResponse { .. } | RouteAction::Redirect(_) => DEFAULT_ROUTE_TIMEOUT,
         };
         // A zero timeout disables it, as in Envoy.
         if !timeout.is_zero() {
