@@ -114,6 +114,17 @@ pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
+/// The value of stat `name` on `/stats`, if listed.
+pub fn stat(proxy: &Proxy, name: &str) -> Option<u64> {
+    let prefix = format!("{name}: ");
+    proxy
+        .admin("/stats")
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The lines of a JSON-lines file such as a JSON access log, parsed; none
 /// while the file does not exist.
 pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {

@@ -627,6 +627,47 @@ fn redirect_routes_answer_with_a_location() {
     assert_eq!(proxy.quit(), Some(0));
 }
 
+/// `weighted_clusters`: requests split between clusters by weight, seen
+/// in each cluster's `upstream_rq_total`.
+#[test]
+fn weighted_clusters_split_requests_by_weight() {
+    let upstream = Upstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let catch_all = "              - match: { prefix: \"/\" }\n";
+    let canary = r#"              - match: { prefix: "/canary" }
+                route:
+                  weighted_clusters:
+                    clusters:
+                    - { name: upstream, weight: 3 }
+                    - { name: bench-cluster, weight: 1 }
+"#;
+    let listener = http_listener("ingress", port, &[]);
+    assert!(listener.contains(catch_all));
+    let listener = listener.replacen(catch_all, &format!("{canary}{catch_all}"), 1);
+    let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
+
+    for i in 0..8 {
+        let reply = get(&format!("http://127.0.0.1:{port}/canary/{i}"), &[]).unwrap();
+        assert_eq!(reply.status, 200, "{}", proxy.stderr());
+    }
+    // Both clusters lead to the same test upstream, which got all eight.
+    assert_eq!(
+        upstream
+            .seen()
+            .iter()
+            .filter(|s| s.path.starts_with("/canary/"))
+            .count(),
+        8
+    );
+    assert_eq!(stat(&proxy, "cluster.upstream.upstream_rq_total"), Some(6));
+    assert_eq!(
+        stat(&proxy, "cluster.bench-cluster.upstream_rq_total"),
+        Some(2)
+    );
+    assert_eq!(proxy.quit(), Some(0));
+}
+
 /// A format dictionary and filters: a JSON line per request the filter
 /// admits (a status of 500 or more, or a request with `x-debug`), with
 /// numbers for the numeric operators and `null` for what is unknown. And

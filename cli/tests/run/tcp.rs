@@ -4,17 +4,6 @@
 
 use crate::harness::*;
 
-/// The value of stat `name` on `/stats`, if listed.
-fn stat(proxy: &Proxy, name: &str) -> Option<u64> {
-    let prefix = format!("{name}: ");
-    proxy
-        .admin("/stats")
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 // Something outside the test may open and at once close a connection to a
 // new listening port (the sandbox probes them), so the checks below allow
 // extra connections that carry no bytes instead of counting exact totals.

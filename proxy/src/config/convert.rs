@@ -11,10 +11,10 @@ use serde_json::{Map, Value};
 use super::header_mutation::header_mutations;
 use super::ignored::check;
 use super::model::{
-    AccessLog, Admin, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
-    DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint, FailurePolicy, HttpConnectionManager, Listener,
-    ListenerKind, Node, PathRedirect, Redirect, Route, RouteAction, TcpProxy, VirtualHost,
-    WasmCode, WasmPlugin,
+    AccessLog, Admin, Bootstrap, Cluster, ClusterSpecifier, ClusterWeight, Codec,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE, DEFAULT_TCP_IDLE_TIMEOUT, Discovery,
+    Endpoint, FailurePolicy, HttpConnectionManager, Listener, ListenerKind, Node, PathRedirect,
+    Redirect, Route, RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
 };
 use super::raw;
 use super::route::{
@@ -752,13 +752,30 @@ fn route(raw: raw::Route, at: &At, walk: &mut Walk) -> Result<Route, ConfigError
             let a_at = at.field("route");
             check(&action.rest, "RouteAction", &a_at)?;
             let cluster_at = a_at.field("cluster");
-            let cluster = action.cluster.filter(|c| !c.is_empty()).ok_or_else(|| {
-                invalid(
-                    &cluster_at,
-                    "cluster is required (weighted_clusters and cluster_header are not supported)",
-                )
-            })?;
-            walk.cluster_refs.push((cluster_at, cluster.clone()));
+            let cluster = match (
+                action.cluster.filter(|c| !c.is_empty()),
+                action.weighted_clusters,
+            ) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        &a_at,
+                        "only one of cluster and weighted_clusters may be set",
+                    ));
+                }
+                (Some(name), None) => {
+                    walk.cluster_refs.push((cluster_at, name.clone()));
+                    ClusterSpecifier::Name(name)
+                }
+                (None, Some(weighted)) => {
+                    weighted_clusters(weighted, &a_at.field("weighted_clusters"), walk)?
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        &cluster_at,
+                        "cluster or weighted_clusters is required (cluster_header is not supported)",
+                    ));
+                }
+            };
             RouteAction::Cluster {
                 cluster,
                 prefix_rewrite: action.prefix_rewrite,
@@ -811,6 +828,46 @@ fn route(raw: raw::Route, at: &At, walk: &mut Walk) -> Result<Route, ConfigError
         metadata,
         headers,
     })
+}
+
+fn weighted_clusters(
+    raw: raw::WeightedCluster,
+    at: &At,
+    walk: &mut Walk,
+) -> Result<ClusterSpecifier, ConfigError> {
+    check(&raw.rest, "WeightedCluster", at)?;
+    let clusters_at = at.field("clusters");
+    let mut clusters = Vec::new();
+    for (c_at, c) in raw.clusters.into_iter_at(&clusters_at) {
+        check(&c.rest, "ClusterWeight", &c_at)?;
+        if c.name.is_empty() {
+            return Err(invalid(
+                &c_at.field("name"),
+                "name is required (cluster_header is not supported)",
+            ));
+        }
+        walk.cluster_refs.push((c_at.field("name"), c.name.clone()));
+        clusters.push(ClusterWeight {
+            name: c.name,
+            weight: c.weight.unwrap_or(0),
+        });
+    }
+    let total: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
+    if total == 0 {
+        return Err(invalid(
+            &clusters_at,
+            "at least one cluster needs a weight above 0",
+        ));
+    }
+    if let Some(expected) = raw.total_weight
+        && u64::from(expected) != total
+    {
+        return Err(invalid(
+            &at.field("total_weight"),
+            format!("the weights add up to {total}, not {expected}"),
+        ));
+    }
+    Ok(ClusterSpecifier::Weighted(clusters))
 }
 
 fn redirect_action(raw: raw::RedirectAction, at: &At) -> Result<Redirect, ConfigError> {

@@ -65,10 +65,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    AccessLog, Admin, AppendAction, Bootstrap, Cluster, Codec, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DNS_REFRESH_RATE, DEFAULT_ROUTE_TIMEOUT, DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint,
-    FailurePolicy, HeaderMutations, HeaderToAdd, HttpConnectionManager, Listener, ListenerKind,
-    Node, PathRedirect, Redirect, Route, RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
+    AccessLog, Admin, AppendAction, Bootstrap, Cluster, ClusterSpecifier, ClusterWeight, Codec,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE, DEFAULT_ROUTE_TIMEOUT,
+    DEFAULT_TCP_IDLE_TIMEOUT, Discovery, Endpoint, FailurePolicy, HeaderMutations, HeaderToAdd,
+    HttpConnectionManager, Listener, ListenerKind, Node, PathRedirect, Redirect, Route,
+    RouteAction, TcpProxy, VirtualHost, WasmCode, WasmPlugin,
 };
 pub use route::{
     FullRegex, HeaderMatcher, HeaderRule, PathMatch, RouteMatch, StringMatcher, StringPattern,

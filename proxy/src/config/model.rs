@@ -227,8 +227,8 @@ pub enum AppendAction {
 pub enum RouteAction {
     /// `route`: forward to a cluster.
     Cluster {
-        /// `route.cluster`; it names a cluster of the bootstrap.
-        cluster: String,
+        /// `route.cluster` or `route.weighted_clusters`.
+        cluster: ClusterSpecifier,
         /// `route.prefix_rewrite`: replaces the matched prefix (or path).
         prefix_rewrite: Option<String>,
         /// `route.timeout`. `None` when absent, which Envoy treats as 15
@@ -248,6 +248,26 @@ pub enum RouteAction {
     },
     /// `redirect`: answer with a redirect to a URL made from the request's.
     Redirect(Redirect),
+}
+
+/// Which cluster a route forwards to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterSpecifier {
+    /// `cluster`: it names a cluster of the bootstrap.
+    Name(String),
+    /// `weighted_clusters.clusters`: each request goes to one of them, in
+    /// proportion to the weights (by weighted turns, so the split is exact
+    /// over each round of `sum of weights` requests).
+    Weighted(Vec<ClusterWeight>),
+}
+
+/// One entry of `weighted_clusters.clusters`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterWeight {
+    /// `name`: a cluster of the bootstrap.
+    pub name: String,
+    /// `weight`; 0 means never.
+    pub weight: u32,
 }
 
 /// `route.v3.RedirectAction`: what of the request's URL the `location`

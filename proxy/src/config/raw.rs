@@ -461,11 +461,36 @@ pub(super) struct RouteAction {
     #[serde(default)]
     pub cluster: Option<String>,
     #[serde(default)]
+    pub weighted_clusters: Option<WeightedCluster>,
+    #[serde(default)]
     pub prefix_rewrite: Option<String>,
     #[serde(default)]
     pub timeout: Option<ProtoDuration>,
     #[serde(default)]
     pub host_rewrite_literal: Option<String>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `route.v3.WeightedCluster`.
+#[derive(Deserialize)]
+pub(super) struct WeightedCluster {
+    #[serde(default)]
+    pub clusters: List<ClusterWeight>,
+    /// Deprecated: when set, the weights must add up to it.
+    #[serde(default)]
+    pub total_weight: Option<u32>,
+    #[serde(flatten)]
+    pub rest: Rest,
+}
+
+/// `route.v3.WeightedCluster.ClusterWeight`.
+#[derive(Deserialize)]
+pub(super) struct ClusterWeight {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub weight: Option<u32>,
     #[serde(flatten)]
     pub rest: Rest,
 }

@@ -387,7 +387,7 @@ fn json_routing_fixture() {
     assert_eq!(
         route.action,
         RouteAction::Cluster {
-            cluster: "api_beta".into(),
+            cluster: crate::config::ClusterSpecifier::Name("api_beta".into()),
             prefix_rewrite: Some("/".into()),
             timeout: Some(Duration::from_millis(1500)),
             host_rewrite_literal: Some("beta.internal".into()),
@@ -1856,5 +1856,60 @@ fn redirect_routes() {
     assert_eq!(
         message,
         "a route has only one of `route`, `direct_response` and `redirect`"
+    );
+}
+
+#[test]
+fn weighted_cluster_routes() {
+    use crate::config::{ClusterSpecifier, ClusterWeight, RouteAction};
+    let with = |action: &str| {
+        base_with(
+            "                          route: { cluster: backend }\n",
+            &format!("                          route: {action}\n"),
+        )
+    };
+    let b = yaml(&with(
+        "{ weighted_clusters: { clusters: [ { name: backend, weight: 9 }, { name: backend, weight: 1 } ], total_weight: 10 } }",
+    ))
+    .unwrap();
+    let RouteAction::Cluster { cluster, .. } =
+        &http(&b.listeners[0]).virtual_hosts[0].routes[0].action
+    else {
+        panic!("not a cluster route");
+    };
+    assert_eq!(
+        cluster,
+        &ClusterSpecifier::Weighted(vec![
+            ClusterWeight {
+                name: "backend".into(),
+                weight: 9
+            },
+            ClusterWeight {
+                name: "backend".into(),
+                weight: 1
+            },
+        ])
+    );
+    let route_at = format!("{HCM_AT}.route_config.virtual_hosts[0].routes[0].route");
+    let (path, message) = fails(&with(
+        "{ weighted_clusters: { clusters: [ { name: missing, weight: 1 } ] } }",
+    ));
+    assert_eq!(
+        path,
+        format!("{route_at}.weighted_clusters.clusters[0].name")
+    );
+    assert_eq!(message, "unknown cluster \"missing\"");
+    let (path, message) = fails(&with(
+        "{ weighted_clusters: { clusters: [ { name: backend, weight: 1 } ], total_weight: 100 } }",
+    ));
+    assert_eq!(path, format!("{route_at}.weighted_clusters.total_weight"));
+    assert_eq!(message, "the weights add up to 1, not 100");
+    let (path, message) = fails(&with(
+        "{ cluster: backend, weighted_clusters: { clusters: [ { name: backend, weight: 1 } ] } }",
+    ));
+    assert_eq!(path, route_at);
+    assert_eq!(
+        message,
+        "only one of cluster and weighted_clusters may be set"
     );
 }

@@ -19,7 +19,7 @@ mod redirect;
 
 use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::{ClusterManager, UpstreamCluster};
-use crate::config::{self, PathMatch, Route, RouteAction, VirtualHost};
+use crate::config::{self, ClusterSpecifier, PathMatch, Route, RouteAction, VirtualHost};
 use crate::stats::HttpStats;
 use crate::wasm::WasmFilter;
 use arc_swap::ArcSwap;
@@ -77,6 +77,8 @@ pub struct RouteTable {
     route_config_headers: config::HeaderMutations,
     /// `most_specific_header_mutations_wins`.
     most_specific_header_mutations_wins: bool,
+    /// Counts requests routed to weighted clusters, to take turns.
+    weighted_turn: AtomicU64,
     /// `generate_request_id`.
     generate_request_id: bool,
     clusters: Arc<ClusterManager>,
@@ -100,6 +102,7 @@ impl RouteTable {
             upstream_logs: Vec::new(),
             route_config_headers: manager.route_config_headers.clone(),
             most_specific_header_mutations_wins: manager.most_specific_header_mutations_wins,
+            weighted_turn: AtomicU64::new(0),
             generate_request_id: manager.generate_request_id,
             clusters,
         }
@@ -118,6 +121,28 @@ impl RouteTable {
     pub fn filters(&self) -> &[WasmFilter] {
         &self.filters
     }
+
+    /// The cluster of `clusters` whose turn it is. Reading the turn does
+    /// not move it, so routing a request twice (before and after the Wasm
+    /// filters) gives the same cluster; [`RouteTable::next_weighted_turn`]
+    /// moves it once the request is routed.
+    fn weighted_pick<'a>(&self, clusters: &'a [config::ClusterWeight]) -> &'a str {
+        let total: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
+        let mut turn = self.weighted_turn.load(Ordering::Relaxed) % total.max(1);
+        for c in clusters {
+            if turn < u64::from(c.weight) {
+                return &c.name;
+            }
+            turn -= u64::from(c.weight);
+        }
+        // Unreachable while the weights add up above 0 (the config checks).
+        clusters.last().map_or("", |c| c.name.as_str())
+    }
+
+    /// Moves weighted clusters on to their next turn.
+    fn next_weighted_turn(&self) {
+        self.weighted_turn.fetch_add(1, Ordering::Relaxed);
+    }
     /// Finds the route for the request as the plugins left it.
     fn route(&self, headers: &HeaderMap) -> Option<RouteTarget> {
         let authority = headers
@@ -131,7 +156,14 @@ impl RouteTable {
         // request (`RequestContext::table`), and a route's strings (and a
         // direct response's body) need not be cloned per request.
         let cluster = match &host.routes[route].action {
-            RouteAction::Cluster { cluster, .. } => self.clusters.get(cluster),
+            RouteAction::Cluster {
+                cluster: ClusterSpecifier::Name(name),
+                ..
+            } => self.clusters.get(name),
+            RouteAction::Cluster {
+                cluster: ClusterSpecifier::Weighted(clusters),
+                ..
+            } => self.clusters.get(self.weighted_pick(clusters)),
             RouteAction::DirectResponse { .. } | RouteAction::Redirect(_) => None,
         };
         Some(RouteTarget {
@@ -332,6 +364,13 @@ impl ProxyHttp for WasmHttpProxy {
             return Ok(true);
         };
         let matched = table.route_of(&route);
+        if let RouteAction::Cluster {
+            cluster: ClusterSpecifier::Weighted(_),
+            ..
+        } = matched.action
+        {
+            table.next_weighted_turn();
+        }
         let answer = match &matched.action {
             RouteAction::Cluster { .. } => None,
             RouteAction::DirectResponse { status, body } => Some(LocalResponse {
