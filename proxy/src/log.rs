@@ -216,6 +216,9 @@ fn level_name(level: &Level) -> &'static str {
 #[derive(Default)]
 struct Fields {
     message: String,
+    /// For a record of the `log` crate (Pingora logs through it), bridged
+    /// into `tracing`: the record's own target, which names the component.
+    log_target: Option<String>,
     plugin: Option<String>,
     root_id: Option<String>,
     vm_id: Option<String>,
@@ -228,6 +231,10 @@ impl tracing::field::Visit for Fields {
         let text = format!("{value:?}");
         match field.name() {
             "message" => self.message = text,
+            "log.target" => self.log_target = Some(text.trim_matches('"').to_string()),
+            // Where in Pingora's source the record was written: noise in an
+            // operator's log.
+            "log.module_path" | "log.file" | "log.line" => {}
             "plugin" => self.plugin = Some(text.trim_matches('"').to_string()),
             "root_id" => self.root_id = Some(text.trim_matches('"').to_string()),
             "vm_id" => self.vm_id = Some(text.trim_matches('"').to_string()),
@@ -237,6 +244,8 @@ impl tracing::field::Visit for Fields {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         match field.name() {
             "message" => self.message = value.to_string(),
+            "log.target" => self.log_target = Some(value.to_string()),
+            "log.module_path" | "log.file" | "log.line" => {}
             "plugin" => self.plugin = Some(value.to_string()),
             "root_id" => self.root_id = Some(value.to_string()),
             "vm_id" => self.vm_id = Some(value.to_string()),
@@ -313,7 +322,10 @@ where
                 Piece::Thread => write!(writer, "{}", thread_number())?,
                 Piece::Level => writer.write_str(level)?,
                 Piece::ShortLevel => writer.write_str(&level[..1].to_ascii_uppercase())?,
-                Piece::Component => writer.write_str(component(meta.target()))?,
+                Piece::Component => {
+                    let target = fields.log_target.as_deref().unwrap_or(meta.target());
+                    writer.write_str(component(target))?;
+                }
                 Piece::Message => writer.write_str(&message)?,
             }
         }
