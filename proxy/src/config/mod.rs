@@ -45,8 +45,10 @@
 //! chains or `filter_chain_match`, listener filters, filters other than the
 //! ones above, network Wasm filters before an HTTP connection manager,
 //! remote Wasm code, the `null` Wasm runtime, `EDS` and `ORIGINAL_DST`
-//! clusters, redirects, weighted clusters, retries, header mutation and
-//! camelCase field names. Each is an error naming where it appears.
+//! clusters, retries (`retry_policy`), `cluster_header`, per-cluster
+//! settings of `weighted_clusters`, `regex_rewrite`, access log filters
+//! other than those [`crate::access_log::Filter`] lists, and camelCase
+//! field names. Each is an error naming where it appears.
 
 mod access_log;
 mod convert;
