@@ -419,9 +419,15 @@ impl Entry<'_> {
                     .format(format)
                     .to_string(),
             ),
-            Operator::Request(main, alt) => {
-                either(&|n| self.request_header(n).map(str::to_string), main, alt)
-            }
+            // Lossy, as the log line before showed whatever bytes it could.
+            Operator::Request(main, alt) => either(
+                &|n| {
+                    self.request_header_bytes(n)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                },
+                main,
+                alt,
+            ),
             Operator::Response(main, alt) => match self.response {
                 Some(response) => either(
                     &|n| {
@@ -543,6 +549,15 @@ mod tests {
         // omit_empty_values: nothing instead of `-`.
         let format = format.omit_empty_values(true);
         assert_eq!(format.render(&e), "curl 10.0.0.1 100% 1700000000   GET");
+    }
+
+    #[test]
+    fn header_values_beyond_ascii_are_logged() {
+        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        let value = http::HeaderValue::from_bytes("café".as_bytes()).unwrap();
+        request.insert_header("x-name", value).unwrap();
+        let format = Format::text("%REQ(X-NAME)%").unwrap();
+        assert_eq!(format.render(&entry(Some(&request), None)), "café");
     }
 
     #[test]

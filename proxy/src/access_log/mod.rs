@@ -62,26 +62,34 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    /// A request header by its lower-case name, pseudo-headers (`:method`,
-    /// `:path`, `:authority`, `:scheme`) included; `None` for a connection.
-    /// A value that is not text reads as absent.
-    fn request_header(&self, name: &str) -> Option<&str> {
+    /// A request header's bytes by its lower-case name, pseudo-headers
+    /// (`:method`, `:path`, `:authority`, `:scheme`) included; `None` for a
+    /// connection.
+    fn request_header_bytes(&self, name: &str) -> Option<&[u8]> {
         let request = self.request?;
         let uri = &request.uri;
-        let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+        let header = |name: &str| request.headers.get(name).map(|v| v.as_bytes());
         match name {
-            ":method" => Some(request.method.as_str()),
+            ":method" => Some(request.method.as_str().as_bytes()),
             ":path" => Some(
                 uri.path_and_query()
-                    .map_or_else(|| uri.path(), |p| p.as_str()),
+                    .map_or_else(|| uri.path(), |p| p.as_str())
+                    .as_bytes(),
             ),
             ":authority" => uri
                 .authority()
-                .map(|a| a.as_str())
+                .map(|a| a.as_str().as_bytes())
                 .or_else(|| header("host")),
-            ":scheme" => uri.scheme_str(),
+            ":scheme" => uri.scheme_str().map(str::as_bytes),
             _ => header(name),
         }
+    }
+
+    /// The same as text, for header matchers; a value that is not UTF-8
+    /// reads as absent.
+    fn request_header(&self, name: &str) -> Option<&str> {
+        self.request_header_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
 }
 
