@@ -13,6 +13,14 @@ pub(super) enum Direction {
     Response,
 }
 
+/// A level's removals and additions for `direction`.
+pub(super) fn lists(level: &HeaderMutations, direction: Direction) -> (&[String], &[HeaderToAdd]) {
+    match direction {
+        Direction::Request => (&level.request_remove, &level.request_add),
+        Direction::Response => (&level.response_remove, &level.response_add),
+    }
+}
+
 /// The header maps mutations apply to: Pingora's request and response
 /// headers, and a local response's headers.
 pub(super) trait MutableHeaders {
@@ -39,10 +47,7 @@ pub(super) fn apply(
     let rendered: Vec<RenderedLevel<'_>> = levels
         .iter()
         .map(|level| {
-            let (remove, add) = match direction {
-                Direction::Request => (&level.request_remove, &level.request_add),
-                Direction::Response => (&level.response_remove, &level.response_add),
-            };
+            let (remove, add) = lists(level, direction);
             RenderedLevel {
                 remove,
                 add: add

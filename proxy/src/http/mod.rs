@@ -145,10 +145,7 @@ impl RouteTable {
     }
     /// Finds the route for the request as the plugins left it.
     fn route(&self, headers: &HeaderMap) -> Option<RouteTarget> {
-        let authority = headers
-            .get_str(":authority")
-            .or_else(|| headers.get_str("host"))
-            .unwrap_or("");
+        let authority = authority_of(headers);
         let path = headers.get_str(":path").unwrap_or("/");
         let host = config::select_virtual_host(&self.virtual_hosts, authority)?;
         let route = host.route_index(path, |name| headers.get_str(name))?;
@@ -198,14 +195,20 @@ impl RouteTable {
         if self.most_specific_header_mutations_wins {
             levels.reverse();
         }
-        let any = levels.iter().any(|level| match direction {
-            Direction::Request => !level.request_remove.is_empty() || !level.request_add.is_empty(),
-            Direction::Response => {
-                !level.response_remove.is_empty() || !level.response_add.is_empty()
-            }
+        let any = levels.iter().any(|level| {
+            let (remove, add) = header_mutation::lists(level, direction);
+            !remove.is_empty() || !add.is_empty()
         });
         any.then_some(levels)
     }
+}
+
+/// The request's authority: `:authority`, else `host`, else empty.
+fn authority_of(headers: &HeaderMap) -> &str {
+    headers
+        .get_str(":authority")
+        .or_else(|| headers.get_str("host"))
+        .unwrap_or("")
 }
 
 /// The path a route matched by prefix (or exactly), which `prefix_rewrite`
@@ -386,10 +389,7 @@ impl ProxyHttp for WasmHttpProxy {
                         .get_str(FORWARDED_PROTO)
                         .or_else(|| headers.get_str(":scheme"))
                         .unwrap_or("http"),
-                    authority: headers
-                        .get_str(":authority")
-                        .or_else(|| headers.get_str("host"))
-                        .unwrap_or(""),
+                    authority: authority_of(&headers),
                     path: headers.get_str(":path").unwrap_or("/"),
                 };
                 let mut location = HeaderMap::new();
