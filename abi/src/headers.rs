@@ -17,13 +17,14 @@ pub const MAX_MAP_PAIRS: usize = 1024;
 /// Every name and value lives in one byte buffer, back to back, with a
 /// small index of where each entry sits: a map of N headers is two
 /// allocations instead of 2N + 1, adding an entry usually allocates
-/// nothing, and removing one frees nothing. Removed or outgrown bytes stay
+/// nothing, and removing one frees nothing. The index keeps a tag of each
+/// name, so a lookup reads the index alone and compares names only where
+/// a tag matches. Removed or outgrown bytes stay
 /// in the buffer until they outweigh the live ones, when it is compacted,
 /// so the buffer never holds more than twice the live bytes (plus 1 KiB).
 ///
 /// The map keeps its serialized size as it changes, so the size and the
 /// limits are integer reads, not a walk over the entries.
-#[derive(Clone)]
 pub struct HeaderMap {
     /// Each entry's lowercased name followed by its value.
     bytes: Vec<u8>,
@@ -39,32 +40,97 @@ pub struct HeaderMap {
 struct Entry {
     /// Offset of the name; the value follows it.
     at: usize,
-    key_len: usize,
     value_len: usize,
+    key_len: u32,
+    /// The name's [`Name::tag`].
+    tag: u32,
 }
 
 impl Entry {
     #[inline]
     fn key<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
-        &bytes[self.at..self.at + self.key_len]
+        &bytes[self.at..self.at + self.key_len()]
+    }
+
+    #[inline]
+    fn key_len(&self) -> usize {
+        self.key_len as usize
+    }
+
+    /// Whether this entry is named `name`.
+    #[inline]
+    fn is(&self, bytes: &[u8], name: Name<'_>) -> bool {
+        self.tag == name.tag && same_name(self.key(bytes), name.bytes)
     }
 
     #[inline]
     fn value<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
-        let start = self.at + self.key_len;
+        let start = self.at + self.key_len();
         &bytes[start..start + self.value_len]
     }
 
     /// Bytes it takes in [`HeaderMap::bytes`].
     #[inline]
     fn stored(&self) -> usize {
-        self.key_len + self.value_len
+        self.key_len() + self.value_len
     }
 
     /// Bytes it takes in the serialized map.
     #[inline]
     fn serialized(&self) -> usize {
-        entry_bytes(self.key_len, self.value_len)
+        entry_bytes(self.key_len(), self.value_len)
+    }
+}
+
+/// A lowercase name with its tag, computed once per lookup.
+#[derive(Clone, Copy)]
+struct Name<'a> {
+    bytes: &'a [u8],
+    /// A digest of the length and the first and last eight bytes. Names of
+    /// one map often share a length and a prefix (`x-forwarded-for`,
+    /// `x-request-id`, `fake_key_1` ... `fake_key_19`) and differ at the
+    /// end, which the tag covers, so unequal names rarely reach a byte
+    /// compare.
+    tag: u32,
+}
+
+impl<'a> Name<'a> {
+    #[inline]
+    fn new(bytes: &'a [u8]) -> Self {
+        let n = bytes.len();
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        let (head, tail) = if n >= 8 {
+            (word(&bytes[..8]), word(&bytes[n - 8..]))
+        } else {
+            let mut short = [0u8; 8];
+            short[..n].copy_from_slice(bytes);
+            (u64::from_le_bytes(short), 0)
+        };
+        // Fibonacci hashing: the multiply spreads every input bit into the
+        // high half, which is kept.
+        let mixed = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Name {
+            bytes,
+            tag: (mixed >> 32) as u32,
+        }
+    }
+}
+
+/// A copy is usually made to be changed (an embedder's request headers
+/// handed to a plugin, which adds a few), so it gets room to grow by half
+/// again without reallocating, where a derived clone would be full.
+impl Clone for HeaderMap {
+    fn clone(&self) -> Self {
+        let room = |len: usize, first: usize| len.saturating_add(len / 2).max(first);
+        let mut entries = Vec::with_capacity(room(self.entries.len(), FIRST_CAPACITY));
+        entries.extend_from_slice(&self.entries);
+        let mut bytes = Vec::with_capacity(room(self.bytes.len(), FIRST_BYTES));
+        bytes.extend_from_slice(&self.bytes);
+        HeaderMap {
+            bytes,
+            entries,
+            serialized_len: self.serialized_len,
+        }
     }
 }
 
@@ -106,25 +172,43 @@ pub(crate) fn entry_bytes(key_len: usize, value_len: usize) -> usize {
     key_len.saturating_add(value_len).saturating_add(10)
 }
 
-/// Whether a stored name is `key`, both lowercase. The lengths and the
-/// last bytes are compared first: names of one map often share a prefix
-/// (`x-forwarded-for`, `x-forwarded-proto`) and differ at the end.
+/// Whether two names are the same bytes. Most names are 8 to 16 bytes,
+/// which two overlapping word compares settle without a call to `memcmp`.
 #[inline]
-fn is_named(stored: &[u8], key: &[u8]) -> bool {
-    stored.len() == key.len() && stored.last() == key.last() && stored == key
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let word = |s: &[u8], at: usize| {
+            s.get(at..at + 8)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+        };
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
 }
+
+/// Entries a map makes room for when its first is added.
+const FIRST_CAPACITY: usize = 32;
+
+/// Bytes of names and values a map makes room for when its first entry is
+/// added: a typical request's header block fits, where growing from the
+/// first entry's size would take half a dozen reallocations.
+const FIRST_BYTES: usize = 1024;
 
 /// Runs `f` with `key` lowercased, as names are stored: as it is when it
 /// has no uppercase letter (plugins mostly send lowercase names), else a
 /// lowercased copy, on the stack when short.
 #[inline]
-fn with_lowered<R>(key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+fn with_lowered<R>(key: &[u8], f: impl FnOnce(Name<'_>) -> R) -> R {
     if !key.iter().any(u8::is_ascii_uppercase) {
-        return f(key);
+        return f(Name::new(key));
     }
     let mut lowered = smallvec::SmallVec::<[u8; 64]>::from_slice(key);
     lowered.make_ascii_lowercase();
-    f(&lowered)
+    f(Name::new(&lowered))
 }
 
 impl HeaderMap {
@@ -143,20 +227,19 @@ impl HeaderMap {
         self.entries.is_empty()
     }
 
-    /// Index of the first entry at or after `from` named `key`
-    /// (lowercase).
+    /// Index of the first entry at or after `from` named `name`.
     #[inline]
-    fn position(&self, from: usize, key: &[u8]) -> Option<usize> {
+    fn position(&self, from: usize, name: Name<'_>) -> Option<usize> {
         let bytes = &self.bytes;
         self.entries[from..]
             .iter()
-            .position(|e| is_named(e.key(bytes), key))
+            .position(|e| e.is(bytes, name))
             .map(|i| from + i)
     }
 
     /// The first value of `key` (any case).
     pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&[u8]> {
-        let at = with_lowered(key.as_ref(), |key| self.position(0, key))?;
+        let at = with_lowered(key.as_ref(), |name| self.position(0, name))?;
         Some(self.entries[at].value(&self.bytes))
     }
 
@@ -175,21 +258,32 @@ impl HeaderMap {
     ///
     /// This is the embedder's call and is not limited; plugins' changes go
     /// through the checked paths of the host functions.
+    ///
+    /// # Panics
+    /// If the name is 4 GiB or longer (the wire format's lengths are
+    /// `u32`s, and plugins' names are limited to 1 MiB).
     pub fn add(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let (key, value) = (key.as_ref(), value.as_ref());
+        let key_len = u32::try_from(key.len()).expect("a header name under 4 GiB");
+        if self.entries.capacity() == 0 {
+            // Most maps grow to a few dozen entries: one allocation for
+            // the index rather than four or five.
+            self.entries.reserve_exact(FIRST_CAPACITY);
+        }
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve_exact(FIRST_BYTES);
+        }
         let at = self.bytes.len();
         self.bytes.reserve(key.len() + value.len());
         self.bytes.extend_from_slice(key);
         self.bytes[at..].make_ascii_lowercase();
+        let tag = Name::new(&self.bytes[at..]).tag;
         self.bytes.extend_from_slice(value);
-        self.push_entry(at, key.len(), value.len());
-    }
-
-    fn push_entry(&mut self, at: usize, key_len: usize, value_len: usize) {
         let entry = Entry {
             at,
+            value_len: value.len(),
             key_len,
-            value_len,
+            tag,
         };
         self.serialized_len += entry.serialized();
         self.entries.push(entry);
@@ -198,10 +292,10 @@ impl HeaderMap {
     /// How many entries are named `key`, and their serialized bytes (what
     /// [`HeaderMap::replace`] or [`HeaderMap::remove`] would drop).
     pub(crate) fn named(&self, key: &[u8]) -> (usize, usize) {
-        with_lowered(key, |key| {
+        with_lowered(key, |name| {
             self.entries
                 .iter()
-                .filter(|e| is_named(e.key(&self.bytes), key))
+                .filter(|e| e.is(&self.bytes, name))
                 .fold((0, 0), |(n, bytes), e| (n + 1, bytes + e.serialized()))
         })
     }
@@ -232,20 +326,20 @@ impl HeaderMap {
     /// the value in place and any further ones are removed; a missing name
     /// is appended.
     pub fn replace(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        with_lowered(key.as_ref(), |key| {
-            self.replace_lowered(key, value.as_ref())
+        with_lowered(key.as_ref(), |name| {
+            self.replace_lowered(name, value.as_ref())
         });
     }
 
-    fn replace_lowered(&mut self, key: &[u8], value: &[u8]) {
-        let Some(first) = self.position(0, key) else {
-            self.add(key, value);
+    fn replace_lowered(&mut self, name: Name<'_>, value: &[u8]) {
+        let Some(first) = self.position(0, name) else {
+            self.add(name.bytes, value);
             return;
         };
         let old = self.entries[first];
         let new = if value.len() <= old.value_len {
             // The usual case: the value fits where the old one was.
-            let start = old.at + old.key_len;
+            let start = old.at + old.key_len();
             self.bytes[start..start + value.len()].copy_from_slice(value);
             Entry {
                 value_len: value.len(),
@@ -253,32 +347,32 @@ impl HeaderMap {
             }
         } else {
             let at = self.bytes.len();
-            self.bytes.reserve(old.key_len + value.len());
-            self.bytes.extend_from_within(old.at..old.at + old.key_len);
+            self.bytes.reserve(old.key_len() + value.len());
+            self.bytes
+                .extend_from_within(old.at..old.at + old.key_len());
             self.bytes.extend_from_slice(value);
             Entry {
                 at,
-                key_len: old.key_len,
                 value_len: value.len(),
+                ..old
             }
         };
         self.serialized_len = self.serialized_len - old.serialized() + new.serialized();
         self.entries[first] = new;
-        self.remove_from(first + 1, key);
+        self.remove_from(first + 1, name);
         self.compact_if_wasteful();
     }
 
     /// Removes every entry named `key` (any case). A name that is not
     /// there costs one scan and moves nothing.
     pub fn remove(&mut self, key: impl AsRef<[u8]>) {
-        with_lowered(key.as_ref(), |key| self.remove_from(0, key));
+        with_lowered(key.as_ref(), |name| self.remove_from(0, name));
         self.compact_if_wasteful();
     }
 
-    /// Removes the entries named `key` (lowercase) at or after index
-    /// `from`.
-    fn remove_from(&mut self, from: usize, key: &[u8]) {
-        let Some(first) = self.position(from, key) else {
+    /// Removes the entries named `name` at or after index `from`.
+    fn remove_from(&mut self, from: usize, name: Name<'_>) {
+        let Some(first) = self.position(from, name) else {
             return;
         };
         // Entries before the first match stay where they are; later ones
@@ -286,7 +380,7 @@ impl HeaderMap {
         let mut kept = first;
         for read in first..self.entries.len() {
             let entry = self.entries[read];
-            if is_named(entry.key(&self.bytes), key) {
+            if entry.is(&self.bytes, name) {
                 self.serialized_len -= entry.serialized();
             } else {
                 self.entries[kept] = entry;
@@ -344,7 +438,7 @@ impl HeaderMap {
         let mut out = Vec::with_capacity(self.serialized_len);
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
-            out.extend_from_slice(&(e.key_len as u32).to_le_bytes());
+            out.extend_from_slice(&e.key_len.to_le_bytes());
             out.extend_from_slice(&(e.value_len as u32).to_le_bytes());
         }
         for (k, v) in self.iter() {
@@ -477,6 +571,66 @@ mod tests {
         assert_eq!(mixed.get("x-mixed"), Some(&b"v"[..]));
         assert_eq!(mixed.iter().next(), Some((&b"x-mixed"[..], &b"v"[..])));
         assert_eq!(mixed.serialized_len(), mixed.serialize().len());
+    }
+
+    #[test]
+    fn names_that_share_a_tag_are_still_told_apart() {
+        // Same length, same first and last eight bytes: the same tag, so
+        // only the byte compare separates them.
+        let (a, b) = ("x-prefix-1x-suffix", "x-prefix-2x-suffix");
+        assert_eq!(Name::new(a.as_bytes()).tag, Name::new(b.as_bytes()).tag);
+        let mut map: HeaderMap = [(a, "1"), (b, "2"), ("short", "3")].into_iter().collect();
+        assert_eq!(map.get(b), Some(&b"2"[..]));
+        assert_eq!(map.named(a.as_bytes()), (1, entry_bytes(a.len(), 1)));
+        map.replace(a, "9");
+        map.remove(b);
+        assert_eq!(map.get(a), Some(&b"9"[..]));
+        assert_eq!(map.get(b), None);
+        assert_eq!(map.get("SHORT"), Some(&b"3"[..]));
+        // Short names and their tags: every byte counts.
+        assert_ne!(Name::new(b"ab").tag, Name::new(b"ba").tag);
+        assert_ne!(Name::new(b"a").tag, Name::new(b"a\0").tag);
+        for (a, b, same) in [
+            (&b"x-request-id"[..], &b"x-request-id"[..], true),
+            (b"x-request-id", b"x-request-ix", false),
+            (b"y-request-id", b"x-request-id", false),
+            (b"x-request-i", b"x-request-id", false),
+            (b"12345678", b"12345678", true),
+            (b"short", b"shore", false),
+            (b"a-name-of-more-than-16", b"a-name-of-more-than-17", false),
+        ] {
+            assert_eq!(same_name(a, b), same, "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn removing_a_repeated_name_keeps_the_others_in_order() {
+        // Matches at the start, in runs, apart, and at the end.
+        let marked = [0, 7, 8, 9, 16, 17, 19];
+        let pairs: Vec<(String, String)> = (0..20)
+            .map(|i| {
+                let name = if marked.contains(&i) {
+                    "dup".to_string()
+                } else {
+                    format!("h{i}")
+                };
+                (name, i.to_string())
+            })
+            .collect();
+        let mut map: HeaderMap = pairs.iter().cloned().collect();
+        assert_eq!(map.get("DUP"), Some(&b"0"[..]));
+        assert_eq!(map.named(b"dup").0, marked.len());
+        map.remove("dup");
+        let left: Vec<(String, String)> = pairs
+            .into_iter()
+            .filter(|(name, _)| name != "dup")
+            .collect();
+        assert_eq!(map.to_string_pairs(), left);
+        assert_eq!(map.serialized_len(), map.serialize().len());
+        assert_eq!(map.get("h18"), Some(&b"18"[..]));
+        for (name, value) in &left {
+            assert_eq!(map.get(name), Some(value.as_bytes()));
+        }
     }
 
     #[test]
