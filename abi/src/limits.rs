@@ -170,9 +170,13 @@ pub(crate) struct Budget {
     vm_bytes: usize,
     /// Bytes of the log lines kept (see `HostState::push_log`).
     pub log_bytes: usize,
-    /// Bytes held by streams, given back by [`StreamCharge`] when a
-    /// stream's state is dropped (the embedder ends streams, not this code).
-    streams: Arc<AtomicUsize>,
+    /// Bytes charged to streams, less what they gave back through this
+    /// budget. Plain, so a header change costs no atomic operation.
+    streams_charged: usize,
+    /// Bytes given back by [`StreamCharge`]s dropped since (the embedder
+    /// ends streams, not this code, so a drop cannot reach the budget
+    /// itself). What streams hold is the difference.
+    streams_returned: Arc<AtomicUsize>,
     /// Bytes of callout requests (headers, body, messages) by token, held
     /// until the answer: the VM forgets a token when the answer comes or
     /// its stream ends, and [`Budget::fits_callout`] catches up with that
@@ -189,7 +193,8 @@ impl Budget {
             limits,
             vm_bytes: 0,
             log_bytes: 0,
-            streams: Arc::default(),
+            streams_charged: 0,
+            streams_returned: Arc::default(),
             callouts: HashMap::new(),
             callout_bytes: 0,
             refusals: [0; Limit::ALL.len()],
@@ -203,7 +208,14 @@ impl Budget {
         self.vm_bytes
             .saturating_add(self.log_bytes)
             .saturating_add(self.callout_bytes)
-            .saturating_add(self.streams.load(Ordering::Relaxed))
+            .saturating_add(self.stream_bytes())
+    }
+
+    /// Bytes held by streams now.
+    #[inline]
+    fn stream_bytes(&self) -> usize {
+        self.streams_charged
+            .saturating_sub(self.streams_returned.load(Ordering::Relaxed))
     }
 
     /// Bytes of callouts counted but no longer `live` (the budget catches
@@ -271,13 +283,17 @@ impl Budget {
     /// if that fits. A stream gives back at most what it was charged, so
     /// shrinking what the embedder put there earns nothing.
     pub fn resize_stream(&mut self, charge: &mut StreamCharge, old: usize, new: usize) -> bool {
+        charge.bind(&self.streams_returned);
         if new > old {
             if !self.fits(new - old) {
                 return false;
             }
-            charge.add(&self.streams, new - old);
+            self.streams_charged += new - old;
+            charge.bytes += new - old;
         } else {
-            charge.give_back(old - new);
+            let n = (old - new).min(charge.bytes);
+            self.streams_charged -= n;
+            charge.bytes -= n;
         }
         true
     }
@@ -317,18 +333,28 @@ pub struct StreamCharge {
 }
 
 impl StreamCharge {
-    fn add(&mut self, ledger: &Arc<AtomicUsize>, n: usize) {
-        let ledger = self.ledger.get_or_insert_with(|| Arc::clone(ledger));
-        ledger.fetch_add(n, Ordering::Relaxed);
-        self.bytes += n;
+    /// Makes `returned` (a budget's `streams_returned`) the ledger this
+    /// charge gives back to when dropped. A charge carried over from
+    /// another VM's budget first gives that budget its bytes back. After
+    /// the first call per stream this is a pointer compare.
+    #[inline]
+    fn bind(&mut self, returned: &Arc<AtomicUsize>) {
+        if self
+            .ledger
+            .as_ref()
+            .is_some_and(|ledger| Arc::ptr_eq(ledger, returned))
+        {
+            return;
+        }
+        self.give_all_back();
+        self.ledger = Some(Arc::clone(returned));
     }
 
-    fn give_back(&mut self, n: usize) {
-        let n = n.min(self.bytes);
+    fn give_all_back(&mut self) {
         if let Some(ledger) = &self.ledger {
-            ledger.fetch_sub(n, Ordering::Relaxed);
+            ledger.fetch_add(self.bytes, Ordering::Relaxed);
         }
-        self.bytes -= n;
+        self.bytes = 0;
     }
 
     /// Bytes this stream holds against the budget.
@@ -347,7 +373,7 @@ impl Clone for StreamCharge {
 
 impl Drop for StreamCharge {
     fn drop(&mut self) {
-        self.give_back(self.bytes);
+        self.give_all_back();
     }
 }
 
@@ -375,6 +401,17 @@ mod tests {
         assert_eq!(budget.held(), 90, "a copy gives nothing back");
         drop(charge);
         assert_eq!(budget.held(), 40);
+        // A charge carried into another VM's budget gives the first its
+        // bytes back and is counted by the second from then on.
+        let mut other = Budget::new(HostLimits::default());
+        let mut charge = StreamCharge::default();
+        assert!(budget.resize_stream(&mut charge, 0, 30));
+        assert_eq!(budget.held(), 70);
+        assert!(other.resize_stream(&mut charge, 30, 35));
+        assert_eq!((budget.held(), other.held(), charge.bytes()), (40, 5, 5));
+        assert!(other.resize_stream(&mut charge, 0, 20));
+        drop(charge);
+        assert_eq!((budget.held(), other.held()), (40, 0));
     }
 
     #[test]
