@@ -428,11 +428,17 @@ pub struct Deadline {
 impl Deadline {
     /// The deadline of a call starting now with `timeout`.
     pub fn after(timeout: Duration) -> Self {
+        Deadline::starting_at(Instant::now(), timeout)
+    }
+
+    /// The deadline of a call that started at `start` with `timeout`, for
+    /// a backend that keeps a cheaper clock than [`Instant::now`].
+    pub fn starting_at(start: Instant, timeout: Duration) -> Self {
         Deadline {
             // A timeout too large to add is as good as none.
-            at: Instant::now()
+            at: start
                 .checked_add(timeout)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
+                .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365)),
             timeout,
         }
     }

@@ -5,6 +5,7 @@ use polyhost_engine_core::{
     CallbackSig, Deadline, Error, ErrorKind, HostContext, HostTrap, Instance, Result, Value,
 };
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::{
     AsContext, AsContextMut, Store, StoreLimitsBuilder, Trap, Val, ValRaw, WasmBacktrace,
 };
@@ -169,6 +170,7 @@ impl<D: Send + 'static> WasmtimeInstance<D> {
                 engine_name: name,
                 call_timeout: cfg.startup_call_timeout(),
                 deadline: None,
+                clock: engine.inner.clock.clone(),
             },
         );
         store.limiter(|d| &mut d.limits);
@@ -225,8 +227,11 @@ fn arm<D: 'static>(
 ) -> Result<()> {
     if let Some(ticks) = deadline_ticks {
         store.set_epoch_deadline(ticks);
-        let timeout = store.data().call_timeout;
-        store.data_mut().deadline = timeout.map(Deadline::after);
+        let data = store.data_mut();
+        data.deadline = data.call_timeout.map(|timeout| {
+            let start = data.clock.as_ref().map_or_else(Instant::now, |c| c.now());
+            Deadline::starting_at(start, timeout)
+        });
     }
     if let Some(fuel) = fuel {
         store

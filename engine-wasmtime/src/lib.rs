@@ -33,8 +33,8 @@ use polyhost_engine_core::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use wasmtime::{ModuleExport, StoreLimits};
 
 /// How wasmtime executes code.
@@ -90,6 +90,41 @@ struct Inner {
     startup_ticks: Option<u64>,
     /// Stops the epoch ticker thread when the engine is dropped.
     ticker_stop: Arc<AtomicBool>,
+    /// The ticker's clock, when there is a ticker (a call timeout is set).
+    clock: Option<Arc<TickClock>>,
+}
+
+/// The epoch ticker's clock: the time of its latest tick. Arming a call
+/// reads it instead of the system clock, which costs a vDSO call per
+/// top-level guest call (15% of a `noop` request in
+/// `scripts/profile.sh --operations noop`). It lags by about a tick, so a
+/// call's [`Deadline`](polyhost_engine_core::Deadline) comes that much
+/// early; the epoch deadline that stops the call is rounded up by more
+/// (see [`WasmtimeEngine::new`]), and only a host function that waits
+/// (WASI `poll_oneoff`) reads the instant.
+pub(crate) struct TickClock {
+    base: Instant,
+    /// Nanoseconds from `base` to the latest tick.
+    since_base: AtomicU64,
+}
+
+impl TickClock {
+    fn new() -> Self {
+        TickClock {
+            base: Instant::now(),
+            since_base: AtomicU64::new(0),
+        }
+    }
+
+    fn tick(&self) {
+        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.since_base.store(nanos, Ordering::Relaxed);
+    }
+
+    /// The time of the latest tick.
+    pub(crate) fn now(&self) -> Instant {
+        self.base + Duration::from_nanos(self.since_base.load(Ordering::Relaxed))
+    }
 }
 
 impl Drop for Inner {
@@ -155,10 +190,11 @@ impl WasmtimeEngine {
         // Round up, plus one tick because the first tick may come at once.
         let ticks =
             |timeout: std::time::Duration| (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 2;
-        let deadline_ticks = config.call_timeout.map(|timeout| {
-            spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
-            ticks(timeout)
-        });
+        let clock = config.call_timeout.map(|_| Arc::new(TickClock::new()));
+        if let Some(clock) = &clock {
+            spawn_epoch_ticker(engine.weak(), ticker_stop.clone(), Arc::clone(clock));
+        }
+        let deadline_ticks = config.call_timeout.map(ticks);
         let startup_ticks = config.startup_call_timeout().map(ticks);
         Ok(WasmtimeEngine {
             inner: Arc::new(Inner {
@@ -168,6 +204,7 @@ impl WasmtimeEngine {
                 deadline_ticks,
                 startup_ticks,
                 ticker_stop,
+                clock,
             }),
         })
     }
@@ -228,12 +265,15 @@ fn keep_slots_resident(pool: &mut wasmtime::PoolingAllocationConfig) {
     }
 }
 
-fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>, clock: Arc<TickClock>) {
     std::thread::Builder::new()
         .name("polyhost-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
+                // The clock first: a call armed after this epoch sees a
+                // time at least as late as the tick's.
+                clock.tick();
                 match engine.upgrade() {
                     Some(e) => e.increment_epoch(),
                     None => break,
@@ -257,6 +297,8 @@ pub struct StoreData<D> {
     pub(crate) call_timeout: Option<std::time::Duration>,
     /// The deadline of the running top-level call (set when it is armed).
     pub(crate) deadline: Option<polyhost_engine_core::Deadline>,
+    /// The engine's [`TickClock`], which arming reads.
+    pub(crate) clock: Option<Arc<TickClock>>,
 }
 
 /// Collects host functions for [`WasmtimeEngine`].
