@@ -601,6 +601,24 @@ pub trait HostContext {
         self.write(ptr, &value.to_le_bytes())
     }
 
+    /// Copies `bytes` to `ptr`, then writes each `(address, value)` of
+    /// `words` as a little-endian `u32`, in that order: how a host call
+    /// hands the guest a buffer (its address and length through two
+    /// out-pointers). The default makes one call per write; a backend whose
+    /// memory lookup costs something does it once for all of them.
+    ///
+    /// # Errors
+    /// As [`HostContext::write`], for the first write out of bounds; the
+    /// writes before it are done.
+    #[inline]
+    fn write_with_u32s(&mut self, ptr: u32, bytes: &[u8], words: [(u32, u32); 2]) -> Result<()> {
+        self.write(ptr, bytes)?;
+        for (at, value) in words {
+            self.write_u32(at, value)?;
+        }
+        Ok(())
+    }
+
     /// Writes a little-endian `u64` at `ptr`.
     ///
     /// # Errors

@@ -50,6 +50,12 @@ pub(crate) fn write<T: 'static>(
     bytes: &[u8],
 ) -> Result<()> {
     let (name, data) = memory_mut(store.as_context_mut(), memory_export);
+    write_in(name, data, ptr, bytes)
+}
+
+/// Copies `bytes` to `ptr` of `data`, the linear memory of engine `name`.
+#[inline]
+fn write_in(name: &'static str, data: &mut [u8], ptr: u32, bytes: &[u8]) -> Result<()> {
     let len = data.len();
     match data
         .get_mut(ptr as usize..)
@@ -172,6 +178,17 @@ impl<D: 'static> HostContext for WasmtimeCaller<'_, D> {
     fn write_u32(&mut self, ptr: u32, value: u32) -> Result<()> {
         let memory = self.caller.data().memory;
         write_array(&mut self.caller, memory, ptr, value.to_le_bytes())
+    }
+
+    #[inline]
+    fn write_with_u32s(&mut self, ptr: u32, bytes: &[u8], words: [(u32, u32); 2]) -> Result<()> {
+        let memory = self.caller.data().memory;
+        let (name, data) = memory_mut(self.caller.as_context_mut(), memory);
+        write_in(name, data, ptr, bytes)?;
+        for (at, value) in words {
+            write_in(name, data, at, &value.to_le_bytes())?;
+        }
+        Ok(())
     }
 
     #[inline]

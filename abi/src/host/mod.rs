@@ -172,13 +172,10 @@ pub(crate) fn give<C: HostContext<Data = HostState>>(
     let addr = if bytes.is_empty() {
         0
     } else {
-        let addr = allocate(cx, bytes.len() as u32)?;
-        cx.write(addr, bytes)?;
-        addr
+        allocate(cx, bytes.len() as u32)?
     };
-    cx.write_u32(ptr_out as u32, addr)?;
-    cx.write_u32(len_out as u32, bytes.len() as u32)?;
-    Ok(())
+    let outs = [(ptr_out as u32, addr), (len_out as u32, bytes.len() as u32)];
+    Ok(cx.write_with_u32s(addr, bytes, outs)?)
 }
 
 /// Writes a `u32` result through an out-pointer.
