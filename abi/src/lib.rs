@@ -35,7 +35,9 @@ pub use limits::{HostLimits, Limit};
 pub use plugin::{Plugin, PluginConfig, check_binary};
 pub use pool::{PoolError, PooledVm, ReturnPolicy, VmPool};
 pub use services::HostServices;
-pub use state::{HostState, LocalResponse, LogLine, PluginInfo, StreamEvent, StreamState};
+pub use state::{
+    HostState, LocalResponse, LogLine, PluginInfo, StreamEvent, StreamProperties, StreamState,
+};
 pub use types::{
     AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, PeerType, Status, StreamType,
 };

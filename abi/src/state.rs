@@ -2,7 +2,7 @@
 
 use crate::headers::HeaderMap;
 use crate::limits::{Budget, HostLimits, Limit, StreamCharge};
-use crate::services::{Clock, HostServices, SystemClock};
+use crate::services::{Clock, HostServices, PropertyProvider, SystemClock};
 use crate::types::{AbiVersion, BufferType, LogLevel, MapType, StreamType};
 use crate::vm::ContextId;
 use crossbeam::queue::SegQueue;
@@ -101,13 +101,32 @@ pub struct StreamState {
     pub local_response: Option<LocalResponse>,
     /// Resume/close requests not yet taken by the embedder.
     pub events: Vec<StreamEvent>,
-    /// Properties the plugin set on this stream.
+    /// Properties the plugin set on this stream (or the embedder put
+    /// there).
     pub properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// Properties the embedder provides for this stream, computed only when
+    /// the plugin reads one: a proxy's connection and route attributes
+    /// (`source.address`, `route_name`, ...) cost a lookup on the rare
+    /// read rather than a map of formatted values on every stream. Asked
+    /// after [`StreamState::properties`], so a plugin's own
+    /// `proxy_set_property` of the same path wins.
+    pub provided: Option<StreamProperties>,
     /// The root context this stream was created for.
     pub(crate) root: u32,
     /// What the plugin's changes to this stream hold against the VM's
     /// budget; given back when this state is dropped.
     pub(crate) charge: StreamCharge,
+}
+
+/// A stream's [`PropertyProvider`], shared: one provider may serve every
+/// filter's stream of a request.
+#[derive(Clone)]
+pub struct StreamProperties(pub Arc<dyn PropertyProvider>);
+
+impl std::fmt::Debug for StreamProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamProperties(..)")
+    }
 }
 
 impl StreamState {

@@ -94,6 +94,7 @@ pub(super) fn get<C: HostContext<Data = HostState>>(
         state
             .stream()
             .and_then(|s| s.properties.get(&joined).cloned())
+            .or_else(|| state.stream()?.provided.as_ref()?.0.get(&path))
             .or_else(|| state.vm_properties.get(&joined).cloned())
             .or_else(|| derived(state, &path))
             .or_else(|| state.services.properties.get(&path))

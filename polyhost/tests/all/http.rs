@@ -20,6 +20,7 @@ engine_tests!(
     probe_logs_at_every_level_and_filters,
     probe_reads_the_clock,
     probe_reads_and_sets_properties,
+    a_streams_provider_answers_after_what_the_plugin_set,
     probe_calls_foreign_functions,
     probe_updates_metrics,
     host_calls_plugin_foreign_function,
@@ -386,6 +387,66 @@ fn probe_reads_and_sets_properties<E: Engine>(engine: E) {
     assert_eq!(headers.get_str("x-result-path"), Some("/probe"));
     assert_eq!(headers.get_str("x-result-plugin"), Some("abi_probe"));
     assert_eq!(headers.get_str("x-result-prop"), Some("v1"));
+}
+
+/// Properties the embedder provides for one stream, counting the reads.
+struct RequestFacts(std::sync::atomic::AtomicUsize);
+
+impl polyhost::services::PropertyProvider for RequestFacts {
+    fn get(&self, path: &[&[u8]]) -> Option<Vec<u8>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match path {
+            [b"source", b"address"] => Some(b"10.1.2.3:4567".to_vec()),
+            [b"route_name"] => Some(b"provided-route".to_vec()),
+            _ => None,
+        }
+    }
+}
+
+fn a_streams_provider_answers_after_what_the_plugin_set<E: Engine>(engine: E) {
+    // Logs `source.address`, then sets `route_name` and logs it, then
+    // logs `cluster_name` (no one has it: nothing is logged).
+    let imports = r#"
+        (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+        (import "env" "proxy_get_property"
+            (func $get (param i32 i32 i32 i32) (result i32)))
+        (import "env" "proxy_set_property"
+            (func $set (param i32 i32 i32 i32) (result i32)))
+    "#;
+    let body = r#"
+        (data (i32.const 32) "source\00address")
+        (data (i32.const 48) "route_name")
+        (data (i32.const 64) "mine")
+        (data (i32.const 96) "cluster_name")
+        (func $log_property (param $path i32) (param $len i32)
+            (if (i32.eqz (call $get (local.get $path) (local.get $len)
+                    (i32.const 80) (i32.const 84)))
+                (then (drop (call $log (i32.const 2)
+                    (i32.load (i32.const 80)) (i32.load (i32.const 84)))))))
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+            (call $log_property (i32.const 32) (i32.const 14))
+            (drop (call $set (i32.const 48) (i32.const 10) (i32.const 64) (i32.const 4)))
+            (call $log_property (i32.const 48) (i32.const 10))
+            (call $log_property (i32.const 96) (i32.const 12))
+            (i32.const 0))
+    "#;
+    let services = Services::new();
+    let wasm = crate::harness::wat_plugin(imports, body);
+    let (_, mut vm) = start(&engine, &wasm, PluginConfig::named("facts"), &services);
+    let facts = std::sync::Arc::new(RequestFacts(Default::default()));
+    let id = vm.create_http_stream().unwrap();
+    vm.stream_mut(id).unwrap().provided = Some(polyhost::StreamProperties(facts.clone()));
+    vm.on_request_headers(id, request("/"), true).unwrap();
+    assert_eq!(
+        log_texts(&vm),
+        ["info 10.1.2.3:4567", "info mine"],
+        "on {}",
+        engine.name()
+    );
+    // `route_name` was the plugin's own: the provider was asked for the
+    // address and for `cluster_name` only.
+    assert_eq!(facts.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+    vm.finish_stream(id).unwrap();
 }
 
 fn probe_calls_foreign_functions<E: Engine>(engine: E) {
