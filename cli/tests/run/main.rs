@@ -1209,6 +1209,74 @@ fn connection_id_is_one_per_connection_on_every_engine() {
     }
 }
 
+/// Copies the string properties of the connection and the route into
+/// request headers: `source.address` to `x-source`, `destination.address`
+/// to `x-destination`, `request.protocol` to `x-protocol`,
+/// `route_config_name` to `x-route-config` and `cluster_name` to
+/// `x-cluster`.
+const PROPERTIES_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "source.address")
+  (data (i32.const 80) "x-source")
+  (data (i32.const 96) "destination.address")
+  (data (i32.const 128) "x-destination")
+  (data (i32.const 144) "request.protocol")
+  (data (i32.const 160) "x-protocol")
+  (data (i32.const 176) "route_config_name")
+  (data (i32.const 208) "x-route-config")
+  (data (i32.const 224) "cluster_name")
+  (data (i32.const 240) "x-cluster")
+  (func $copy (param $path i32) (param $path_len i32) (param $name i32) (param $name_len i32)
+    (if (i32.eqz (call $prop (local.get $path) (local.get $path_len) (i32.const 16) (i32.const 20)))
+      (then (drop (call $add (i32.const 0) (local.get $name) (local.get $name_len)
+        (i32.load (i32.const 16)) (i32.load (i32.const 20)))))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $copy (i32.const 64) (i32.const 14) (i32.const 80) (i32.const 8))
+    (call $copy (i32.const 96) (i32.const 19) (i32.const 128) (i32.const 13))
+    (call $copy (i32.const 144) (i32.const 16) (i32.const 160) (i32.const 10))
+    (call $copy (i32.const 176) (i32.const 17) (i32.const 208) (i32.const 14))
+    (call $copy (i32.const 224) (i32.const 12) (i32.const 240) (i32.const 9))
+    (i32.const 0)))
+"#;
+
+#[test]
+fn connection_and_route_properties_reach_plugins_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = wat_plugin(dir.path(), "properties", PROPERTIES_PLUGIN);
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("properties", engine, &plugin)],
+            &[],
+        );
+        let path = format!("/props/{engine}");
+        let reply = get(&format!("http://127.0.0.1:{port}{path}"), &[]).unwrap();
+        assert_eq!(reply.status, 200, "{engine}: {}", proxy.stderr());
+        let seen = upstream
+            .last(&path)
+            .expect("the request reached the upstream");
+        let header = |name: &str| seen.header(name).unwrap_or_default().to_string();
+        assert!(
+            header("x-source").starts_with("127.0.0.1:"),
+            "{engine}: source {:?}",
+            header("x-source")
+        );
+        assert_eq!(
+            header("x-destination"),
+            format!("127.0.0.1:{port}"),
+            "{engine}"
+        );
+        assert_eq!(header("x-protocol"), "HTTP/1.1", "{engine}");
+        assert_eq!(header("x-route-config"), "local_route", "{engine}");
+        assert_eq!(header("x-cluster"), "upstream", "{engine}");
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
 /// Makes a unary gRPC call to the `grpc` cluster on request headers and
 /// pauses; the answer is added to the request as `x-grpc-reply` (the
 /// message) or `x-grpc-status` (the status of a failed call), and the

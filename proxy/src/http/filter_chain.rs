@@ -8,7 +8,9 @@
 
 use crate::config::FailurePolicy;
 use crate::wasm::{VmUnavailable, WasmFilter};
-use polyhost::{ContextId, Decision, HeaderMap, LocalResponse, StreamEvent, StreamType};
+use polyhost::{
+    ContextId, Decision, HeaderMap, LocalResponse, StreamEvent, StreamProperties, StreamType,
+};
 use std::time::Duration;
 
 /// How long a paused stream waits for its plugin to resume it: Envoy's
@@ -80,11 +82,11 @@ fn run<R>(
     }
 }
 
-/// Creates the filter's context for a new request and fills the
-/// connection properties the plugin may read.
+/// Creates the filter's context for a new request, with the request's
+/// connection and route properties for the plugin to read.
 pub(crate) fn start(
     filter: &WasmFilter,
-    properties: &[(&'static str, Vec<u8>)],
+    properties: &StreamProperties,
 ) -> Result<FilterStream, LocalResponse> {
     let mut stream = FilterStream {
         filter: filter.clone(),
@@ -94,12 +96,7 @@ pub(crate) fn start(
     let created = filter.with_vm_as(|vm, root| {
         let id = vm.create_http_stream(root)?;
         if let Some(state) = vm.stream_mut(id) {
-            state.properties.reserve(properties.len());
-            for (path, value) in properties {
-                state
-                    .properties
-                    .insert(path.as_bytes().to_vec(), value.clone());
-            }
+            state.provided = Some(properties.clone());
         }
         Ok::<_, polyhost::PluginError>(id)
     });

@@ -32,9 +32,10 @@ use pingora::prelude::*;
 use pingora::protocols::SocketDigest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer as _};
-use polyhost::{HeaderMap, LocalResponse};
+use polyhost::services::PropertyProvider;
+use polyhost::{HeaderMap, LocalResponse, StreamProperties};
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -316,23 +317,21 @@ impl ProxyHttp for WasmHttpProxy {
                 .insert_header(FORWARDED_PROTO, "http")?;
         }
         let headers = request_header_map(session);
-        // The properties plugins may read; a listener without Wasm filters
-        // skips the work.
+        // The connection and route properties plugins may read, formatted
+        // only if one is read; a listener without Wasm filters skips even
+        // that.
         let table = ctx.table.clone();
-        let properties = if table.filters.is_empty() {
-            Vec::new()
-        } else {
-            let tentative = table.route(&headers);
-            let tentative = tentative.as_ref().map(|t| (table.route_of(t), t));
-            connection_properties(session, tentative, &table.route_config_name)
-        };
-        for filter in &table.filters {
-            match filter_chain::start(filter, &properties) {
-                Ok(stream) => ctx.streams.push(stream),
-                Err(reply) => {
-                    send_local(session, filter_chain::encode_local(&mut ctx.streams, reply))
-                        .await?;
-                    return Ok(true);
+        if !table.filters.is_empty() {
+            let route = table.route(&headers);
+            let properties = request_properties(session, &table, route);
+            for filter in &table.filters {
+                match filter_chain::start(filter, &properties) {
+                    Ok(stream) => ctx.streams.push(stream),
+                    Err(reply) => {
+                        send_local(session, filter_chain::encode_local(&mut ctx.streams, reply))
+                            .await?;
+                        return Ok(true);
+                    }
                 }
             }
         }
@@ -930,8 +929,8 @@ thread_local! {
     /// for as long as the connection lives). A connection is served on one
     /// worker from start to end, so a thread-local map sees all its
     /// requests.
-    static CONNECTION_IDS: RefCell<HashMap<usize, (Weak<SocketDigest>, u64)>> =
-        RefCell::new(HashMap::new());
+    static CONNECTION_IDS: RefCell<FxHashMap<usize, (Weak<SocketDigest>, u64)>> =
+        RefCell::new(FxHashMap::default());
 }
 
 /// The `connection.id` property: one number per downstream connection, the
@@ -979,36 +978,71 @@ pub(crate) fn protocol_name(version: http::Version) -> &'static str {
     }
 }
 
-fn connection_properties(
+/// The request's connection and route properties (`source.address`,
+/// `route_name`, ...). Values are made when a plugin reads one, which most
+/// requests never do, rather than formatted for every request.
+fn request_properties(
     session: &Session,
-    route: Option<(&Route, &RouteTarget)>,
-    route_config_name: &str,
-) -> Vec<(&'static str, Vec<u8>)> {
-    let mut props = Vec::with_capacity(8);
+    table: &Arc<RouteTable>,
+    route: Option<RouteTarget>,
+) -> StreamProperties {
     let downstream = session.as_downstream();
-    if let Some(addr) = downstream.client_addr().and_then(|a| a.as_inet()) {
-        props.push(("source.address", addr.to_string().into_bytes()));
-        props.push(("source.port", i64::from(addr.port()).to_le_bytes().to_vec()));
+    StreamProperties(Arc::new(RequestProperties {
+        source: downstream.client_addr().and_then(|a| a.as_inet()).copied(),
+        destination: downstream.server_addr().and_then(|a| a.as_inet()).copied(),
+        connection_id: connection_id(session),
+        protocol: protocol_name(session.req_header().version),
+        table: Arc::downgrade(table),
+        route,
+    }))
+}
+
+/// What [`request_properties`] keeps: plain values, and the route as
+/// indices into the request's own table.
+struct RequestProperties {
+    source: Option<std::net::SocketAddr>,
+    destination: Option<std::net::SocketAddr>,
+    connection_id: u64,
+    protocol: &'static str,
+    /// The request's table. Weak: the plugin's stream state holds these
+    /// properties, and must not keep a replaced table (and its filters)
+    /// alive if the stream is never finished.
+    table: Weak<RouteTable>,
+    /// The route the request takes as it arrived (before the filters).
+    route: Option<RouteTarget>,
+}
+
+impl PropertyProvider for RequestProperties {
+    fn get(&self, path: &[&[u8]]) -> Option<Vec<u8>> {
+        let port = |addr: std::net::SocketAddr| i64::from(addr.port()).to_le_bytes().to_vec();
+        Some(match path {
+            [b"source", b"address"] => self.source?.to_string().into_bytes(),
+            [b"source", b"port"] => port(self.source?),
+            [b"destination", b"address"] => self.destination?.to_string().into_bytes(),
+            [b"destination", b"port"] => port(self.destination?),
+            [b"connection", b"id"] => self.connection_id.to_le_bytes().to_vec(),
+            [b"request", b"protocol"] => self.protocol.as_bytes().to_vec(),
+            [b"route_config_name"] => self.table.upgrade()?.route_config_name.as_bytes().to_vec(),
+            [b"route_name"] => {
+                let route = self.route.as_ref()?;
+                self.table
+                    .upgrade()?
+                    .route_of(route)
+                    .name
+                    .as_bytes()
+                    .to_vec()
+            }
+            [b"cluster_name"] => self
+                .route
+                .as_ref()?
+                .cluster
+                .as_ref()?
+                .name
+                .as_bytes()
+                .to_vec(),
+            _ => return None,
+        })
     }
-    if let Some(addr) = downstream.server_addr().and_then(|a| a.as_inet()) {
-        props.push(("destination.address", addr.to_string().into_bytes()));
-        props.push((
-            "destination.port",
-            i64::from(addr.port()).to_le_bytes().to_vec(),
-        ));
-    }
-    let connection_id = connection_id(session);
-    props.push(("connection.id", connection_id.to_le_bytes().to_vec()));
-    let protocol = protocol_name(session.req_header().version);
-    props.push(("request.protocol", protocol.as_bytes().to_vec()));
-    props.push(("route_config_name", route_config_name.as_bytes().to_vec()));
-    if let Some((route, target)) = route {
-        props.push(("route_name", route.name.as_bytes().to_vec()));
-        if let Some(cluster) = &target.cluster {
-            props.push(("cluster_name", cluster.name.as_bytes().to_vec()));
-        }
-    }
-    props
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use super::{FilterInner, callouts};
 use crate::cluster::ClusterManager;
 use crate::config::FailurePolicy;
 use polyhost::{ContextId, Shutdown};
+use rustc_hash::FxHashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use tokio::sync::{Notify, watch};
@@ -358,7 +358,7 @@ impl Drop for WorkerSlot {
 
 thread_local! {
     /// This worker's VMs, by group.
-    static SLOTS: RefCell<HashMap<u64, WorkerSlot>> = RefCell::new(HashMap::new());
+    static SLOTS: RefCell<FxHashMap<u64, WorkerSlot>> = RefCell::new(FxHashMap::default());
     /// [`DROPPED_FILTERS`] when this worker last swept its slots.
     static SWEPT_AT: Cell<u64> = const { Cell::new(0) };
     /// Roots of removed plugins this worker's VMs still wait on.
@@ -411,7 +411,7 @@ fn spawn_sweeper() {
 ///
 /// While a removed plugin's root waits to call `proxy_done`, every use of
 /// this worker's VMs looks again, so the VM is freed soon after it does.
-fn sweep_dropped_filters(slots: &mut HashMap<u64, WorkerSlot>) {
+fn sweep_dropped_filters(slots: &mut FxHashMap<u64, WorkerSlot>) {
     let dropped = DROPPED_FILTERS.load(Ordering::Relaxed);
     if SWEPT_AT.get() != dropped || DRAINING.get() > 0 {
         SWEPT_AT.set(dropped);
