@@ -98,9 +98,8 @@ impl<'a> Name<'a> {
     #[inline]
     fn new(bytes: &'a [u8]) -> Self {
         let n = bytes.len();
-        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
         let (head, tail) = if n >= 8 {
-            (word(&bytes[..8]), word(&bytes[n - 8..]))
+            (word_at(bytes, 0), word_at(bytes, n - 8))
         } else {
             let mut short = [0u8; 8];
             short[..n].copy_from_slice(bytes);
@@ -181,13 +180,19 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     if (8..=16).contains(&n) {
-        let word = |s: &[u8], at: usize| {
-            s.get(at..at + 8)
-                .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
-        };
-        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+        return word_at(a, 0) == word_at(b, 0) && word_at(a, n - 8) == word_at(b, n - 8);
     }
     a == b
+}
+
+/// The eight bytes of `bytes` at `at`, as a little-endian word; callers
+/// check the length first (out of range reads as 0).
+#[inline]
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    bytes
+        .get(at..at.saturating_add(8))
+        .and_then(|w| w.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
 }
 
 /// Entries a map makes room for when its first is added.
