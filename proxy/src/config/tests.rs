@@ -1376,94 +1376,45 @@ fn hostile_inputs_do_not_panic() {
 
 /// The Go SDK's example `envoy.yaml` files, which must load unchanged.
 ///
-/// They live in the SDK's repository under `examples/<name>/envoy.yaml`.
-/// Each example directory is its own Go module, so the module zip of
-/// `github.com/proxy-wasm/proxy-wasm-go-sdk` (what `go mod download` puts in
-/// `GOMODCACHE`) leaves them out; they are found in `POLYHOST_GO_SDK_DIR`
-/// (a checkout of the SDK), or in the module cache if the example modules
-/// were downloaded there.
+/// `scripts/build-go-plugins.sh` (run by setup) copies them, byte for byte,
+/// from the module zip of `github.com/tetratelabs/proxy-wasm-go-sdk` v0.16.0
+/// to `build/go-sdk-examples/<example>/envoy.yaml`: today's SDK keeps each
+/// example in a Go module of its own, which the module proxy does not serve,
+/// and v0.16.0 is the last release whose zip carries `examples/`. Set
+/// `POLYHOST_GO_SDK_DIR` to a checkout of the current SDK to load its
+/// examples instead.
 fn go_sdk_examples() -> Result<Vec<PathBuf>, String> {
-    let mut roots = Vec::new();
-    if let Some(dir) = std::env::var_os("POLYHOST_GO_SDK_DIR") {
-        roots.push(PathBuf::from(dir).join("examples"));
-    }
-    let go_mod = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/go/go.mod");
-    let go_mod =
-        std::fs::read_to_string(&go_mod).map_err(|e| format!("{}: {e}", go_mod.display()))?;
-    let version = go_mod
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("require github.com/proxy-wasm/proxy-wasm-go-sdk ")
-        })
-        .or_else(|| {
-            go_mod.lines().find_map(|l| {
-                l.trim()
-                    .strip_prefix("github.com/proxy-wasm/proxy-wasm-go-sdk ")
-            })
-        })
-        .map(|v| v.trim().to_string())
-        .ok_or("plugins/go/go.mod does not require github.com/proxy-wasm/proxy-wasm-go-sdk")?;
-    let go = ["go", "/usr/local/go/bin/go"].into_iter().find_map(|go| {
-        std::process::Command::new(go)
-            .args(["env", "GOMODCACHE"])
-            .output()
-            .ok()
-    });
-    let mut cache_root = None;
-    if let Some(out) = go.filter(|o| o.status.success()) {
-        let cache = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        let sdk = cache.join("github.com/proxy-wasm");
-        roots.push(sdk.join(format!("proxy-wasm-go-sdk@{version}/examples")));
-        cache_root = Some(sdk.clone());
-        // Example modules downloaded on their own: examples/<name>@<version>.
-        if let Ok(entries) = std::fs::read_dir(sdk.join("proxy-wasm-go-sdk/examples")) {
-            for entry in entries.flatten() {
-                if entry
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(&format!("@{version}"))
-                {
-                    let file = entry.path().join("envoy.yaml");
-                    if file.is_file() {
-                        roots.push(entry.path());
-                    }
-                }
-            }
-        }
-    }
-    let mut files = Vec::new();
-    for root in &roots {
-        let direct = root.join("envoy.yaml");
-        if direct.is_file() {
-            files.push(direct);
-            continue;
-        }
-        if let Ok(entries) = std::fs::read_dir(root) {
-            for entry in entries.flatten() {
-                let file = entry.path().join("envoy.yaml");
-                if file.is_file() {
-                    files.push(file);
-                }
-            }
-        }
-    }
+    let root = match std::env::var_os("POLYHOST_GO_SDK_DIR") {
+        Some(dir) => PathBuf::from(dir).join("examples"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/go-sdk-examples"),
+    };
+    let entries = std::fs::read_dir(&root).map_err(|e| {
+        format!(
+            "{}: {e} (scripts/build-go-plugins.sh puts the Go SDK's examples there)",
+            root.display()
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path().join("envoy.yaml"))
+        .filter(|file| file.is_file())
+        .collect();
     files.sort();
-    files.dedup();
     if files.is_empty() {
-        return Err(format!(
-            "no proxy-wasm Go SDK example envoy.yaml found (looked in {roots:?}; module cache {cache_root:?}). \
-             The SDK's module zip omits examples/, which are separate Go modules: set POLYHOST_GO_SDK_DIR \
-             to a checkout of github.com/proxy-wasm/proxy-wasm-go-sdk at {version}"
-        ));
+        return Err(format!("no <example>/envoy.yaml in {}", root.display()));
     }
     Ok(files)
 }
 
 #[test]
-#[ignore = "needs the Go SDK's examples: set POLYHOST_GO_SDK_DIR to a checkout (the module zip leaves them out)"]
 fn go_sdk_examples_load_unchanged() {
     let files = go_sdk_examples().unwrap_or_else(|e| panic!("{e}"));
+    // v0.16.0 has 13 examples; fewer means the copy went wrong.
+    assert!(
+        files.len() >= 13,
+        "only {} examples: {files:?}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for file in &files {
         match load(file) {
