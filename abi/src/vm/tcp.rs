@@ -2,6 +2,7 @@
 
 use super::{Callback, ContextId, Decision, Vm};
 use crate::error::PluginError;
+use crate::state::StreamProperties;
 use crate::types::PeerType;
 use polyhost_engine_core::Engine;
 
@@ -42,6 +43,32 @@ impl<E: Engine> Vm<E> {
         if let Some(stream) = self.stream_mut(id) {
             stream.properties.extend(properties);
         }
+        self.new_connection(id)
+    }
+
+    /// As [`Vm::create_tcp_stream_for`], with `provided` answering the
+    /// plugin's property reads ([`StreamState::provided`]) from
+    /// `proxy_on_new_connection` on: an embedder computes a connection's
+    /// attributes when one is read instead of formatting them all up front.
+    ///
+    /// [`StreamState::provided`]: crate::StreamState::provided
+    ///
+    /// # Errors
+    /// An unknown root, a trap, or a failed VM.
+    pub fn create_tcp_stream_provided(
+        &mut self,
+        root: ContextId,
+        provided: StreamProperties,
+    ) -> Result<(ContextId, Decision), PluginError> {
+        let id = self.create_context(root)?;
+        if let Some(stream) = self.stream_mut(id) {
+            stream.provided = Some(provided);
+        }
+        self.new_connection(id)
+    }
+
+    /// Calls `proxy_on_new_connection` on the connection context `id`.
+    fn new_connection(&mut self, id: ContextId) -> Result<(ContextId, Decision), PluginError> {
         let ret = self.call_in(id.0, Callback::NewConnection, &[id.0 as i32])?;
         let decision = self.decide(id, ret);
         Ok((id, decision))
