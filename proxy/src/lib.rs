@@ -74,6 +74,7 @@ pub mod access_log;
 pub mod admin;
 pub mod cluster;
 pub mod config;
+mod connection;
 pub mod error;
 mod files;
 mod grpc;

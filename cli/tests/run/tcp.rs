@@ -3,6 +3,7 @@
 //! engine.
 
 use crate::harness::*;
+use std::io::{Read, Write};
 
 // Something outside the test may open and at once close a connection to a
 // new listening port (the sandbox probes them), so the checks below allow
@@ -361,19 +362,26 @@ fn tcp_access_logs_write_a_line_per_connection() {
     assert_eq!(proxy.quit(), Some(0));
 }
 
-/// A network plugin that logs `destination.address` from
-/// `proxy_on_new_connection` and lets every byte through.
-const LOG_ADDRESS_ON_CONNECT: &str = r#"
+/// A network plugin that logs `destination.address`, `source.address` and
+/// `cluster_name` (in that order, an empty line for one it cannot read)
+/// from `proxy_on_new_connection`, and lets every byte through.
+const LOG_PROPERTIES_ON_CONNECT: &str = r#"
 (module
   (import "env" "proxy_get_property"
     (func $get_property (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 0) "destination\00address")
-  (func (export "proxy_on_new_connection") (param i32) (result i32)
-    (if (i32.eqz (call $get_property (i32.const 0) (i32.const 19) (i32.const 64) (i32.const 68)))
+  (data (i32.const 32) "source\00address")
+  (data (i32.const 48) "cluster_name")
+  (func $log_property (param $path i32) (param $len i32)
+    (if (i32.eqz (call $get_property (local.get $path) (local.get $len) (i32.const 64) (i32.const 68)))
       (then (drop (call $log (i32.const 2) (i32.load (i32.const 64)) (i32.load (i32.const 68)))))
-      (else (drop (call $log (i32.const 2) (i32.const 0) (i32.const 0)))))
+      (else (drop (call $log (i32.const 2) (i32.const 0) (i32.const 0))))))
+  (func (export "proxy_on_new_connection") (param i32) (result i32)
+    (call $log_property (i32.const 0) (i32.const 19))
+    (call $log_property (i32.const 32) (i32.const 14))
+    (call $log_property (i32.const 48) (i32.const 12))
     (i32.const 0))
   (func (export "proxy_on_downstream_data") (param i32 i32 i32) (result i32) (i32.const 0))
   (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32) (i32.const 0)))
@@ -383,19 +391,33 @@ const LOG_ADDRESS_ON_CONNECT: &str = r#"
 fn connection_properties_are_readable_in_proxy_on_new_connection_on_every_engine() {
     let upstream = TcpUpstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let file = wat_plugin(dir.path(), "log_address", LOG_ADDRESS_ON_CONNECT);
+    let file = wat_plugin(dir.path(), "log_properties", LOG_PROPERTIES_ON_CONNECT);
     for engine in engines() {
         let admin = free_port();
         let port = free_port();
         let plugin = WasmFilterSpec::new("props", engine, &file);
         let listener = tcp_listener("props", port, "upstream", &[plugin]);
         let proxy = Proxy::start(&bootstrap(&[listener], upstream.addr, admin), admin, &[]);
-        let answer = tcp_exchange(port, b"hi").unwrap();
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let source = client.local_addr().unwrap().to_string();
+        client.write_all(b"hi").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).unwrap();
         assert_eq!(answer, b"got 2 bytes", "{engine}: {}", proxy.stderr());
-        let expected = format!("wasm log props: 127.0.0.1:{port}");
+        // The plugin saw the listener's address, this client's own (so the
+        // lines are this connection's, not a port probe's), and the
+        // tcp_proxy cluster.
+        let logged = || -> Vec<String> {
+            (proxy.stderr().lines())
+                .filter_map(|l| l.split_once("wasm log props: ").map(|(_, v)| v.to_string()))
+                .collect()
+        };
+        let expected = [format!("127.0.0.1:{port}"), source, "upstream".to_string()];
         assert!(
-            eventually(|| proxy.stderr().lines().any(|l| l.ends_with(&expected))),
-            "{engine}: no `{expected}` in\n{}",
+            eventually(|| expected.iter().all(|line| logged().contains(line))),
+            "{engine}: {:?}, not {expected:?}\n{}",
+            logged(),
             proxy.stderr()
         );
         assert_eq!(proxy.quit(), Some(0), "{engine}");

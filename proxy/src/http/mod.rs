@@ -20,6 +20,7 @@ mod redirect;
 use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::{ClusterManager, UpstreamCluster};
 use crate::config::{self, ClusterSpecifier, PathMatch, Route, RouteAction, VirtualHost};
+use crate::connection::{ConnectionProperties, next_connection_id};
 use crate::stats::HttpStats;
 use crate::wasm::WasmFilter;
 use arc_swap::ArcSwap;
@@ -48,9 +49,6 @@ const FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// Envoy's route timeout when a route sets none.
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Numbers connections for the `connection.id` property.
-static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A Pingora [`ProxyHttp`] that runs a chain of proxy-wasm HTTP plugins on
 /// each request and routes it as an Envoy HTTP connection manager would.
@@ -942,7 +940,7 @@ fn connection_id(session: &Session) -> u64 {
         .digest()
         .and_then(|d| d.socket_digest.as_ref())
     else {
-        return NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+        return next_connection_id();
     };
     let key = Arc::as_ptr(socket) as usize;
     CONNECTION_IDS.with(|ids| {
@@ -958,14 +956,12 @@ fn connection_id(session: &Session) -> u64 {
         if ids.len() >= 1024 {
             ids.retain(|_, (weak, _)| weak.strong_count() > 0);
         }
-        let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+        let id = next_connection_id();
         ids.insert(key, (Arc::downgrade(socket), id));
         id
     })
 }
 
-/// Envoy's connection and route attributes, as a plugin reads them with
-/// `proxy_get_property`.
 /// A request's protocol as Envoy names it (`request.protocol`,
 /// `%PROTOCOL%`).
 pub(crate) fn protocol_name(version: http::Version) -> &'static str {
@@ -988,9 +984,11 @@ fn request_properties(
 ) -> StreamProperties {
     let downstream = session.as_downstream();
     StreamProperties(Arc::new(RequestProperties {
-        source: downstream.client_addr().and_then(|a| a.as_inet()).copied(),
-        destination: downstream.server_addr().and_then(|a| a.as_inet()).copied(),
-        connection_id: connection_id(session),
+        connection: ConnectionProperties::new(
+            downstream.client_addr(),
+            downstream.server_addr(),
+            connection_id(session),
+        ),
         protocol: protocol_name(session.req_header().version),
         table: Arc::downgrade(table),
         route,
@@ -1000,9 +998,7 @@ fn request_properties(
 /// What [`request_properties`] keeps: plain values, and the route as
 /// indices into the request's own table.
 struct RequestProperties {
-    source: Option<std::net::SocketAddr>,
-    destination: Option<std::net::SocketAddr>,
-    connection_id: u64,
+    connection: ConnectionProperties,
     protocol: &'static str,
     /// The request's table. Weak: the plugin's stream state holds these
     /// properties, and must not keep a replaced table (and its filters)
@@ -1014,13 +1010,10 @@ struct RequestProperties {
 
 impl PropertyProvider for RequestProperties {
     fn get(&self, path: &[&[u8]]) -> Option<Vec<u8>> {
-        let port = |addr: std::net::SocketAddr| i64::from(addr.port()).to_le_bytes().to_vec();
+        if let Some(value) = self.connection.get(path) {
+            return Some(value);
+        }
         Some(match path {
-            [b"source", b"address"] => self.source?.to_string().into_bytes(),
-            [b"source", b"port"] => port(self.source?),
-            [b"destination", b"address"] => self.destination?.to_string().into_bytes(),
-            [b"destination", b"port"] => port(self.destination?),
-            [b"connection", b"id"] => self.connection_id.to_le_bytes().to_vec(),
             [b"request", b"protocol"] => self.protocol.as_bytes().to_vec(),
             [b"route_config_name"] => self.table.upgrade()?.route_config_name.as_bytes().to_vec(),
             [b"route_name"] => {

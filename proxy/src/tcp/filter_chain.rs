@@ -20,7 +20,9 @@
 
 use crate::config::FailurePolicy;
 use crate::wasm::{VmUnavailable, WasmFilter, WorkerVm};
-use polyhost::{ContextId, Decision, PeerType, PluginError, StreamEvent, StreamType};
+use polyhost::{
+    ContextId, Decision, PeerType, PluginError, StreamEvent, StreamProperties, StreamType,
+};
 
 /// The most bytes one filter may hold back in one direction by pausing;
 /// past it the connection is closed, so a plugin cannot make the proxy
@@ -81,17 +83,15 @@ struct NetworkFilter {
 /// The network filters of one connection.
 pub(crate) struct NetworkChain {
     filters: Vec<NetworkFilter>,
-    /// Properties each context gets when created (`source.address`, ...).
-    properties: Vec<(&'static str, Vec<u8>)>,
+    /// The connection's properties (`source.address`, ...), which every
+    /// filter's context reads from its `proxy_on_new_connection` on.
+    properties: StreamProperties,
 }
 
 impl NetworkChain {
     /// A chain over `filters` (in chain order); nothing runs until
     /// [`NetworkChain::downstream`] is first called.
-    pub(crate) fn new(
-        filters: &[WasmFilter],
-        properties: Vec<(&'static str, Vec<u8>)>,
-    ) -> NetworkChain {
+    pub(crate) fn new(filters: &[WasmFilter], properties: StreamProperties) -> NetworkChain {
         NetworkChain {
             filters: filters
                 .iter()
@@ -312,7 +312,7 @@ impl NetworkChain {
         let properties = &self.properties;
         let filter = &mut self.filters[i];
         let created = filter.filter.with_vm_as(|vm, root| {
-            let (id, decision) = vm.create_tcp_stream(root, properties)?;
+            let (id, decision) = vm.create_tcp_stream(root, properties.clone())?;
             let closed = took_close(vm, id);
             Ok::<_, PluginError>((id, decision, closed))
         });

@@ -19,6 +19,7 @@ mod filter_chain;
 use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::ClusterManager;
 use crate::config;
+use crate::connection::{ConnectionProperties, next_connection_id};
 use crate::stats::TcpStats;
 use crate::wasm::WasmFilter;
 use arc_swap::ArcSwap;
@@ -27,19 +28,17 @@ use filter_chain::{Close, NetworkChain};
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use polyhost::PeerType;
+use polyhost::services::PropertyProvider;
+use polyhost::{PeerType, StreamProperties};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 16 << 10;
-
-/// Numbers connections for the `connection.id` property.
-static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What one `tcp_proxy` listener runs: its network Wasm filters and the
 /// cluster it forwards to. A reload replaces it as a whole.
@@ -380,31 +379,35 @@ async fn write_all<S: AsyncWrite + AsyncRead + Unpin + ?Sized>(
     stream.flush().await.map_err(|_| Ended::Io)
 }
 
-/// Envoy's connection attributes, as a plugin reads them with
-/// `proxy_get_property`.
-fn connection_properties(stream: &Stream, table: &TcpTable) -> Vec<(&'static str, Vec<u8>)> {
-    let mut props = Vec::with_capacity(6);
-    if table.filters.is_empty() {
-        return props;
-    }
-    let inet = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| -> Option<SocketAddr> {
-        a.and_then(|a| a.as_inet()).copied()
-    };
-    if let Some(digest) = stream.get_socket_digest() {
-        if let Some(addr) = inet(digest.peer_addr()) {
-            props.push(("source.address", addr.to_string().into_bytes()));
-            props.push(("source.port", i64::from(addr.port()).to_le_bytes().to_vec()));
+/// A connection's properties as its network filters read them: the
+/// connection's own, and `cluster_name` (the `tcp_proxy` cluster), made
+/// when a plugin reads one.
+fn connection_properties(stream: &Stream, table: &Arc<TcpTable>) -> StreamProperties {
+    let digest = stream.get_socket_digest();
+    let connection = ConnectionProperties::new(
+        digest.as_ref().and_then(|d| d.peer_addr()),
+        digest.as_ref().and_then(|d| d.local_addr()),
+        next_connection_id(),
+    );
+    StreamProperties(Arc::new(TcpProperties {
+        connection,
+        table: Arc::downgrade(table),
+    }))
+}
+
+/// What [`connection_properties`] keeps.
+struct TcpProperties {
+    connection: ConnectionProperties,
+    /// Weak, as for HTTP requests: a connection context that is never
+    /// finished must not keep a replaced table (and its filters) alive.
+    table: Weak<TcpTable>,
+}
+
+impl PropertyProvider for TcpProperties {
+    fn get(&self, path: &[&[u8]]) -> Option<Vec<u8>> {
+        match path {
+            [b"cluster_name"] => Some(self.table.upgrade()?.cluster.as_bytes().to_vec()),
+            _ => self.connection.get(path),
         }
-        if let Some(addr) = inet(digest.local_addr()) {
-            props.push(("destination.address", addr.to_string().into_bytes()));
-            props.push((
-                "destination.port",
-                i64::from(addr.port()).to_le_bytes().to_vec(),
-            ));
-        }
     }
-    let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    props.push(("connection.id", id.to_le_bytes().to_vec()));
-    props.push(("cluster_name", table.cluster.as_bytes().to_vec()));
-    props
 }

@@ -9,7 +9,7 @@
 use crate::grpc::Incoming;
 use polyhost::{
     ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, LocalResponse, PeerType,
-    Plugin, PluginError, RootConfig, Shutdown, StreamEvent, StreamState, Vm,
+    Plugin, PluginError, RootConfig, Shutdown, StreamEvent, StreamProperties, StreamState, Vm,
 };
 use std::time::Instant;
 
@@ -78,12 +78,12 @@ pub(crate) trait WorkerVm {
         reply: LocalResponse,
     ) -> Result<LocalResponse, PluginError>;
     fn take_events(&mut self, id: ContextId) -> Vec<StreamEvent>;
-    /// A TCP stream under `root`, with `properties` (dotted path, value)
-    /// set before `proxy_on_new_connection` runs.
+    /// A TCP stream under `root` whose property reads `properties`
+    /// answers, from `proxy_on_new_connection` on.
     fn create_tcp_stream(
         &mut self,
         root: ContextId,
-        properties: &[(&'static str, Vec<u8>)],
+        properties: StreamProperties,
     ) -> Result<(ContextId, Decision), PluginError>;
     fn on_downstream_data(
         &mut self,
@@ -194,11 +194,9 @@ impl<E: Engine> WorkerVm for Vm<E> {
     fn create_tcp_stream(
         &mut self,
         root: ContextId,
-        properties: &[(&'static str, Vec<u8>)],
+        properties: StreamProperties,
     ) -> Result<(ContextId, Decision), PluginError> {
-        let properties =
-            (properties.iter()).map(|(path, value)| (path.as_bytes().to_vec(), value.clone()));
-        Vm::create_tcp_stream_with(self, root, properties)
+        Vm::create_tcp_stream_provided(self, root, properties)
     }
     fn on_downstream_data(
         &mut self,
