@@ -47,8 +47,3 @@ pub mod engines {
     ))]
     pub use polyhost_engine_wasmtime::{Variant as WasmtimeVariant, WasmtimeEngine};
 }
-
-/// Compiles the README's examples as doctests.
-#[cfg(all(doctest, feature = "wasmtime"))]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

@@ -87,4 +87,11 @@ pub mod tcp;
 pub mod wasm;
 
 pub use error::ProxyError;
+
+/// Compiles the README's examples (the library's and this crate's) as
+/// doctests. They live here rather than in `polyhost` because this crate
+/// depends on both.
+#[cfg(all(doctest, feature = "wasmtime"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 pub use server::{Proxy, RunOptions};
