@@ -1,8 +1,10 @@
-//! What a downstream connection tells plugins, for the HTTP and TCP filter
-//! chains alike: its two addresses and its `connection.id`.
+//! What a connection tells plugins, for the HTTP and TCP filter chains
+//! alike: the downstream connection's two addresses and its
+//! `connection.id`, and the upstream host once one is chosen.
 
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Numbers downstream connections, HTTP and TCP listeners together, as
@@ -45,7 +47,6 @@ impl ConnectionProperties {
     /// addresses as `ip:port` text, ports and the id as 8-byte
     /// little-endian integers, as Envoy encodes them.
     pub(crate) fn get(&self, path: &[&[u8]]) -> Option<Vec<u8>> {
-        let port = |addr: SocketAddr| i64::from(addr.port()).to_le_bytes().to_vec();
         Some(match path {
             [b"source", b"address"] => self.source?.to_string().into_bytes(),
             [b"source", b"port"] => port(self.source?),
@@ -54,6 +55,35 @@ impl ConnectionProperties {
             [b"connection", b"id"] => self.id.to_le_bytes().to_vec(),
             _ => return None,
         })
+    }
+}
+
+/// Envoy's port encoding: an 8-byte little-endian integer.
+fn port(addr: SocketAddr) -> Vec<u8> {
+    i64::from(addr.port()).to_le_bytes().to_vec()
+}
+
+/// The upstream host a request or connection goes to: `upstream.address`
+/// and `upstream.port`. Unknown (the properties are missing) until the
+/// proxy has chosen it, which is after the request headers' callbacks, as
+/// in Envoy. Set once: the proxy does not retry on another host.
+#[derive(Debug, Default)]
+pub(crate) struct UpstreamAddress(OnceLock<SocketAddr>);
+
+impl UpstreamAddress {
+    /// Records the chosen host; a second call changes nothing.
+    pub(crate) fn set(&self, addr: SocketAddr) {
+        let _ = self.0.set(addr);
+    }
+
+    /// The value at `path` if it is an upstream property and known.
+    pub(crate) fn get(&self, path: &[&[u8]]) -> Option<Vec<u8>> {
+        let addr = *self.0.get()?;
+        match path {
+            [b"upstream", b"address"] => Some(addr.to_string().into_bytes()),
+            [b"upstream", b"port"] => Some(port(addr)),
+            _ => None,
+        }
     }
 }
 
@@ -89,6 +119,23 @@ mod tests {
         assert_eq!(props.get(&[b"cluster_name"]), None);
         let unknown = ConnectionProperties::new(None, None, 8);
         assert_eq!(unknown.get(&[b"source", b"address"]), None);
+    }
+
+    #[test]
+    fn the_upstream_is_unknown_until_set_and_then_fixed() {
+        let upstream = UpstreamAddress::default();
+        assert_eq!(upstream.get(&[b"upstream", b"address"]), None);
+        upstream.set("10.0.0.1:8000".parse().unwrap());
+        upstream.set("10.0.0.2:9000".parse().unwrap());
+        assert_eq!(
+            upstream.get(&[b"upstream", b"address"]).unwrap(),
+            b"10.0.0.1:8000"
+        );
+        assert_eq!(
+            upstream.get(&[b"upstream", b"port"]).unwrap(),
+            8000i64.to_le_bytes()
+        );
+        assert_eq!(upstream.get(&[b"source", b"address"]), None);
     }
 
     #[test]

@@ -1212,8 +1212,9 @@ fn connection_id_is_one_per_connection_on_every_engine() {
 /// Copies the string properties of the connection and the route into
 /// request headers: `source.address` to `x-source`, `destination.address`
 /// to `x-destination`, `request.protocol` to `x-protocol`,
-/// `route_config_name` to `x-route-config` and `cluster_name` to
-/// `x-cluster`.
+/// `route_config_name` to `x-route-config`, `cluster_name` to `x-cluster`,
+/// and `upstream.address` (not known yet) to `x-upstream-early`; then, on
+/// the response, `upstream.address` to the response's `x-upstream-address`.
 const PROPERTIES_PLUGIN: &str = r#"
 (module
   (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
@@ -1229,16 +1230,24 @@ const PROPERTIES_PLUGIN: &str = r#"
   (data (i32.const 208) "x-route-config")
   (data (i32.const 224) "cluster_name")
   (data (i32.const 240) "x-cluster")
-  (func $copy (param $path i32) (param $path_len i32) (param $name i32) (param $name_len i32)
+  (data (i32.const 256) "upstream.address")
+  (data (i32.const 272) "x-upstream-early")
+  (data (i32.const 288) "x-upstream-address")
+  (func $copy (param $map i32) (param $path i32) (param $path_len i32) (param $name i32) (param $name_len i32)
     (if (i32.eqz (call $prop (local.get $path) (local.get $path_len) (i32.const 16) (i32.const 20)))
-      (then (drop (call $add (i32.const 0) (local.get $name) (local.get $name_len)
+      (then (drop (call $add (local.get $map) (local.get $name) (local.get $name_len)
         (i32.load (i32.const 16)) (i32.load (i32.const 20)))))))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (call $copy (i32.const 64) (i32.const 14) (i32.const 80) (i32.const 8))
-    (call $copy (i32.const 96) (i32.const 19) (i32.const 128) (i32.const 13))
-    (call $copy (i32.const 144) (i32.const 16) (i32.const 160) (i32.const 10))
-    (call $copy (i32.const 176) (i32.const 17) (i32.const 208) (i32.const 14))
-    (call $copy (i32.const 224) (i32.const 12) (i32.const 240) (i32.const 9))
+    (call $copy (i32.const 0) (i32.const 64) (i32.const 14) (i32.const 80) (i32.const 8))
+    (call $copy (i32.const 0) (i32.const 96) (i32.const 19) (i32.const 128) (i32.const 13))
+    (call $copy (i32.const 0) (i32.const 144) (i32.const 16) (i32.const 160) (i32.const 10))
+    (call $copy (i32.const 0) (i32.const 176) (i32.const 17) (i32.const 208) (i32.const 14))
+    (call $copy (i32.const 0) (i32.const 224) (i32.const 12) (i32.const 240) (i32.const 9))
+    (call $copy (i32.const 0) (i32.const 256) (i32.const 16) (i32.const 272) (i32.const 16))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    ;; 2: the response headers.
+    (call $copy (i32.const 2) (i32.const 256) (i32.const 16) (i32.const 288) (i32.const 18))
     (i32.const 0)))
 "#;
 
@@ -1273,6 +1282,13 @@ fn connection_and_route_properties_reach_plugins_on_every_engine() {
         assert_eq!(header("x-protocol"), "HTTP/1.1", "{engine}");
         assert_eq!(header("x-route-config"), "local_route", "{engine}");
         assert_eq!(header("x-cluster"), "upstream", "{engine}");
+        // As in Envoy, the upstream host is known from the response on.
+        assert_eq!(seen.header("x-upstream-early"), None, "{engine}");
+        assert_eq!(
+            reply.header("x-upstream-address"),
+            Some(upstream.addr.to_string().as_str()),
+            "{engine}"
+        );
         assert_eq!(proxy.quit(), Some(0), "{engine}");
     }
 }

@@ -364,7 +364,8 @@ fn tcp_access_logs_write_a_line_per_connection() {
 
 /// A network plugin that logs `destination.address`, `source.address` and
 /// `cluster_name` (in that order, an empty line for one it cannot read)
-/// from `proxy_on_new_connection`, and lets every byte through.
+/// from `proxy_on_new_connection`, `upstream.address` from
+/// `proxy_on_upstream_data`, and lets every byte through.
 const LOG_PROPERTIES_ON_CONNECT: &str = r#"
 (module
   (import "env" "proxy_get_property"
@@ -374,6 +375,7 @@ const LOG_PROPERTIES_ON_CONNECT: &str = r#"
   (data (i32.const 0) "destination\00address")
   (data (i32.const 32) "source\00address")
   (data (i32.const 48) "cluster_name")
+  (data (i32.const 96) "upstream\00address")
   (func $log_property (param $path i32) (param $len i32)
     (if (i32.eqz (call $get_property (local.get $path) (local.get $len) (i32.const 64) (i32.const 68)))
       (then (drop (call $log (i32.const 2) (i32.load (i32.const 64)) (i32.load (i32.const 68)))))
@@ -384,7 +386,9 @@ const LOG_PROPERTIES_ON_CONNECT: &str = r#"
     (call $log_property (i32.const 48) (i32.const 12))
     (i32.const 0))
   (func (export "proxy_on_downstream_data") (param i32 i32 i32) (result i32) (i32.const 0))
-  (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32) (i32.const 0)))
+  (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32)
+    (call $log_property (i32.const 96) (i32.const 16))
+    (i32.const 0)))
 "#;
 
 #[test]
@@ -406,14 +410,19 @@ fn connection_properties_are_readable_in_proxy_on_new_connection_on_every_engine
         client.read_to_end(&mut answer).unwrap();
         assert_eq!(answer, b"got 2 bytes", "{engine}: {}", proxy.stderr());
         // The plugin saw the listener's address, this client's own (so the
-        // lines are this connection's, not a port probe's), and the
-        // tcp_proxy cluster.
+        // lines are this connection's, not a port probe's), the tcp_proxy
+        // cluster, and then the upstream it connected to.
         let logged = || -> Vec<String> {
             (proxy.stderr().lines())
                 .filter_map(|l| l.split_once("wasm log props: ").map(|(_, v)| v.to_string()))
                 .collect()
         };
-        let expected = [format!("127.0.0.1:{port}"), source, "upstream".to_string()];
+        let expected = [
+            format!("127.0.0.1:{port}"),
+            source,
+            "upstream".to_string(),
+            upstream.addr.to_string(),
+        ];
         assert!(
             eventually(|| expected.iter().all(|line| logged().contains(line))),
             "{engine}: {:?}, not {expected:?}\n{}",

@@ -20,7 +20,7 @@ mod redirect;
 use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::{ClusterManager, UpstreamCluster};
 use crate::config::{self, ClusterSpecifier, PathMatch, Route, RouteAction, VirtualHost};
-use crate::connection::{ConnectionProperties, next_connection_id};
+use crate::connection::{ConnectionProperties, UpstreamAddress, next_connection_id};
 use crate::stats::HttpStats;
 use crate::wasm::WasmFilter;
 use arc_swap::ArcSwap;
@@ -270,6 +270,9 @@ pub struct RequestContext {
     started_at: std::time::SystemTime,
     /// The endpoint `upstream_peer` chose, for the access log.
     upstream_host: Option<std::net::SocketAddr>,
+    /// What the request's plugins read as properties, when it has plugins;
+    /// `upstream_peer` adds the upstream host to it.
+    properties: Option<Arc<RequestProperties>>,
     /// The upstream's response as it arrived, before the plugins saw it;
     /// kept only for the router's `upstream_log`.
     upstream_response: Option<ResponseHeader>,
@@ -290,6 +293,7 @@ impl ProxyHttp for WasmHttpProxy {
             started: std::time::Instant::now(),
             started_at: std::time::SystemTime::now(),
             upstream_host: None,
+            properties: None,
             upstream_response: None,
         }
     }
@@ -322,6 +326,8 @@ impl ProxyHttp for WasmHttpProxy {
         if !table.filters.is_empty() {
             let route = table.route(&headers);
             let properties = request_properties(session, &table, route);
+            ctx.properties = Some(properties.clone());
+            let properties = StreamProperties(properties);
             for filter in &table.filters {
                 match filter_chain::start(filter, &properties) {
                     Ok(stream) => ctx.streams.push(stream),
@@ -447,6 +453,9 @@ impl ProxyHttp for WasmHttpProxy {
         };
         cluster.requests.fetch_add(1, Ordering::Relaxed);
         ctx.upstream_host = peer.address().as_inet().copied();
+        if let (Some(properties), Some(host)) = (&ctx.properties, ctx.upstream_host) {
+            properties.upstream.set(host);
+        }
         let timeout = match &ctx.table.route_of(route).action {
             RouteAction::Cluster { timeout, .. } => timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
             RouteAction::DirectResponse { .. } | RouteAction::Redirect(_) => DEFAULT_ROUTE_TIMEOUT,
@@ -981,9 +990,9 @@ fn request_properties(
     session: &Session,
     table: &Arc<RouteTable>,
     route: Option<RouteTarget>,
-) -> StreamProperties {
+) -> Arc<RequestProperties> {
     let downstream = session.as_downstream();
-    StreamProperties(Arc::new(RequestProperties {
+    Arc::new(RequestProperties {
         connection: ConnectionProperties::new(
             downstream.client_addr(),
             downstream.server_addr(),
@@ -992,7 +1001,8 @@ fn request_properties(
         protocol: protocol_name(session.req_header().version),
         table: Arc::downgrade(table),
         route,
-    }))
+        upstream: UpstreamAddress::default(),
+    })
 }
 
 /// What [`request_properties`] keeps: plain values, and the route as
@@ -1006,12 +1016,17 @@ struct RequestProperties {
     table: Weak<RouteTable>,
     /// The route the request takes as it arrived (before the filters).
     route: Option<RouteTarget>,
+    /// Known from `upstream_peer` on: the response callbacks read it.
+    upstream: UpstreamAddress,
 }
 
 impl PropertyProvider for RequestProperties {
     fn get(&self, path: &[&[u8]]) -> Option<Vec<u8>> {
         if let Some(value) = self.connection.get(path) {
             return Some(value);
+        }
+        if let [b"upstream", _] = path {
+            return self.upstream.get(path);
         }
         Some(match path {
             [b"request", b"protocol"] => self.protocol.as_bytes().to_vec(),

@@ -19,7 +19,7 @@ mod filter_chain;
 use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::ClusterManager;
 use crate::config;
-use crate::connection::{ConnectionProperties, next_connection_id};
+use crate::connection::{ConnectionProperties, UpstreamAddress, next_connection_id};
 use crate::stats::TcpStats;
 use crate::wasm::WasmFilter;
 use arc_swap::ArcSwap;
@@ -123,7 +123,7 @@ impl ServerApp for WasmTcpProxy {
         let started_at = SystemTime::now();
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
         let properties = connection_properties(&downstream, &table);
-        let mut chain = NetworkChain::new(&table.filters, properties);
+        let mut chain = NetworkChain::new(&table.filters, StreamProperties(properties.clone()));
         let mut connection = Connection {
             table: &table,
             stats: &self.stats,
@@ -134,6 +134,7 @@ impl ServerApp for WasmTcpProxy {
             bytes_received: 0,
             bytes_sent: 0,
             upstream_host: None,
+            properties: &properties,
         };
         let flags = match connection.pump(&mut chain).await {
             Ok(()) => "-",
@@ -223,6 +224,8 @@ struct Connection<'a> {
     bytes_sent: usize,
     /// The endpoint connected to (or tried), for the access log.
     upstream_host: Option<SocketAddr>,
+    /// What the plugins read; the upstream host is added once connected.
+    properties: &'a TcpProperties,
 }
 
 impl Connection<'_> {
@@ -352,6 +355,7 @@ impl Connection<'_> {
         match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => {
                 stream.set_nodelay(true).ok();
+                self.properties.upstream.set(address);
                 Ok(stream)
             }
             Ok(Err(e)) => Err(failed(e.to_string())),
@@ -382,17 +386,18 @@ async fn write_all<S: AsyncWrite + AsyncRead + Unpin + ?Sized>(
 /// A connection's properties as its network filters read them: the
 /// connection's own, and `cluster_name` (the `tcp_proxy` cluster), made
 /// when a plugin reads one.
-fn connection_properties(stream: &Stream, table: &Arc<TcpTable>) -> StreamProperties {
+fn connection_properties(stream: &Stream, table: &Arc<TcpTable>) -> Arc<TcpProperties> {
     let digest = stream.get_socket_digest();
     let connection = ConnectionProperties::new(
         digest.as_ref().and_then(|d| d.peer_addr()),
         digest.as_ref().and_then(|d| d.local_addr()),
         next_connection_id(),
     );
-    StreamProperties(Arc::new(TcpProperties {
+    Arc::new(TcpProperties {
         connection,
         table: Arc::downgrade(table),
-    }))
+        upstream: UpstreamAddress::default(),
+    })
 }
 
 /// What [`connection_properties`] keeps.
@@ -401,12 +406,15 @@ struct TcpProperties {
     /// Weak, as for HTTP requests: a connection context that is never
     /// finished must not keep a replaced table (and its filters) alive.
     table: Weak<TcpTable>,
+    /// Known once `tcp_proxy` has connected upstream.
+    upstream: UpstreamAddress,
 }
 
 impl PropertyProvider for TcpProperties {
     fn get(&self, path: &[&[u8]]) -> Option<Vec<u8>> {
         match path {
             [b"cluster_name"] => Some(self.table.upgrade()?.cluster.as_bytes().to_vec()),
+            [b"upstream", _] => self.upstream.get(path),
             _ => self.connection.get(path),
         }
     }
