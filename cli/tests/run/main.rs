@@ -5,6 +5,7 @@
 mod grpc_stream;
 mod harness;
 mod shared_vm;
+mod stream_info;
 mod tcp;
 
 use harness::*;

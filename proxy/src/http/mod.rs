@@ -15,12 +15,12 @@
 
 mod filter_chain;
 mod header_mutation;
+mod properties;
 mod redirect;
 
 use crate::access_log::{AccessLogger, Entry as AccessLogEntry};
 use crate::cluster::{ClusterManager, UpstreamCluster};
 use crate::config::{self, ClusterSpecifier, PathMatch, Route, RouteAction, VirtualHost};
-use crate::connection::{ConnectionProperties, UpstreamAddress, next_connection_id};
 use crate::stats::HttpStats;
 use crate::wasm::WasmFilter;
 use arc_swap::ArcSwap;
@@ -30,15 +30,13 @@ use filter_chain::{BodyOutcome, FilterStream, Side};
 use header_mutation::Direction;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::protocols::SocketDigest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer as _};
-use polyhost::services::PropertyProvider;
 use polyhost::{HeaderMap, LocalResponse, StreamProperties};
-use rustc_hash::FxHashMap;
-use std::cell::RefCell;
+pub(crate) use properties::protocol_name;
+use properties::{Completed, RequestProperties, ResponseFlag, request_properties};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// The header carrying a request's id.
@@ -278,6 +276,36 @@ pub struct RequestContext {
     upstream_response: Option<ResponseHeader>,
 }
 
+impl RequestContext {
+    /// Records an Envoy response flag, for the access log and for the
+    /// plugins' `response.flags`.
+    fn flag(&mut self, flag: ResponseFlag) {
+        self.response_flags = flag.letters();
+        if let Some(properties) = &self.properties {
+            properties.add_flag(flag);
+        }
+    }
+
+    /// Sets the plugins' `response.code_details`.
+    fn code_details(&self, details: &str) {
+        if let Some(properties) = &self.properties {
+            properties.set_code_details(details);
+        }
+    }
+}
+
+/// Answers the request with `reply` instead of the upstream: its details
+/// become `response.code_details`, then the plugins' response callbacks
+/// see it (as Envoy's encoder path does) and it goes to the client.
+async fn respond_locally(
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    reply: LocalResponse,
+) -> Result<()> {
+    ctx.code_details(&reply.details);
+    send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await
+}
+
 #[async_trait]
 impl ProxyHttp for WasmHttpProxy {
     type CTX = RequestContext;
@@ -325,15 +353,14 @@ impl ProxyHttp for WasmHttpProxy {
         let table = ctx.table.clone();
         if !table.filters.is_empty() {
             let route = table.route(&headers);
-            let properties = request_properties(session, &table, route);
+            let properties = request_properties(session, &table, route, ctx.started_at);
             ctx.properties = Some(properties.clone());
             let properties = StreamProperties(properties);
             for filter in &table.filters {
                 match filter_chain::start(filter, &properties) {
                     Ok(stream) => ctx.streams.push(stream),
                     Err(reply) => {
-                        send_local(session, filter_chain::encode_local(&mut ctx.streams, reply))
-                            .await?;
+                        respond_locally(session, ctx, reply).await?;
                         return Ok(true);
                     }
                 }
@@ -352,8 +379,7 @@ impl ProxyHttp for WasmHttpProxy {
                     edited
                 }
                 Err(reply) => {
-                    send_local(session, filter_chain::encode_local(&mut ctx.streams, reply))
-                        .await?;
+                    respond_locally(session, ctx, reply).await?;
                     return Ok(true);
                 }
             }
@@ -361,12 +387,8 @@ impl ProxyHttp for WasmHttpProxy {
         // Envoy clears the route cache when a plugin edits headers; routing
         // after the chain sees the edits.
         let Some(route) = table.route(&headers) else {
-            ctx.response_flags = "NR";
-            send_local(
-                session,
-                filter_chain::encode_local(&mut ctx.streams, simple_reply(404, "route_not_found")),
-            )
-            .await?;
+            ctx.flag(ResponseFlag::NoRouteFound);
+            respond_locally(session, ctx, simple_reply(404, "route_not_found")).await?;
             return Ok(true);
         };
         let matched = table.route_of(&route);
@@ -415,19 +437,12 @@ impl ProxyHttp for WasmHttpProxy {
                 let entry = request_entry(session, ctx);
                 header_mutation::apply(&levels, Direction::Response, &entry, &mut reply.headers);
             }
-            send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await?;
+            respond_locally(session, ctx, reply).await?;
             return Ok(true);
         }
         if route.cluster.is_none() {
-            ctx.response_flags = "NC";
-            send_local(
-                session,
-                filter_chain::encode_local(
-                    &mut ctx.streams,
-                    simple_reply(503, "cluster_not_found"),
-                ),
-            )
-            .await?;
+            ctx.flag(ResponseFlag::NoClusterFound);
+            respond_locally(session, ctx, simple_reply(503, "cluster_not_found")).await?;
             return Ok(true);
         }
         ctx.route = Some(route);
@@ -448,7 +463,7 @@ impl ProxyHttp for WasmHttpProxy {
             .as_ref()
             .ok_or_else(|| Error::explain(HTTPStatus(503), "no cluster"))?;
         let Some(mut peer) = cluster.peer() else {
-            ctx.response_flags = "UH";
+            ctx.flag(ResponseFlag::NoHealthyUpstream);
             return Err(Error::explain(HTTPStatus(503), "no healthy upstream"));
         };
         cluster.requests.fetch_add(1, Ordering::Relaxed);
@@ -541,7 +556,7 @@ impl ProxyHttp for WasmHttpProxy {
             BodyOutcome::Continue(data) => *body = body_out(had_chunk, data),
             BodyOutcome::Hold => *body = None,
             BodyOutcome::Respond(reply) => {
-                send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await?;
+                respond_locally(session, ctx, reply).await?;
                 return Err(Error::explain(HTTPStatus(0), "answered by a plugin"));
             }
         }
@@ -554,6 +569,7 @@ impl ProxyHttp for WasmHttpProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
+        ctx.code_details("via_upstream");
         if ctx.streams.iter().all(|s| s.context.is_none()) {
             return Ok(());
         }
@@ -561,6 +577,7 @@ impl ProxyHttp for WasmHttpProxy {
         match filter_chain::headers(&mut ctx.streams, Side::Response, headers, false).await {
             Ok(edited) => apply_response_headers(upstream_response, &edited)?,
             Err(reply) => {
+                ctx.code_details(&reply.details);
                 // The upstream's headers are already in hand but not sent:
                 // replace them, and the body, with the plugin's answer.
                 *upstream_response = local_response_header(&reply)?;
@@ -635,7 +652,7 @@ impl ProxyHttp for WasmHttpProxy {
         ctx: &mut RequestContext,
         e: Box<Error>,
     ) -> Box<Error> {
-        ctx.response_flags = "UF";
+        ctx.flag(ResponseFlag::UpstreamConnectionFailure);
         if let Some(cluster) = ctx.route.as_ref().and_then(|r| r.cluster.as_ref()) {
             cluster.connect_failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -648,43 +665,49 @@ impl ProxyHttp for WasmHttpProxy {
         e: &Error,
         ctx: &mut RequestContext,
     ) -> FailToProxy {
-        // Envoy's answers: 503 when the upstream cannot be reached, 504 when
-        // it does not answer within the route timeout.
-        let (code, body): (u16, &str) = match e.etype() {
-            HTTPStatus(0) => (0, ""),
-            HTTPStatus(code) => (*code, ""),
+        // Envoy's answers (status, body, code details): 503 when the
+        // upstream cannot be reached, 504 when it does not answer within
+        // the route timeout.
+        const CONNECT_FAILURE: &str = "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+        const TERMINATION: &str = "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+        let (code, body, details): (u16, &str, &str) = match e.etype() {
+            HTTPStatus(0) => (0, "", ""),
+            HTTPStatus(code) if ctx.response_flags == ResponseFlag::NoHealthyUpstream.letters() => {
+                (*code, "no healthy upstream", "no_healthy_upstream")
+            }
+            HTTPStatus(code) => (*code, "", "upstream_failure"),
             ConnectTimedout | ConnectRefused | ConnectError | ConnectNoRoute => {
-                ctx.response_flags = "UF";
+                ctx.flag(ResponseFlag::UpstreamConnectionFailure);
                 (
                     503,
-                    "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+                    CONNECT_FAILURE,
+                    "upstream_reset_before_response_started{connection_failure}",
                 )
             }
             ReadTimedout | WriteTimedout => {
-                ctx.response_flags = "UT";
+                ctx.flag(ResponseFlag::UpstreamRequestTimeout);
                 if let Some(cluster) = ctx.route.as_ref().and_then(|r| r.cluster.as_ref()) {
                     cluster.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
-                (504, "upstream request timeout")
+                (504, "upstream request timeout", "response_timeout")
             }
             _ => match e.esource() {
                 ErrorSource::Upstream => {
-                    ctx.response_flags = "UC";
+                    ctx.flag(ResponseFlag::UpstreamConnectionTermination);
                     (
                         503,
-                        "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                        TERMINATION,
+                        "upstream_reset_before_response_started{connection_termination}",
                     )
                 }
-                ErrorSource::Downstream => (0, ""),
-                _ => (500, ""),
+                ErrorSource::Downstream => (0, "", ""),
+                _ => (500, "", "upstream_failure"),
             },
         };
         if code > 0 && session.response_written().is_none() {
-            let mut reply = simple_reply(code, "upstream_failure");
+            let mut reply = simple_reply(code, details);
             reply.body = body.as_bytes().to_vec();
-            if let Err(err) =
-                send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await
-            {
+            if let Err(err) = respond_locally(session, ctx, reply).await {
                 tracing::debug!(target: "polyhost::http", error = %err, "cannot send the error response");
             }
         }
@@ -695,6 +718,18 @@ impl ProxyHttp for WasmHttpProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestContext) {
+        if let Some(properties) = &ctx.properties {
+            // What the plugins' proxy_on_log reads, as Envoy's stream info
+            // has it once the stream is complete.
+            let response = session.response_written();
+            properties.complete(Completed {
+                duration: ctx.started.elapsed(),
+                request_total: request_header_bytes(session.req_header())
+                    + session.body_bytes_read() as u64,
+                response_total: response.map_or(0, response_header_bytes)
+                    + session.body_bytes_sent() as u64,
+            });
+        }
         filter_chain::finish(&mut ctx.streams);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.stats.record_status(status);
@@ -760,6 +795,26 @@ fn request_entry<'a>(session: &'a Session, ctx: &'a RequestContext) -> AccessLog
 /// empty write after the body has ended), else the bytes.
 fn body_out(had_chunk: bool, data: Vec<u8>) -> Option<Bytes> {
     (had_chunk || !data.is_empty()).then(|| Bytes::from(data))
+}
+
+/// The size Envoy gives a header map: names and values, pseudo-headers
+/// (`:method`, `:path`) included.
+fn request_header_bytes(header: &RequestHeader) -> u64 {
+    let pseudo =
+        ":method".len() + header.method.as_str().len() + ":path".len() + header.raw_path().len();
+    (pseudo + fields_bytes(&header.headers)) as u64
+}
+
+/// As [`request_header_bytes`], for a response (`:status` and its three
+/// digits).
+fn response_header_bytes(header: &ResponseHeader) -> u64 {
+    (":status".len() + 3 + fields_bytes(&header.headers)) as u64
+}
+
+fn fields_bytes(headers: &http::HeaderMap) -> usize {
+    (headers.iter())
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum()
 }
 
 fn simple_reply(status: u16, details: &str) -> LocalResponse {
@@ -928,129 +983,6 @@ fn apply_response_headers(response: &mut ResponseHeader, edited: &HeaderMap) -> 
     }
     *response = rebuilt;
     Ok(())
-}
-
-thread_local! {
-    /// This worker's live downstream connections and their ids, keyed by
-    /// the address of the connection's socket digest (which Pingora keeps
-    /// for as long as the connection lives). A connection is served on one
-    /// worker from start to end, so a thread-local map sees all its
-    /// requests.
-    static CONNECTION_IDS: RefCell<FxHashMap<usize, (Weak<SocketDigest>, u64)>> =
-        RefCell::new(FxHashMap::default());
-}
-
-/// The `connection.id` property: one number per downstream connection, the
-/// same for every request on it (HTTP/1.1 keep-alive, HTTP/2 streams), as
-/// Envoy numbers connections.
-fn connection_id(session: &Session) -> u64 {
-    let Some(socket) = session
-        .as_downstream()
-        .digest()
-        .and_then(|d| d.socket_digest.as_ref())
-    else {
-        return next_connection_id();
-    };
-    let key = Arc::as_ptr(socket) as usize;
-    CONNECTION_IDS.with(|ids| {
-        let mut ids = ids.borrow_mut();
-        if let Some((weak, id)) = ids.get(&key)
-            && weak
-                .upgrade()
-                .is_some_and(|live| Arc::ptr_eq(&live, socket))
-        {
-            return *id;
-        }
-        // Forget connections that have closed before the map grows.
-        if ids.len() >= 1024 {
-            ids.retain(|_, (weak, _)| weak.strong_count() > 0);
-        }
-        let id = next_connection_id();
-        ids.insert(key, (Arc::downgrade(socket), id));
-        id
-    })
-}
-
-/// A request's protocol as Envoy names it (`request.protocol`,
-/// `%PROTOCOL%`).
-pub(crate) fn protocol_name(version: http::Version) -> &'static str {
-    match version {
-        http::Version::HTTP_2 => "HTTP/2",
-        http::Version::HTTP_3 => "HTTP/3",
-        http::Version::HTTP_10 => "HTTP/1.0",
-        http::Version::HTTP_09 => "HTTP/0.9",
-        _ => "HTTP/1.1",
-    }
-}
-
-/// The request's connection and route properties (`source.address`,
-/// `route_name`, ...). Values are made when a plugin reads one, which most
-/// requests never do, rather than formatted for every request.
-fn request_properties(
-    session: &Session,
-    table: &Arc<RouteTable>,
-    route: Option<RouteTarget>,
-) -> Arc<RequestProperties> {
-    let downstream = session.as_downstream();
-    Arc::new(RequestProperties {
-        connection: ConnectionProperties::new(
-            downstream.client_addr(),
-            downstream.server_addr(),
-            connection_id(session),
-        ),
-        protocol: protocol_name(session.req_header().version),
-        table: Arc::downgrade(table),
-        route,
-        upstream: UpstreamAddress::default(),
-    })
-}
-
-/// What [`request_properties`] keeps: plain values, and the route as
-/// indices into the request's own table.
-struct RequestProperties {
-    connection: ConnectionProperties,
-    protocol: &'static str,
-    /// The request's table. Weak: the plugin's stream state holds these
-    /// properties, and must not keep a replaced table (and its filters)
-    /// alive if the stream is never finished.
-    table: Weak<RouteTable>,
-    /// The route the request takes as it arrived (before the filters).
-    route: Option<RouteTarget>,
-    /// Known from `upstream_peer` on: the response callbacks read it.
-    upstream: UpstreamAddress,
-}
-
-impl PropertyProvider for RequestProperties {
-    fn get(&self, path: &[&[u8]]) -> Option<Vec<u8>> {
-        if let Some(value) = self.connection.get(path) {
-            return Some(value);
-        }
-        if let [b"upstream", _] = path {
-            return self.upstream.get(path);
-        }
-        Some(match path {
-            [b"request", b"protocol"] => self.protocol.as_bytes().to_vec(),
-            [b"route_config_name"] => self.table.upgrade()?.route_config_name.as_bytes().to_vec(),
-            [b"route_name"] => {
-                let route = self.route.as_ref()?;
-                self.table
-                    .upgrade()?
-                    .route_of(route)
-                    .name
-                    .as_bytes()
-                    .to_vec()
-            }
-            [b"cluster_name"] => self
-                .route
-                .as_ref()?
-                .cluster
-                .as_ref()?
-                .name
-                .as_bytes()
-                .to_vec(),
-            _ => return None,
-        })
-    }
 }
 
 #[cfg(test)]
