@@ -41,6 +41,13 @@ fn derived(state: &HostState, path: &[&[u8]]) -> Option<Vec<u8>> {
                 b"url_path" => h
                     .get(":path")
                     .map(|p| p.split(|b| *b == b'?').next().unwrap_or(p).to_vec()),
+                b"query" => h.get(":path").map(|p| {
+                    let query = p
+                        .iter()
+                        .position(|b| *b == b'?')
+                        .map_or(&[][..], |at| &p[at + 1..]);
+                    query.to_vec()
+                }),
                 b"host" => header(h, ":authority").or_else(|| header(h, "host")),
                 b"scheme" => header(h, ":scheme"),
                 b"method" => header(h, ":method"),

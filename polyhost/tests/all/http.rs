@@ -21,6 +21,7 @@ engine_tests!(
     probe_reads_the_clock,
     probe_reads_and_sets_properties,
     a_streams_provider_answers_after_what_the_plugin_set,
+    request_query_and_url_path_split_the_path,
     probe_calls_foreign_functions,
     probe_updates_metrics,
     host_calls_plugin_foreign_function,
@@ -447,6 +448,46 @@ fn a_streams_provider_answers_after_what_the_plugin_set<E: Engine>(engine: E) {
     // address and for `cluster_name` only.
     assert_eq!(facts.0.load(std::sync::atomic::Ordering::Relaxed), 2);
     vm.finish_stream(id).unwrap();
+}
+
+fn request_query_and_url_path_split_the_path<E: Engine>(engine: E) {
+    // Logs `request.url_path`, then `request.query`.
+    let imports = r#"
+        (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+        (import "env" "proxy_get_property"
+            (func $get (param i32 i32 i32 i32) (result i32)))
+    "#;
+    let body = r#"
+        (data (i32.const 32) "request\00url_path")
+        (data (i32.const 64) "request\00query")
+        (func $log_property (param $path i32) (param $len i32)
+            (if (i32.eqz (call $get (local.get $path) (local.get $len)
+                    (i32.const 80) (i32.const 84)))
+                (then (drop (call $log (i32.const 2)
+                    (i32.load (i32.const 80)) (i32.load (i32.const 84)))))))
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+            (call $log_property (i32.const 32) (i32.const 16))
+            (call $log_property (i32.const 64) (i32.const 13))
+            (i32.const 0))
+    "#;
+    let services = Services::new();
+    let wasm = crate::harness::wat_plugin(imports, body);
+    let (_, mut vm) = start(&engine, &wasm, PluginConfig::named("query"), &services);
+    for (path, expected) in [
+        ("/items?id=42&x=1", ["info /items", "info id=42&x=1"]),
+        ("/items", ["info /items", "info "]),
+    ] {
+        let id = vm.create_http_stream().unwrap();
+        vm.on_request_headers(id, request(path), true).unwrap();
+        let logs = log_texts(&vm);
+        assert_eq!(
+            logs[logs.len() - 2..],
+            expected,
+            "{path} on {}",
+            engine.name()
+        );
+        vm.finish_stream(id).unwrap();
+    }
 }
 
 fn probe_calls_foreign_functions<E: Engine>(engine: E) {
