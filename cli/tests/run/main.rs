@@ -435,7 +435,7 @@ fn access_logs_write_a_line_per_request_in_envoys_formats() {
               path: {}
               log_format:
                 text_format_source:
-                  inline_string: "%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_SENT% %UPSTREAM_CLUSTER% %UPSTREAM_HOST%\n"
+                  inline_string: "%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_SENT% %UPSTREAM_CLUSTER% %UPSTREAM_HOST% %RESPONSE_CODE_DETAILS%\n"
 "#,
         default_log.display(),
         custom_log.display()
@@ -466,22 +466,25 @@ fn access_logs_write_a_line_per_request_in_envoys_formats() {
     );
 
     let custom = lines(&custom_log);
-    assert_eq!(custom[0], "GET /direct 201 - 14 - -");
+    assert_eq!(custom[0], "GET /direct 201 - 14 - - direct_response");
     let upstream_host = upstream.addr.to_string();
     let fields: Vec<&str> = custom[1].split(' ').collect();
     assert_eq!(
-        (fields[..4].join(" "), fields[5], fields[6]),
+        (fields[..4].join(" "), fields[5], fields[6], fields[7]),
         (
             "GET /up 200 -".to_string(),
             "upstream",
-            upstream_host.as_str()
+            upstream_host.as_str(),
+            "via_upstream"
         ),
         "{}",
         custom[1]
     );
     assert!(fields[4].parse::<usize>().unwrap() > 0, "{}", custom[1]);
     assert!(
-        custom[2].starts_with("GET /dead 503 UF ") && custom[2].contains(" dead "),
+        custom[2].starts_with("GET /dead 503 UF ")
+            && custom[2].contains(" dead ")
+            && custom[2].ends_with(" upstream_reset_before_response_started{connection_failure}"),
         "{}",
         custom[2]
     );
@@ -1214,7 +1217,8 @@ fn connection_id_is_one_per_connection_on_every_engine() {
 /// request headers: `source.address` to `x-source`, `destination.address`
 /// to `x-destination`, `request.protocol` to `x-protocol`,
 /// `route_config_name` to `x-route-config`, `cluster_name` to `x-cluster`,
-/// and `upstream.address` (not known yet) to `x-upstream-early`; then, on
+/// `xds.virtual_host_name` to `x-vhost`, and `upstream.address` (not known
+/// yet) to `x-upstream-early`; then, on
 /// the response, `upstream.address` to the response's `x-upstream-address`.
 const PROPERTIES_PLUGIN: &str = r#"
 (module
@@ -1234,6 +1238,8 @@ const PROPERTIES_PLUGIN: &str = r#"
   (data (i32.const 256) "upstream.address")
   (data (i32.const 272) "x-upstream-early")
   (data (i32.const 288) "x-upstream-address")
+  (data (i32.const 320) "xds.virtual_host_name")
+  (data (i32.const 352) "x-vhost")
   (func $copy (param $map i32) (param $path i32) (param $path_len i32) (param $name i32) (param $name_len i32)
     (if (i32.eqz (call $prop (local.get $path) (local.get $path_len) (i32.const 16) (i32.const 20)))
       (then (drop (call $add (local.get $map) (local.get $name) (local.get $name_len)
@@ -1245,6 +1251,7 @@ const PROPERTIES_PLUGIN: &str = r#"
     (call $copy (i32.const 0) (i32.const 176) (i32.const 17) (i32.const 208) (i32.const 14))
     (call $copy (i32.const 0) (i32.const 224) (i32.const 12) (i32.const 240) (i32.const 9))
     (call $copy (i32.const 0) (i32.const 256) (i32.const 16) (i32.const 272) (i32.const 16))
+    (call $copy (i32.const 0) (i32.const 320) (i32.const 21) (i32.const 352) (i32.const 7))
     (i32.const 0))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
     ;; 2: the response headers.
@@ -1283,6 +1290,7 @@ fn connection_and_route_properties_reach_plugins_on_every_engine() {
         assert_eq!(header("x-protocol"), "HTTP/1.1", "{engine}");
         assert_eq!(header("x-route-config"), "local_route", "{engine}");
         assert_eq!(header("x-cluster"), "upstream", "{engine}");
+        assert_eq!(header("x-vhost"), "all", "{engine}");
         // As in Envoy, the upstream host is known from the response on.
         assert_eq!(seen.header("x-upstream-early"), None, "{engine}");
         assert_eq!(

@@ -115,6 +115,7 @@ mod tests {
             request,
             response,
             flags,
+            code_details: None,
             bytes_received: 0,
             bytes_sent: 0,
             upstream_host: None,

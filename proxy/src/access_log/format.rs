@@ -78,6 +78,9 @@ pub(super) enum Operator {
     ResponseCode,
     /// `%RESPONSE_FLAGS%`: `UF`, `UT`, `NR`, ... or `-`.
     ResponseFlags,
+    /// `%RESPONSE_CODE_DETAILS%`: why the response is what it is
+    /// (`via_upstream`, `route_not_found`, `response_timeout`, ...).
+    ResponseCodeDetails,
     /// `%BYTES_RECEIVED%`: request body bytes (a connection's bytes from
     /// the client).
     BytesReceived,
@@ -390,6 +393,7 @@ fn parse_operator(s: &str) -> Result<(Piece, &str), String> {
         "PROTOCOL" => Operator::Protocol,
         "RESPONSE_CODE" => Operator::ResponseCode,
         "RESPONSE_FLAGS" => Operator::ResponseFlags,
+        "RESPONSE_CODE_DETAILS" => Operator::ResponseCodeDetails,
         "BYTES_RECEIVED" => Operator::BytesReceived,
         "BYTES_SENT" => Operator::BytesSent,
         "DURATION" => Operator::Duration,
@@ -451,6 +455,7 @@ impl Entry<'_> {
                 None => Value::Missing,
             },
             Operator::ResponseFlags => Value::Text(self.flags.to_string()),
+            Operator::ResponseCodeDetails => text(self.code_details.map(str::to_string)),
             Operator::BytesReceived => count(self.bytes_received),
             Operator::BytesSent => count(self.bytes_sent),
             Operator::Duration => {
@@ -493,6 +498,7 @@ mod tests {
             request,
             response,
             flags: "-",
+            code_details: None,
             bytes_received: 5,
             bytes_sent: 23,
             upstream_host: Some("127.0.0.1:8080".parse().unwrap()),
@@ -549,6 +555,17 @@ mod tests {
         // omit_empty_values: nothing instead of `-`.
         let format = format.omit_empty_values(true);
         assert_eq!(format.render(&e), "curl 10.0.0.1 100% 1700000000   GET");
+    }
+
+    #[test]
+    fn response_code_details_are_logged_when_known() {
+        let format = Format::text("%RESPONSE_CODE%:%RESPONSE_CODE_DETAILS%").unwrap();
+        let request = RequestHeader::build("GET", b"/", None).unwrap();
+        let response = ResponseHeader::build(404, None).unwrap();
+        let mut e = entry(Some(&request), Some(&response));
+        assert_eq!(format.render(&e), "404:-");
+        e.code_details = Some("route_not_found");
+        assert_eq!(format.render(&e), "404:route_not_found");
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct Entry<'a> {
     pub response: Option<&'a ResponseHeader>,
     /// Envoy's response flags, `-` for none.
     pub flags: &'a str,
+    /// Why the response is what it is (`via_upstream`, a local reply's
+    /// details); `None` for a connection or before a response.
+    pub code_details: Option<&'a str>,
     /// Request body bytes read (for a connection: bytes from the client).
     pub bytes_received: usize,
     /// Response body bytes sent (for a connection: bytes to the client).

@@ -153,6 +153,7 @@ mod tests {
             request: Some(request),
             response: None,
             flags: "-",
+            code_details: None,
             bytes_received: 0,
             bytes_sent: 0,
             upstream_host: None,

@@ -35,6 +35,7 @@ use pingora::upstreams::peer::{HttpPeer, Peer as _};
 use polyhost::{HeaderMap, LocalResponse, StreamProperties};
 pub(crate) use properties::protocol_name;
 use properties::{Completed, RequestProperties, ResponseFlag, request_properties};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -263,6 +264,8 @@ pub struct RequestContext {
     request_ended_at_headers: bool,
     /// Envoy's response flags for the access log (UF, UT, NR, ...).
     response_flags: &'static str,
+    /// Envoy's response code details (`via_upstream`, a local reply's).
+    code_details: Option<Cow<'static, str>>,
     /// When the request started, for the access log.
     started: std::time::Instant,
     started_at: std::time::SystemTime,
@@ -286,11 +289,16 @@ impl RequestContext {
         }
     }
 
-    /// Sets the plugins' `response.code_details`.
-    fn code_details(&self, details: &str) {
+    /// Records why the response is what it is, for the access log's
+    /// `%RESPONSE_CODE_DETAILS%` and the plugins' `response.code_details`
+    /// (a later answer replaces an earlier one, as a local reply replaces
+    /// an upstream response).
+    fn code_details(&mut self, details: impl Into<Cow<'static, str>>) {
+        let details = details.into();
         if let Some(properties) = &self.properties {
-            properties.set_code_details(details);
+            properties.set_code_details(details.clone());
         }
+        self.code_details = Some(details);
     }
 }
 
@@ -302,7 +310,7 @@ async fn respond_locally(
     ctx: &mut RequestContext,
     reply: LocalResponse,
 ) -> Result<()> {
-    ctx.code_details(&reply.details);
+    ctx.code_details(reply.details.clone());
     send_local(session, filter_chain::encode_local(&mut ctx.streams, reply)).await
 }
 
@@ -318,6 +326,7 @@ impl ProxyHttp for WasmHttpProxy {
             replacement_body: None,
             request_ended_at_headers: false,
             response_flags: "-",
+            code_details: None,
             started: std::time::Instant::now(),
             started_at: std::time::SystemTime::now(),
             upstream_host: None,
@@ -577,7 +586,7 @@ impl ProxyHttp for WasmHttpProxy {
         match filter_chain::headers(&mut ctx.streams, Side::Response, headers, false).await {
             Ok(edited) => apply_response_headers(upstream_response, &edited)?,
             Err(reply) => {
-                ctx.code_details(&reply.details);
+                ctx.code_details(reply.details.clone());
                 // The upstream's headers are already in hand but not sent:
                 // replace them, and the body, with the plugin's answer.
                 *upstream_response = local_response_header(&reply)?;
@@ -778,6 +787,7 @@ fn request_entry<'a>(session: &'a Session, ctx: &'a RequestContext) -> AccessLog
         request: Some(session.req_header()),
         response: None,
         flags: ctx.response_flags,
+        code_details: ctx.code_details.as_deref(),
         bytes_received: session.body_bytes_read(),
         bytes_sent: session.body_bytes_sent(),
         upstream_host: ctx.upstream_host,

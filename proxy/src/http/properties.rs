@@ -10,6 +10,7 @@ use pingora::protocols::SocketDigest;
 use pingora::proxy::Session;
 use polyhost::services::PropertyProvider;
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -157,7 +158,7 @@ pub(super) struct RequestProperties {
     /// `response.flags`: the [`ResponseFlag`] bits set so far.
     flags: AtomicU64,
     /// `response.code_details`, once the response is decided.
-    code_details: Mutex<Option<String>>,
+    code_details: Mutex<Option<Cow<'static, str>>>,
     /// `request.duration` and the total sizes, once the request is done
     /// (as in Envoy, the plugins' `proxy_on_log` reads them).
     completed: OnceLock<Completed>,
@@ -181,11 +182,10 @@ impl RequestProperties {
         self.flags.fetch_or(flag.bit(), Ordering::Relaxed);
     }
 
-    /// Sets `response.code_details` (a later answer replaces an earlier
-    /// one, as a local reply replaces an upstream response).
-    pub(super) fn set_code_details(&self, details: &str) {
+    /// Sets `response.code_details`.
+    pub(super) fn set_code_details(&self, details: Cow<'static, str>) {
         let mut slot = self.code_details.lock().unwrap_or_else(|e| e.into_inner());
-        *slot = Some(details.to_string());
+        *slot = Some(details);
     }
 
     /// Records the finished request's figures; only the first call counts.
@@ -222,6 +222,12 @@ impl PropertyProvider for RequestProperties {
         if let Some(value) = self.connection.get(path) {
             return Some(value);
         }
+        // Newer Envoy names the configuration's attributes under `xds.`;
+        // the older top-level names stay.
+        let path = match path {
+            [b"xds", name @ (b"cluster_name" | b"route_name")] => std::slice::from_ref(name),
+            _ => path,
+        };
         Some(match path {
             [b"upstream", _] => return self.upstream.get(path),
             [b"request", b"protocol"] => self.protocol.as_bytes().to_vec(),
@@ -229,6 +235,13 @@ impl PropertyProvider for RequestProperties {
                 return self.stream_info((group, field));
             }
             [b"route_config_name"] => self.table.upgrade()?.route_config_name.as_bytes().to_vec(),
+            [b"xds", b"virtual_host_name"] => {
+                let host = self.route.as_ref()?.host;
+                self.table.upgrade()?.virtual_hosts[host]
+                    .name
+                    .as_bytes()
+                    .to_vec()
+            }
             [b"route_name"] => {
                 let route = self.route.as_ref()?;
                 self.table

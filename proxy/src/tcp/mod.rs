@@ -173,6 +173,7 @@ impl ServerApp for WasmTcpProxy {
                 request: None,
                 response: None,
                 flags,
+                code_details: None,
                 bytes_received: connection.bytes_received,
                 bytes_sent: connection.bytes_sent,
                 upstream_host: connection.upstream_host,
