@@ -1302,6 +1302,56 @@ fn connection_and_route_properties_reach_plugins_on_every_engine() {
     }
 }
 
+/// Adds `x-log-level: N` to each request, N being what
+/// `proxy_get_log_level` answers (0 trace ... 5 critical).
+const LOG_LEVEL_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_get_log_level" (func $level (param i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "x-log-level")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $level (i32.const 16)))
+    (i32.store8 (i32.const 32) (i32.add (i32.const 48) (i32.load (i32.const 16))))
+    (drop (call $add (i32.const 0) (i32.const 64) (i32.const 11) (i32.const 32) (i32.const 1)))
+    (i32.const 0)))
+"#;
+
+/// As in Envoy, plugins read the `wasm` component's log level: `-l` and
+/// `--component-log-level wasm:LEVEL` decide it.
+#[test]
+fn plugins_read_the_wasm_log_level_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = wat_plugin(dir.path(), "log_level", LOG_LEVEL_PLUGIN);
+    for engine in engines() {
+        let cases: [(&[&str], &str); 3] = [
+            (&[], "2"),
+            (&["--component-log-level", "wasm:debug"], "1"),
+            (&["-l", "error"], "4"),
+        ];
+        for (args, expected) in cases {
+            let (proxy, port) = serve(
+                &upstream,
+                &[WasmFilterSpec::new("log_level", engine, &plugin)],
+                args,
+            );
+            let path = format!("/log-level/{engine}/{}", args.join("-"));
+            let reply = get(&format!("http://127.0.0.1:{port}{path}"), &[]).unwrap();
+            assert_eq!(reply.status, 200, "{engine} {args:?}: {}", proxy.stderr());
+            let seen = upstream
+                .last(&path)
+                .expect("the request reached the upstream");
+            assert_eq!(
+                seen.header("x-log-level"),
+                Some(expected),
+                "{engine} {args:?}"
+            );
+            assert_eq!(proxy.quit(), Some(0), "{engine} {args:?}");
+        }
+    }
+}
+
 /// Makes a unary gRPC call to the `grpc` cluster on request headers and
 /// pauses; the answer is added to the request as `x-grpc-reply` (the
 /// message) or `x-grpc-status` (the status of a failed call), and the

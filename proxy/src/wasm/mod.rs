@@ -36,7 +36,7 @@ use callouts::WorkerCallouts;
 use group::{VmGroup, VmKey};
 use polyhost::services::{InMemoryMetrics, InMemorySharedData, PropertyProvider};
 use polyhost::{AnyEngine, ContextId, Engine, EngineConfig, EngineVisitor, HostServices, Plugin};
-use polyhost::{PluginConfig, PluginError, RootConfig};
+use polyhost::{LogLevel, PluginConfig, PluginError, RootConfig};
 pub use queues::WakingQueues;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -274,6 +274,7 @@ impl WasmFilter {
             vm_configuration: String::from_utf8_lossy(&config.vm_configuration).into_owned(),
             allowed_env: config.host_env_keys.clone(),
             env: config.env.clone(),
+            log_level: wasm_log_level(),
             ..PluginConfig::default()
         };
         let factory = engine
@@ -441,5 +442,29 @@ fn cached_module<E: Engine>(
             tracing::warn!(target: "polyhost::wasm", plugin, "not using the module cache: {e}");
             Ok(None)
         }
+    }
+}
+
+/// The plugins' log level as Envoy gives it to `proxy_get_log_level`: the
+/// lowest level the `wasm` component logs at (`-l`, or
+/// `--component-log-level wasm:LEVEL`), read from the installed `tracing`
+/// subscriber. SDKs that ask skip formatting lines nobody will see, and
+/// lines below it are dropped before they cross into the host's log.
+/// With no subscriber nothing is logged, and the level is `critical`.
+fn wasm_log_level() -> LogLevel {
+    use tracing::Level;
+    const TARGET: &str = "polyhost::plugin";
+    if tracing::enabled!(target: TARGET, Level::TRACE) {
+        LogLevel::Trace
+    } else if tracing::enabled!(target: TARGET, Level::DEBUG) {
+        LogLevel::Debug
+    } else if tracing::enabled!(target: TARGET, Level::INFO) {
+        LogLevel::Info
+    } else if tracing::enabled!(target: TARGET, Level::WARN) {
+        LogLevel::Warn
+    } else if tracing::enabled!(target: TARGET, Level::ERROR) {
+        LogLevel::Error
+    } else {
+        LogLevel::Critical
     }
 }
