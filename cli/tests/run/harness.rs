@@ -41,15 +41,22 @@ pub fn fixture(relative: &str) -> String {
 
 /// The SDK languages whose `hello` plugin is built, as (language, path).
 pub fn hello_plugins() -> Vec<(&'static str, String)> {
-    let mut all = vec![
-        ("rust", fixture("rust-wasip1/hello.wasm")),
-        ("go", fixture("go/hello.wasm")),
-        ("assemblyscript", fixture("assemblyscript/hello.wasm")),
-    ];
-    // The C++ fixtures need clang and wasi-libc; setup builds them on
-    // Debian, so they must be there too.
-    all.push(("cpp", fixture("cpp/hello.wasm")));
-    all
+    language_plugins("hello")
+}
+
+/// The fixture `name` in every SDK language, as (language, path). The C++
+/// fixtures need clang and wasi-libc; setup builds them on Debian, so they
+/// must be there too.
+pub fn language_plugins(name: &str) -> Vec<(&'static str, String)> {
+    [
+        ("rust", "rust-wasip1"),
+        ("go", "go"),
+        ("assemblyscript", "assemblyscript"),
+        ("cpp", "cpp"),
+    ]
+    .into_iter()
+    .map(|(language, dir)| (language, fixture(&format!("{dir}/{name}.wasm"))))
+    .collect()
 }
 
 /// What every hand-written plugin of the run tests has, added to the end of

@@ -216,10 +216,7 @@ fn upstream_failures_answer_503_and_504() {
 fn callout_pauses_and_resumes_on_every_engine() {
     let upstream = Upstream::start();
     for engine in engines() {
-        for (language, file) in [
-            ("rust", fixture("rust-wasip1/bench_callout.wasm")),
-            ("go", fixture("go/bench_callout.wasm")),
-        ] {
+        for (language, file) in language_plugins("bench_callout") {
             let (proxy, port) = serve(
                 &upstream,
                 &[WasmFilterSpec::new("callout", engine, &file)],
@@ -253,53 +250,53 @@ fn callout_pauses_and_resumes_on_every_engine() {
 fn ticks_and_plugin_metrics_show_on_the_admin_endpoint() {
     let upstream = Upstream::start();
     for engine in engines() {
-        let (proxy, port) = serve(
-            &upstream,
-            &[WasmFilterSpec::new(
-                "ticker",
-                engine,
-                &fixture("rust-wasip1/ticker.wasm"),
-            )],
-            &[],
-        );
-        // The first request starts the worker's VM, which then ticks every
-        // 10 ms on its own.
-        assert_eq!(
-            get(&format!("http://127.0.0.1:{port}/"), &[])
-                .unwrap()
-                .status,
-            200
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let ticks = loop {
-            let stats = proxy.admin("/stats?filter=ticker").text();
-            let ticks: u64 = stats
-                .lines()
-                .find_map(|l| l.strip_prefix("wasmcustom.ticker_ticks: "))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if ticks >= 5 || Instant::now() > deadline {
-                break ticks;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(
-            ticks >= 5,
-            "{engine}: ticker_ticks = {ticks}\n{}",
-            proxy.stderr()
-        );
-        let prom = proxy.admin("/stats/prometheus").text();
-        assert!(
-            prom.contains("# TYPE ticker_ticks counter"),
-            "{engine}: {prom}"
-        );
-        assert!(
-            prom.contains(
-                "envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"ingress\"} 1"
-            ),
-            "{engine}: {prom}"
-        );
-        assert_eq!(proxy.quit(), Some(0));
+        for (language, file) in language_plugins("ticker") {
+            let what = format!("{language} ticker on {engine}");
+            let (proxy, port) = serve(
+                &upstream,
+                &[WasmFilterSpec::new("ticker", engine, &file)],
+                &[],
+            );
+            // The first request starts the worker's VM, which then ticks
+            // every 10 ms on its own.
+            assert_eq!(
+                get(&format!("http://127.0.0.1:{port}/"), &[])
+                    .unwrap()
+                    .status,
+                200,
+                "{what}"
+            );
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let ticks = loop {
+                let stats = proxy.admin("/stats?filter=ticker").text();
+                let ticks: u64 = stats
+                    .lines()
+                    .find_map(|l| l.strip_prefix("wasmcustom.ticker_ticks: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if ticks >= 5 || Instant::now() > deadline {
+                    break ticks;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            assert!(
+                ticks >= 5,
+                "{what}: ticker_ticks = {ticks}\n{}",
+                proxy.stderr()
+            );
+            let prom = proxy.admin("/stats/prometheus").text();
+            assert!(
+                prom.contains("# TYPE ticker_ticks counter"),
+                "{what}: {prom}"
+            );
+            assert!(
+                prom.contains(
+                    "envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"ingress\"} 1"
+                ),
+                "{what}: {prom}"
+            );
+            assert_eq!(proxy.quit(), Some(0), "{what}");
+        }
     }
 }
 
@@ -902,6 +899,42 @@ fn failure_policies_on_every_engine() {
     }
 }
 
+/// An SDK plugin that panics (`abi_probe`'s `trap` case: Rust `panic!`,
+/// Go `panic`, AssemblyScript and C++ `abort`) fails its request with 503
+/// under `FAIL_RELOAD`, and a fresh VM filters the next one.
+#[test]
+fn a_panicking_sdk_plugin_is_reloaded_in_every_language_on_every_engine() {
+    let upstream = Upstream::start();
+    for engine in engines() {
+        for (language, file) in language_plugins("abi_probe") {
+            let what = format!("{language} abi_probe on {engine}");
+            let mut spec = WasmFilterSpec::new("probe", engine, &file);
+            spec.failure_policy = Some("FAIL_RELOAD");
+            let (proxy, port) = serve(&upstream, &[spec], &["--concurrency", "1"]);
+            let url = format!("http://127.0.0.1:{port}/panic/{language}/{engine}");
+            let trapped = get(&url, &[("x-case", "trap")]).unwrap();
+            assert_eq!(trapped.status, 503, "{what}: {}", proxy.stderr());
+            let after = get(&format!("{url}/after"), &[("x-case", "time")]).unwrap();
+            assert_eq!(after.status, 200, "{what}: {}", proxy.stderr());
+            let seen = upstream
+                .last(&format!("/panic/{language}/{engine}/after"))
+                .expect("the request after the panic reached the upstream");
+            assert!(
+                seen.header("x-result-time").is_some(),
+                "{what}: the request after the panic was not filtered"
+            );
+            // The failure is logged naming the plugin and the callback.
+            let log = proxy.stderr();
+            assert!(
+                log.lines().any(|l| l.contains("plugin failed plugin=probe")
+                    && l.contains("trapped in `proxy_on_request_headers`")),
+                "{what}: no failure line naming the plugin:\n{log}"
+            );
+            assert_eq!(proxy.quit(), Some(0), "{what}");
+        }
+    }
+}
+
 #[test]
 fn admin_endpoints_answer_as_envoy_does() {
     let upstream = Upstream::start();
@@ -1002,27 +1035,27 @@ fn configuration_errors_are_one_clear_line_and_a_failed_exit() {
             exit.stderr
         );
 
-        let refusing = http_listener(
-            "ingress",
-            port,
-            &[WasmFilterSpec::new(
-                "picky",
-                engine,
-                &fixture("rust-wasip1/bad_config.wasm"),
-            )],
-        );
-        let exit = run_expecting_exit(&bootstrap(&[refusing], upstream.addr, admin), &[]);
-        assert_ne!(exit.code, Some(0), "{engine}");
-        assert!(
-            exit.stderr.contains("wasm plugin picky"),
-            "{engine}: {}",
-            exit.stderr
-        );
-        assert!(
-            exit.stderr.contains("proxy_on_configure"),
-            "{engine}: {}",
-            exit.stderr
-        );
+        // A plugin of each SDK language that refuses its configuration
+        // stops the start, naming itself and the callback.
+        for (language, file) in language_plugins("bad_config") {
+            let refusing = http_listener(
+                "ingress",
+                port,
+                &[WasmFilterSpec::new("picky", engine, &file)],
+            );
+            let exit = run_expecting_exit(&bootstrap(&[refusing], upstream.addr, admin), &[]);
+            assert_ne!(exit.code, Some(0), "{language} on {engine}");
+            assert!(
+                exit.stderr.contains("wasm plugin picky"),
+                "{language} on {engine}: {}",
+                exit.stderr
+            );
+            assert!(
+                exit.stderr.contains("proxy_on_configure"),
+                "{language} on {engine}: {}",
+                exit.stderr
+            );
+        }
     }
 
     let exit = run_expecting_exit(
@@ -1790,5 +1823,50 @@ fn shared_data_is_shared_by_the_vms_of_two_workers_on_every_engine() {
         vms.dedup();
         assert_eq!(vms, vec![1, 2], "{engine}: both workers' VMs counted");
         assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
+/// The SDKs' own shared-data calls (`abi_probe`'s `shared` case: get,
+/// then set with the cas) count once across the VMs of two workers, in
+/// every language.
+#[test]
+fn sdk_plugins_share_data_across_two_workers_in_every_language_on_every_engine() {
+    let upstream = Upstream::start();
+    const REQUESTS: u64 = 12;
+    for engine in engines() {
+        for (language, file) in language_plugins("abi_probe") {
+            let what = format!("{language} abi_probe on {engine}");
+            let (proxy, port) = serve(
+                &upstream,
+                &[WasmFilterSpec::new("probe", engine, &file)],
+                &["--concurrency", "2"],
+            );
+            // A new connection each: both workers' VMs serve some.
+            let prefix = format!("/sdk-shared/{language}/{engine}/");
+            for i in 0..REQUESTS {
+                let reply = get(
+                    &format!("http://127.0.0.1:{port}{prefix}{i}"),
+                    &[("x-case", "shared")],
+                )
+                .unwrap();
+                assert_eq!(reply.status, 200, "{what}: {}", proxy.stderr());
+            }
+            let mut counts: Vec<u64> = (upstream.seen().into_iter())
+                .filter(|s| s.path.starts_with(&prefix))
+                .map(|s| {
+                    let count = s.header("x-result-shared").unwrap_or_default();
+                    count
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{what}: {count:?}"))
+                })
+                .collect();
+            counts.sort_unstable();
+            assert_eq!(
+                counts,
+                (1..=REQUESTS).collect::<Vec<_>>(),
+                "{what}: one count across the workers"
+            );
+            assert_eq!(proxy.quit(), Some(0), "{what}");
+        }
     }
 }
