@@ -45,10 +45,12 @@ pub(crate) enum BodyOutcome {
 
 /// The answer for a request whose plugin failed under `FAIL_CLOSED` or
 /// `FAIL_RELOAD`.
-pub(crate) fn plugin_failed_response(filter: &WasmFilter) -> LocalResponse {
+pub(crate) fn plugin_failed_response() -> LocalResponse {
     LocalResponse {
         status: 503,
-        details: format!("wasm_fail_stream ({})", filter.name()),
+        // Envoy's details for a failed Wasm filter; the plugin's name is
+        // in the failure's log line (details carry no spaces).
+        details: "wasm_fail_stream".into(),
         body: Vec::new(),
         headers: HeaderMap::new(),
         grpc_status: None,
@@ -76,9 +78,7 @@ fn run<R>(
     stream.context = None;
     match stream.filter.failure_policy() {
         FailurePolicy::FailOpen => Ok(None),
-        FailurePolicy::FailClosed | FailurePolicy::FailReload => {
-            Err(plugin_failed_response(&stream.filter))
-        }
+        FailurePolicy::FailClosed | FailurePolicy::FailReload => Err(plugin_failed_response()),
     }
 }
 
@@ -105,12 +105,12 @@ pub(crate) fn start(
         Ok(Err(e)) => {
             tracing::error!(target: "polyhost::wasm", plugin = %filter.name(), error = %e, "plugin failed to create a stream context");
             if filter.failure_policy() != FailurePolicy::FailOpen {
-                return Err(plugin_failed_response(filter));
+                return Err(plugin_failed_response());
             }
         }
         Err(VmUnavailable) => {
             if filter.failure_policy() != FailurePolicy::FailOpen {
-                return Err(plugin_failed_response(filter));
+                return Err(plugin_failed_response());
             }
         }
     }
@@ -290,10 +290,15 @@ pub(crate) fn body(
             Ok(Some(Ok(None))) => {
                 stream.buffered += len;
                 if stream.buffered > BODY_BUFFER_LIMIT {
-                    let status = if side == Side::Request { 413 } else { 500 };
+                    // Envoy's answers and details for a body over the
+                    // buffer limit.
+                    let (status, details) = match side {
+                        Side::Request => (413, "request_payload_too_large"),
+                        Side::Response => (500, "response_payload_too_large"),
+                    };
                     return BodyOutcome::Respond(LocalResponse {
                         status,
-                        details: "buffer limit exceeded".into(),
+                        details: details.into(),
                         body: Vec::new(),
                         headers: HeaderMap::new(),
                         grpc_status: None,
