@@ -31,6 +31,12 @@ pub struct RunArgs {
     /// Envoy's log line format (%Y %m %d %T %e %t %l %L %n %v).
     #[arg(long, default_value = polyhost_proxy::log::DEFAULT_LOG_FORMAT)]
     log_format: String,
+    /// `serve` runs the proxy; `validate` loads the configuration and every
+    /// plugin (each VM started and configured, as at startup), says
+    /// whether that worked, and exits without serving, as Envoy's
+    /// `--mode validate` does.
+    #[arg(long, value_enum, default_value_t = Mode::Serve)]
+    mode: Mode,
     /// Seconds in-flight requests get to finish on a graceful shutdown
     /// (SIGQUIT).
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
@@ -47,6 +53,15 @@ pub struct RunArgs {
     /// Largest linear memory a plugin may grow to, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     wasm_max_memory_mib: u64,
+}
+
+/// What `polyhost run` does with the configuration (Envoy's `--mode`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Serve traffic until told to stop.
+    Serve,
+    /// Check the configuration and its plugins, then exit.
+    Validate,
 }
 
 /// Runs the proxy until it is told to stop.
@@ -76,6 +91,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let bootstrap = config::load(&args.config_path)?;
     let proxy = Proxy::new(&bootstrap, &options)
         .with_context(|| format!("cannot start with {}", args.config_path.display()))?;
+    if args.mode == Mode::Validate {
+        tracing::info!(target: "polyhost::main", "configuration '{}' OK", args.config_path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     proxy.run(&options)?;
     Ok(ExitCode::SUCCESS)
 }

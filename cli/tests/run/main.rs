@@ -1870,3 +1870,55 @@ fn sdk_plugins_share_data_across_two_workers_in_every_language_on_every_engine()
         }
     }
 }
+
+/// `--mode validate` loads the configuration and its plugins and exits
+/// without serving: 0 and Envoy's `configuration '...' OK` line for a good
+/// one, the usual one-line error for a plugin that refuses its
+/// configuration.
+#[test]
+fn validate_mode_checks_plugins_and_exits_without_serving() {
+    let upstream = Upstream::start();
+    let admin = free_port();
+    let port = free_port();
+    let (_, hello) = hello_plugins().into_iter().next().unwrap();
+    let good = http_listener(
+        "ingress",
+        port,
+        &[WasmFilterSpec::new("hello", engines()[0], &hello)],
+    );
+    let exit = run_expecting_exit(
+        &bootstrap(&[good], upstream.addr, admin),
+        &["--mode", "validate"],
+    );
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("configuration '") && exit.stderr.contains("envoy.yaml' OK"),
+        "{}",
+        exit.stderr
+    );
+    // The plugin was started and configured, as at a real start.
+    assert!(exit.stderr.contains("hello: vm_start"), "{}", exit.stderr);
+
+    for engine in engines() {
+        let refusing = http_listener(
+            "ingress",
+            port,
+            &[WasmFilterSpec::new(
+                "picky",
+                engine,
+                &fixture("rust-wasip1/bad_config.wasm"),
+            )],
+        );
+        let exit = run_expecting_exit(
+            &bootstrap(&[refusing], upstream.addr, admin),
+            &["--mode", "validate"],
+        );
+        assert_ne!(exit.code, Some(0), "{engine}");
+        assert!(
+            exit.stderr.contains("wasm plugin picky") && exit.stderr.contains("proxy_on_configure"),
+            "{engine}: {}",
+            exit.stderr
+        );
+        assert!(!exit.stderr.contains("' OK"), "{engine}: {}", exit.stderr);
+    }
+}
