@@ -572,6 +572,22 @@ impl<E: Engine> Vm<E> {
         self.instance.data_mut().streams.get_mut(&id.0)
     }
 
+    /// Changes the lowest level of plugin log lines kept, which is also
+    /// what `proxy_get_log_level` answers, for every plugin sharing this VM:
+    /// an operator turning debug logs on while the plugins run (Envoy's
+    /// admin `/logging`).
+    pub fn set_log_level(&mut self, level: LogLevel) {
+        let state = self.instance.data_mut();
+        for root in &mut state.roots {
+            if root.info.log_level != level {
+                Arc::make_mut(&mut root.info).log_level = level;
+            }
+        }
+        if let Some(root) = state.roots.get(state.current) {
+            state.plugin = Arc::clone(&root.info);
+        }
+    }
+
     /// Takes the resume/close requests the plugin made for a stream since
     /// the last call (for example `proxy_continue_stream` from a callout
     /// response).

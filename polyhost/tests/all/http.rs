@@ -363,6 +363,19 @@ fn probe_logs_at_every_level_and_filters<E: Engine>(engine: E) {
         ]
     );
     assert_eq!(headers.get_str("x-result-log-level"), Some("3"));
+
+    // The level changes while the VM runs (an operator's `/logging`).
+    vm.take_logs();
+    vm.set_log_level(LogLevel::Debug);
+    let (_, _, headers) = run_case(&mut vm, "log", &[]);
+    assert_eq!(
+        log_texts(&vm)[0],
+        "debug probe debug",
+        "on {}",
+        engine.name()
+    );
+    assert_eq!(log_texts(&vm).len(), 5);
+    assert_eq!(headers.get_str("x-result-log-level"), Some("1"));
 }
 
 fn probe_reads_the_clock<E: Engine>(engine: E) {
