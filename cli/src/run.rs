@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use polyhost::EngineConfig;
-use polyhost_proxy::log::{EnvoyFormat, LogFormat, filter_directives};
+use polyhost_proxy::log::{EnvoyFormat, LogControl, LogFormat, filter_directives};
 use polyhost_proxy::{Proxy, RunOptions, config};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,12 +68,23 @@ pub enum Mode {
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let directives = filter_directives(&args.log_level, args.component_log_level.as_deref())?;
     let format = LogFormat::parse(&args.log_format)?;
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
         .with_writer(std::io::stderr)
         .event_format(EnvoyFormat::new(format))
-        .try_init()
-        .ok();
+        .with_filter_reloading();
+    // The admin's /logging swaps the filter through this handle.
+    let handle = subscriber.reload_handle();
+    subscriber.try_init().ok();
+    let log_control = LogControl::new(
+        &args.log_level,
+        args.component_log_level.as_deref(),
+        move |directives: &str| {
+            let filter =
+                tracing_subscriber::EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        },
+    )?;
     let options = RunOptions {
         concurrency: args
             .concurrency
@@ -87,6 +98,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             max_memory_bytes: args.wasm_max_memory_mib.saturating_mul(1 << 20),
             ..EngineConfig::default()
         },
+        log_control: Some(std::sync::Arc::new(log_control)),
     };
     let bootstrap = config::load(&args.config_path)?;
     let proxy = Proxy::new(&bootstrap, &options)

@@ -1,9 +1,11 @@
 //! Envoy's admin endpoint, the parts scripts and dashboards use:
 //! `/ready`, `/listeners`, `/clusters`, `/stats` (`?format=` `text`,
 //! `json` or `prometheus`; `?filter=REGEX`), `/stats/prometheus` (also
-//! filtered), `/server_info` and `/quitquitquit` (POST).
+//! filtered), `/server_info`, `/logging` (levels, changed with POST) and
+//! `/quitquitquit` (POST).
 
 use crate::cluster::ClusterManager;
+use crate::log::LogControl;
 use crate::stats::StatsStore;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
@@ -22,6 +24,8 @@ pub struct Admin {
     pub(crate) started: Instant,
     pub(crate) concurrency: usize,
     pub(crate) config_path: String,
+    /// What `/logging` changes, when the embedder can reload the filter.
+    pub(crate) log_control: Option<Arc<LogControl>>,
     /// Signalled by `/quitquitquit`.
     pub(crate) quit: Arc<Notify>,
 }
@@ -165,6 +169,7 @@ impl Admin {
                 })
                 .to_string(),
             ),
+            "/logging" => self.logging(method, query),
             "/quitquitquit" => {
                 if method != http::Method::POST {
                     return text(405, "This endpoint requires POST\n".into());
@@ -180,9 +185,51 @@ impl Admin {
             }
             _ => text(
                 404,
-                "invalid path. admin commands are: /clusters /listeners /quitquitquit /ready /server_info /stats /stats/prometheus\n".into(),
+                "invalid path. admin commands are: /clusters /listeners /logging /quitquitquit /ready /server_info /stats /stats/prometheus\n".into(),
             ),
         }
+    }
+}
+
+impl Admin {
+    /// Envoy's `/logging`: without a query it lists the components and
+    /// their levels; `?level=L` sets every component, `?COMPONENT=L` one,
+    /// `?paths=C1:L1,C2:L2` several (POST only, as Envoy's changes are).
+    /// The plugins follow the `wasm` level.
+    fn logging(&self, method: &http::Method, query: &str) -> http::Response<Vec<u8>> {
+        let Some(control) = &self.log_control else {
+            return text(
+                501,
+                "log levels are fixed for this proxy (its embedder gave no way to change them)\n"
+                    .into(),
+            );
+        };
+        let mut changes = Vec::new();
+        for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+            match key {
+                "level" => changes.push(("*".to_string(), value.to_string())),
+                "paths" => {
+                    for item in value.split(',').filter(|s| !s.is_empty()) {
+                        let Some((component, level)) = item.split_once(':') else {
+                            return text(400, format!("`{item}` is not COMPONENT:LEVEL\n"));
+                        };
+                        changes.push((component.to_string(), level.to_string()));
+                    }
+                }
+                component => changes.push((component.to_string(), value.to_string())),
+            }
+        }
+        if !changes.is_empty() {
+            if method != http::Method::POST {
+                return text(405, "This endpoint requires POST\n".into());
+            }
+            if let Err(e) = control.set(&changes) {
+                return text(400, format!("{e}\n{}", control.listing()));
+            }
+            let level = crate::wasm::refresh_plugin_log_level();
+            tracing::info!(target: "polyhost::admin", ?changes, plugins = ?level, "log levels changed");
+        }
+        text(200, control.listing())
     }
 }
 

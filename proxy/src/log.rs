@@ -61,7 +61,20 @@ pub fn filter_directives(
     level: &str,
     component_levels: Option<&str>,
 ) -> Result<String, LogSettingError> {
-    let mut directives = vec![level_directive(level)?.to_string()];
+    Ok(directives(&parse_levels(level, component_levels)?))
+}
+
+/// Each component of [`COMPONENTS`] with its level (`tracing`'s name):
+/// `level` for all, then `--component-log-level`'s `COMPONENT:LEVEL,...`.
+fn parse_levels(
+    level: &str,
+    component_levels: Option<&str>,
+) -> Result<Vec<(&'static str, &'static str)>, LogSettingError> {
+    let everything = level_directive(level)?;
+    let mut levels: Vec<_> = COMPONENTS
+        .iter()
+        .map(|(name, _)| (*name, everything))
+        .collect();
     for item in component_levels
         .unwrap_or("")
         .split(',')
@@ -72,25 +85,113 @@ pub fn filter_directives(
                 "--component-log-level: `{item}` is not COMPONENT:LEVEL"
             ))
         })?;
-        let targets = COMPONENTS
-            .iter()
-            .find(|(name, _)| *name == component)
-            .map(|(_, t)| *t)
-            .ok_or_else(|| {
-                LogSettingError(format!(
-                    "--component-log-level: unknown component `{component}`; known: {}",
-                    COMPONENTS
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-        for target in targets {
-            directives.push(format!("{target}={}", level_directive(lvl)?));
+        set_level(&mut levels, component, level_directive(lvl)?)
+            .map_err(|e| LogSettingError(format!("--component-log-level: {e}")))?;
+    }
+    Ok(levels)
+}
+
+/// The `tracing` filter for `levels`: the first component's level for
+/// every target no component names, then each component's targets.
+fn directives(levels: &[(&'static str, &'static str)]) -> String {
+    let mut directives = vec![levels[0].1.to_string()];
+    for (component, level) in levels {
+        let targets = COMPONENTS.iter().find(|(name, _)| name == component);
+        for target in targets.map_or(&[][..], |(_, t)| *t) {
+            directives.push(format!("{target}={level}"));
         }
     }
-    Ok(directives.join(","))
+    directives.join(",")
+}
+
+/// Installs a new `tracing` filter, given as [`filter_directives`] writes
+/// them; an error says why the subscriber refused it.
+pub type ReloadFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Changes log levels while the proxy runs, as Envoy's admin `/logging`
+/// does: it keeps each component's level and hands the resulting
+/// `tracing` filter to the embedder's `reload` function (the CLI's
+/// reloadable subscriber). Plugins follow the `wasm` level.
+pub struct LogControl {
+    /// Each component of [`COMPONENTS`] with its level (`tracing`'s name).
+    levels: std::sync::Mutex<Vec<(&'static str, &'static str)>>,
+    reload: ReloadFilter,
+}
+
+impl fmt::Debug for LogControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogControl").finish_non_exhaustive()
+    }
+}
+
+impl LogControl {
+    /// Levels as `-l level` and `--component-log-level` set them; `reload`
+    /// installs a filter given as [`filter_directives`] writes them.
+    ///
+    /// # Errors
+    /// An unknown level or component, named.
+    pub fn new(
+        level: &str,
+        component_levels: Option<&str>,
+        reload: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Result<LogControl, LogSettingError> {
+        Ok(LogControl {
+            levels: std::sync::Mutex::new(parse_levels(level, component_levels)?),
+            reload: Box::new(reload),
+        })
+    }
+
+    /// Envoy's answer to `/logging`: `active loggers:` and a line per
+    /// component with its level.
+    pub(crate) fn listing(&self) -> String {
+        let levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::from("active loggers:\n");
+        for (component, level) in levels.iter() {
+            let name = if *level == "warn" { "warning" } else { level };
+            out.push_str(&format!("  {component}: {name}\n"));
+        }
+        out
+    }
+
+    /// Applies `changes`, (component, level) pairs where the component
+    /// `*` means every one, and installs the new filter; nothing changes if
+    /// any pair is wrong.
+    ///
+    /// # Errors
+    /// An unknown component or level, named, or a filter the subscriber
+    /// refused.
+    pub(crate) fn set(&self, changes: &[(String, String)]) -> Result<(), LogSettingError> {
+        let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = levels.clone();
+        for (component, level) in changes {
+            let level = level_directive(level)?;
+            if component == "*" {
+                changed.iter_mut().for_each(|(_, l)| *l = level);
+            } else {
+                set_level(&mut changed, component, level)?;
+            }
+        }
+        (self.reload)(&directives(&changed)).map_err(LogSettingError)?;
+        *levels = changed;
+        Ok(())
+    }
+}
+
+/// Sets `component`'s level in `levels`.
+fn set_level(
+    levels: &mut [(&'static str, &'static str)],
+    component: &str,
+    level: &'static str,
+) -> Result<(), LogSettingError> {
+    if let Some((_, l)) = levels.iter_mut().find(|(name, _)| *name == component) {
+        *l = level;
+        return Ok(());
+    }
+    let known: Vec<_> = levels.iter().map(|(name, _)| *name).collect();
+    Err(LogSettingError(format!(
+        "unknown logger `{component}`; known: {}",
+        known.join(", ")
+    )))
 }
 
 /// One piece of a parsed `--log-format`.
@@ -358,7 +459,7 @@ mod tests {
         let e = filter_directives("info", Some("lua:debug"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unknown component `lua`"), "{e}");
+        assert!(e.contains("unknown logger `lua`"), "{e}");
         let e = filter_directives("loud", None).unwrap_err().to_string();
         assert!(e.contains("unknown log level `loud`"), "{e}");
     }
@@ -368,5 +469,45 @@ mod tests {
         assert_eq!(component("polyhost::plugin"), "wasm");
         assert_eq!(component("polyhost::upstream"), "upstream");
         assert_eq!(component("something_else"), "main");
+    }
+
+    #[test]
+    fn log_control_lists_changes_and_refuses_unknowns_whole() {
+        use std::sync::{Arc, Mutex};
+        let installed = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = installed.clone();
+        let control = LogControl::new("warning", Some("wasm:debug"), move |d: &str| {
+            seen.lock().unwrap().push(d.to_string());
+            Ok(())
+        })
+        .unwrap();
+        assert!(
+            control
+                .listing()
+                .starts_with("active loggers:\n  main: warning\n")
+        );
+        assert!(control.listing().contains("\n  wasm: debug\n"));
+
+        control
+            .set(&[
+                ("*".into(), "info".into()),
+                ("upstream".into(), "trace".into()),
+            ])
+            .unwrap();
+        let last = installed.lock().unwrap().last().cloned().unwrap();
+        assert!(last.starts_with("info,polyhost::main=info,"), "{last}");
+        assert!(last.contains("polyhost::upstream=trace"), "{last}");
+        assert!(last.contains("polyhost::plugin=info"), "{last}");
+
+        // One bad pair changes nothing.
+        let e = control
+            .set(&[
+                ("wasm".into(), "error".into()),
+                ("nope".into(), "debug".into()),
+            ])
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown logger `nope`"), "{e}");
+        assert!(control.listing().contains("\n  wasm: info\n"));
+        assert_eq!(installed.lock().unwrap().len(), 1);
     }
 }

@@ -6,6 +6,7 @@ use crate::cluster::ClusterManager;
 use crate::config::{Bootstrap, Codec};
 use crate::error::ProxyError;
 use crate::http::WasmHttpProxy;
+use crate::log::LogControl;
 use crate::reload::{BuiltListener, FilterSet, Reloader, TableHandle, build_listeners};
 use crate::stats::{HttpStats, StatsStore, TcpStats};
 use crate::tcp::WasmTcpProxy;
@@ -40,6 +41,9 @@ pub struct RunOptions {
     /// (`--wasm-call-timeout-ms`), the start-up limit
     /// (`--wasm-startup-timeout-ms`), the memory cap.
     pub engine: EngineConfig,
+    /// Lets the admin endpoint's `/logging` change log levels while the
+    /// proxy runs; without it `/logging` answers 501.
+    pub log_control: Option<Arc<LogControl>>,
 }
 
 impl Default for RunOptions {
@@ -50,6 +54,7 @@ impl Default for RunOptions {
             drain_time: Duration::from_secs(600),
             config_path: String::new(),
             engine: EngineConfig::default(),
+            log_control: None,
         }
     }
 }
@@ -201,6 +206,7 @@ impl Proxy {
                     started: Instant::now(),
                     concurrency: options.concurrency,
                     config_path: options.config_path.clone(),
+                    log_control: options.log_control.clone(),
                     quit: quit.clone(),
                 },
             )

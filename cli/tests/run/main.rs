@@ -1350,6 +1350,104 @@ const LOG_LEVEL_PLUGIN: &str = r#"
     (i32.const 0)))
 "#;
 
+/// `LOG_LEVEL_PLUGIN` that also logs `debug line` at debug level first.
+const DEBUG_LOG_PLUGIN: &str = r#"
+(module
+  (import "env" "proxy_get_log_level" (func $level (param i32) (result i32)))
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "x-log-level")
+  (data (i32.const 96) "debug line")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $log (i32.const 1) (i32.const 96) (i32.const 10)))
+    (drop (call $level (i32.const 16)))
+    (i32.store8 (i32.const 32) (i32.add (i32.const 48) (i32.load (i32.const 16))))
+    (drop (call $add (i32.const 0) (i32.const 64) (i32.const 11) (i32.const 32) (i32.const 1)))
+    (i32.const 0)))
+"#;
+
+/// Envoy's admin `/logging` lists the components' levels and, on POST,
+/// changes them while the proxy runs; plugins follow the `wasm` level at
+/// once (what `proxy_get_log_level` answers, and which lines are kept).
+#[test]
+fn admin_logging_changes_levels_while_plugins_run_on_every_engine() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = wat_plugin(dir.path(), "debug_log", DEBUG_LOG_PLUGIN);
+    for engine in engines() {
+        let (proxy, port) = serve(
+            &upstream,
+            &[WasmFilterSpec::new("loglevel", engine, &plugin)],
+            &[],
+        );
+        let level_seen = |step: &str| {
+            let path = format!("/logging/{engine}/{step}");
+            let reply = get(&format!("http://127.0.0.1:{port}{path}"), &[]).unwrap();
+            assert_eq!(reply.status, 200, "{engine} {step}: {}", proxy.stderr());
+            let seen = upstream
+                .last(&path)
+                .expect("the request reached the upstream");
+            seen.header("x-log-level").unwrap_or_default().to_string()
+        };
+        let post = |query: &str| {
+            let url = format!("http://127.0.0.1:{}/logging{query}", proxy.admin);
+            request("POST", &url, &[], b"", false).unwrap()
+        };
+        let debug_lines = || {
+            (proxy.stderr().lines())
+                .filter(|l| l.contains("[debug][wasm] wasm log loglevel: debug line"))
+                .count()
+        };
+
+        assert_eq!(level_seen("before"), "2", "{engine}");
+        let listing = proxy.admin("/logging");
+        assert_eq!(listing.status, 200, "{engine}");
+        assert!(
+            listing.text().starts_with("active loggers:\n")
+                && listing.text().contains("\n  wasm: info\n"),
+            "{engine}: {}",
+            listing.text()
+        );
+        // Changes need POST, as Envoy's do.
+        assert_eq!(proxy.admin("/logging?wasm=debug").status, 405, "{engine}");
+
+        let changed = post("?wasm=debug");
+        assert_eq!(changed.status, 200, "{engine}: {}", changed.text());
+        assert!(
+            changed.text().contains("\n  wasm: debug\n"),
+            "{engine}: {}",
+            changed.text()
+        );
+        assert_eq!(level_seen("debug"), "1", "{engine}");
+        assert!(
+            eventually(|| debug_lines() == 1),
+            "{engine}: the debug line after /logging?wasm=debug, once:\n{}",
+            proxy.stderr()
+        );
+
+        let refused = post("?level=loud");
+        assert_eq!(refused.status, 400, "{engine}");
+        assert!(
+            refused.text().contains("unknown log level `loud`"),
+            "{engine}: {}",
+            refused.text()
+        );
+        let refused = post("?nope=debug");
+        assert!(
+            refused.text().contains("unknown logger `nope`"),
+            "{engine}: {}",
+            refused.text()
+        );
+
+        assert_eq!(post("?paths=wasm:error,http:info").status, 200, "{engine}");
+        assert_eq!(level_seen("error"), "4", "{engine}");
+        // The line before the change stays the only one.
+        assert_eq!(debug_lines(), 1, "{engine}");
+        assert_eq!(proxy.quit(), Some(0), "{engine}");
+    }
+}
+
 /// As in Envoy, plugins read the `wasm` component's log level: `-l` and
 /// `--component-log-level wasm:LEVEL` decide it.
 #[test]

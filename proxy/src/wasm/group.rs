@@ -13,7 +13,7 @@ use super::vm::{VmFactory, WorkerVm};
 use super::{FilterInner, callouts};
 use crate::cluster::ClusterManager;
 use crate::config::FailurePolicy;
-use polyhost::{ContextId, Shutdown};
+use polyhost::{ContextId, LogLevel, Shutdown};
 use rustc_hash::FxHashMap;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +98,7 @@ impl VmGroup {
             let mut slots = slots.borrow_mut();
             sweep_dropped_filters(&mut slots);
             let slot = slots.get_mut(&self.id)?;
+            slot.sync_log_level();
             let vm = slot.vm.as_mut()?;
             if vm.is_failed() {
                 return None;
@@ -126,6 +127,7 @@ impl VmGroup {
                 .entry(self.id)
                 .or_insert_with(|| WorkerSlot::new(self));
             let root = slot.root_of(self, filter)?;
+            slot.sync_log_level();
             let vm = slot.vm.as_mut()?;
             if vm.is_failed() {
                 return None;
@@ -212,6 +214,9 @@ struct WorkerSlot {
     /// Envoy, the VM lives (and ticks, and takes callout answers) until
     /// each calls `proxy_done` and gets its `proxy_on_delete`.
     draining: Vec<ContextId>,
+    /// The plugin log level `vm` was last given (`None`: not yet, or a
+    /// new VM); see [`WorkerSlot::sync_log_level`].
+    log_level: Option<LogLevel>,
 }
 
 /// A member plugin's root context in a worker's VM.
@@ -233,6 +238,19 @@ impl WorkerSlot {
             ticking: false,
             wake: Arc::new(Notify::new()),
             draining: Vec::new(),
+            log_level: None,
+        }
+    }
+
+    /// Gives the VM the plugins' log level when it has changed since it
+    /// was last given (an operator's `/logging` while the proxy runs).
+    fn sync_log_level(&mut self) {
+        let wanted = super::plugin_log_level();
+        if self.log_level != Some(wanted)
+            && let Some(vm) = self.vm.as_mut()
+        {
+            vm.set_log_level(wanted);
+            self.log_level = Some(wanted);
         }
     }
 
@@ -244,6 +262,7 @@ impl WorkerSlot {
         {
             tracing::warn!(target: "polyhost::wasm", plugin = %filter.name, "rebuilding the failed VM (FAIL_RELOAD)");
             self.vm = None;
+            self.log_level = None;
             callouts::abandon_worker_calls(self.dispatcher);
             self.roots.clear();
             self.ticking = false;
@@ -258,6 +277,7 @@ impl WorkerSlot {
             Ok(vm) => {
                 let first = vm.first_root();
                 self.vm = Some(vm);
+                self.log_level = None;
                 self.record(filter, Some(first));
                 first
             }
@@ -434,6 +454,7 @@ pub(super) fn start_vm_here(
             .or_insert_with(|| WorkerSlot::new(group));
         let first = vm.first_root();
         slot.vm = Some(vm);
+        slot.log_level = None;
         slot.roots.clear();
         slot.record(filter, Some(first));
     });

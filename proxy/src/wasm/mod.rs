@@ -40,7 +40,7 @@ use polyhost::{LogLevel, PluginConfig, PluginError, RootConfig};
 pub use queues::WakingQueues;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use tokio::sync::Notify;
 use vm::VmFactory;
 
@@ -274,7 +274,7 @@ impl WasmFilter {
             vm_configuration: String::from_utf8_lossy(&config.vm_configuration).into_owned(),
             allowed_env: config.host_env_keys.clone(),
             env: config.env.clone(),
-            log_level: wasm_log_level(),
+            log_level: refresh_plugin_log_level(),
             ..PluginConfig::default()
         };
         let factory = engine
@@ -443,6 +443,25 @@ fn cached_module<E: Engine>(
             Ok(None)
         }
     }
+}
+
+/// The plugins' log level (a [`LogLevel`] as a number), process-wide as
+/// the `tracing` subscriber is; see [`refresh_plugin_log_level`].
+static PLUGIN_LOG_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
+
+/// The plugins' log level as last read from the `tracing` subscriber.
+pub(crate) fn plugin_log_level() -> LogLevel {
+    LogLevel::from_raw(i32::from(PLUGIN_LOG_LEVEL.load(Ordering::Relaxed)))
+        .unwrap_or(LogLevel::Info)
+}
+
+/// Reads the plugins' log level from the `tracing` subscriber again (at a
+/// plugin's load, and after the admin's `/logging` changed the filter);
+/// every worker gives it to its VMs when it next uses them.
+pub(crate) fn refresh_plugin_log_level() -> LogLevel {
+    let level = wasm_log_level();
+    PLUGIN_LOG_LEVEL.store(level as u8, Ordering::Relaxed);
+    level
 }
 
 /// The plugins' log level as Envoy gives it to `proxy_get_log_level`: the

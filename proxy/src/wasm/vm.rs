@@ -8,8 +8,9 @@
 
 use crate::grpc::Incoming;
 use polyhost::{
-    ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, LocalResponse, PeerType,
-    Plugin, PluginError, RootConfig, Shutdown, StreamEvent, StreamProperties, StreamState, Vm,
+    ContextId, Decision, Engine, GrpcResult, HeaderMap, HttpCallResult, LocalResponse, LogLevel,
+    PeerType, Plugin, PluginError, RootConfig, Shutdown, StreamEvent, StreamProperties,
+    StreamState, Vm,
 };
 use std::time::Instant;
 
@@ -114,6 +115,7 @@ pub(crate) trait WorkerVm {
     fn tick(&mut self, now: Instant) -> Result<bool, PluginError>;
     fn deliver_queue_ready(&mut self) -> Result<usize, PluginError>;
     fn is_failed(&self) -> bool;
+    fn set_log_level(&mut self, level: LogLevel);
 }
 
 impl<E: Engine> WorkerVm for Vm<E> {
@@ -264,5 +266,8 @@ impl<E: Engine> WorkerVm for Vm<E> {
     }
     fn is_failed(&self) -> bool {
         Vm::is_failed(self)
+    }
+    fn set_log_level(&mut self, level: LogLevel) {
+        Vm::set_log_level(self, level);
     }
 }
